@@ -1,0 +1,42 @@
+"""The `geartrain` command: one sub-command per module in this package.
+
+Each sub-command module defines ``add_parser(subparsers)``, which adds its parser and sets
+``func`` (called with the parsed arguments, returning the exit status). Adding a command is adding
+a module and its name to COMMANDS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from .. import __version__
+
+#: sub-command modules, in the order `--help` lists them
+COMMANDS = ["serve", "submit", "work", "admin", "top", "bench"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="geartrain", description="Gearman job server, client and worker.")
+    parser.add_argument("-V", "--version", action="version", version=f"geartrain {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
+            continue  # not written yet
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    return int(args.func(args) or 0)

@@ -1,0 +1,88 @@
+"""What a durable queue backend is: the interface every store implements, and the job record it keeps.
+
+Only background jobs are stored (as gearmand does). The server calls ``add`` before it sends
+JOB_CREATED and ``done`` when a job completes, fails, is cancelled or is dropped after its retries;
+``replay`` returns every stored job at start. A store keys jobs by (unique, function), as gearmand's
+queue plugins do, so a site can move from gearmand to geartrain on the same table or keys.
+
+Batching (group commit) is not the store's business: group.py gathers many adds and dones into one
+call of ``add``/``done``, which a store runs as one transaction.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class StoreError(Exception):
+    """The backend failed (connection lost, query refused); the submitter gets ERROR QUEUE_ERROR."""
+
+
+@dataclass(slots=True)
+class StoredJob:
+    """A background job as a store keeps it."""
+
+    function: bytes
+    unique: bytes
+    data: bytes
+    priority: int  # 0 HIGH, 1 NORMAL, 2 LOW (gearmand's numbers)
+    when: int = 0  # run at this epoch second; 0 = now
+    reducer: bytes = b""
+    schedule: bytes = b""  # SUBMIT_JOB_SCHED: "min hour mday month wday"; empty for one-shot jobs
+
+    @property
+    def key(self) -> tuple[bytes, bytes]:
+        return (self.unique, self.function)
+
+
+class Store(ABC):
+    """A durable queue backend. Every method may raise StoreError."""
+
+    #: False only for the in-memory store: the server skips all store calls then.
+    durable: bool = True
+    #: a short name for logs and metrics ("sqlite", "postgres", ...)
+    name: str = "store"
+
+    @abstractmethod
+    async def open(self) -> None:
+        """Connect and create the table (or keys) if needed."""
+
+    @abstractmethod
+    async def replay(self) -> list[StoredJob]:
+        """Every job stored, to queue again at start."""
+
+    @abstractmethod
+    async def add(self, jobs: Sequence[StoredJob]) -> None:
+        """Store JOBS in one transaction; return only once they are durable."""
+
+    @abstractmethod
+    async def done(self, keys: Sequence[tuple[bytes, bytes]]) -> None:
+        """Delete the jobs with these (unique, function) keys, in one transaction."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Release connections."""
+
+
+class MemoryStore(Store):
+    """gearmand's builtin queue: nothing survives a restart."""
+
+    durable = False
+    name = "memory"
+
+    async def open(self) -> None:
+        return None
+
+    async def replay(self) -> list[StoredJob]:
+        return []
+
+    async def add(self, jobs: Sequence[StoredJob]) -> None:
+        return None
+
+    async def done(self, keys: Sequence[tuple[bytes, bytes]]) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
