@@ -20,11 +20,11 @@ serve: setup
 	$(BIN)/geartrain serve $(ARGS)
 
 test: setup peers
-	$(BIN)/ruff check geartrain tests bench examples
+	$(BIN)/ruff check .
 	$(BIN)/pytest $(ARGS)
 
 lint: setup
-	$(BIN)/ruff check geartrain tests bench examples
+	$(BIN)/ruff check .
 
 bench: setup peers
 	$(BIN)/python bench/run.py $(ARGS)
