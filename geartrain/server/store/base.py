@@ -12,7 +12,7 @@ call of ``add``/``done``, which a store runs as one transaction.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 
@@ -31,10 +31,15 @@ class StoredJob:
     when: int = 0  # run at this epoch second; 0 = now
     reducer: bytes = b""
     schedule: bytes = b""  # SUBMIT_JOB_SCHED: "min hour mday month wday"; empty for one-shot jobs
+    #: the unique the store files this job under when it cannot use ``unique`` itself (an empty
+    #: unique would collide under gearmand's (unique, function) key). Set by the store in add()
+    #: and replay(); the server keeps it with the job and passes ``key`` back to done().
+    store_key: bytes = b""
 
     @property
     def key(self) -> tuple[bytes, bytes]:
-        return (self.unique, self.function)
+        """What done() needs to find this job again: (store_key or unique, function)."""
+        return (self.store_key or self.unique, self.function)
 
 
 class Store(ABC):
@@ -53,13 +58,23 @@ class Store(ABC):
     async def replay(self) -> list[StoredJob]:
         """Every job stored, to queue again at start."""
 
+    async def replay_batches(self, size: int = 10_000) -> AsyncIterator[list[StoredJob]]:
+        """Every job stored, in batches of at most SIZE, so a big queue is never all in memory twice.
+
+        Stores that can stream override this; the default slices replay()."""
+        jobs = await self.replay()
+        for i in range(0, len(jobs), size):
+            yield jobs[i:i + size]
+
     @abstractmethod
     async def add(self, jobs: Sequence[StoredJob]) -> None:
-        """Store JOBS in one transaction; return only once they are durable."""
+        """Store JOBS in one transaction; return only once they are durable.
+
+        May set ``store_key`` on jobs (empty unique); the server must use ``job.key`` for done()."""
 
     @abstractmethod
     async def done(self, keys: Sequence[tuple[bytes, bytes]]) -> None:
-        """Delete the jobs with these (unique, function) keys, in one transaction."""
+        """Delete the jobs with these keys (``StoredJob.key``: (store_key or unique, function)), in one transaction."""
 
     @abstractmethod
     async def close(self) -> None:
