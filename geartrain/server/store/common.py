@@ -1,0 +1,228 @@
+"""What every durable backend shares: the side record for what gearmand's layout cannot hold,
+generated keys for empty uniques, and one connection with reconnect, backoff and timeouts.
+
+gearmand keeps (unique, function, priority, data, when) per job. geartrain also needs the reducer,
+the SCHED schedule and, for jobs submitted with an EMPTY unique, the fact that the unique is empty
+(gearmand's (unique, function) key would make all such jobs of one function collide). Those go in
+an "extra" record — a nullable column ``geartrain_extra`` in SQL tables, a side hash in Redis —
+that gearmand never reads. A job whose unique cannot be used as the key is filed under a generated
+key ``geartrain:<32 hex>`` (a harmless unique if gearmand ever reads the table) and the extra record
+holds its real unique, which replay restores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+from .base import Store, StoredJob, StoreError
+
+log = logging.getLogger("geartrain.store")
+
+T = TypeVar("T")
+
+GENERATED_PREFIX = b"geartrain:"
+_VERSION = 1
+_TLV = struct.Struct(">cI")
+
+
+def generated_key() -> bytes:
+    """A fresh unique to file a job under (42 bytes: fits gearmand's VARCHAR(64))."""
+    return GENERATED_PREFIX + uuid.uuid4().hex.encode()
+
+
+def pack_extra(**fields: bytes | None) -> bytes | None:
+    """Encode the fields that are set (one-letter names) as a versioned TLV record; None if none are."""
+    parts = [bytes((_VERSION,))]
+    for name, value in fields.items():
+        if value is None:
+            continue
+        parts.append(_TLV.pack(name.encode(), len(value)))
+        parts.append(value)
+    return b"".join(parts) if len(parts) > 1 else None
+
+
+def unpack_extra(blob: bytes | None) -> dict[str, bytes]:
+    """Decode pack_extra's record; unknown versions and fields are ignored (forward compatible)."""
+    if not blob or blob[0] != _VERSION:
+        return {}
+    out: dict[str, bytes] = {}
+    pos, end = 1, len(blob)
+    while pos + _TLV.size <= end:
+        tag, size = _TLV.unpack_from(blob, pos)
+        pos += _TLV.size
+        out[tag.decode("latin-1")] = bytes(blob[pos:pos + size])
+        pos += size
+    return out
+
+
+def sql_key_and_extra(job: StoredJob, unique_ok: Callable[[bytes], bool] | None = None) -> tuple[bytes, bytes | None]:
+    """The unique to file JOB under in a SQL table, and its geartrain_extra value (u/r/s fields).
+
+    Sets job.store_key when a generated key is used (empty unique, or one the column cannot hold)."""
+    unique = job.unique
+    real_unique = None
+    if job.store_key:
+        key = job.store_key
+        real_unique = unique
+    elif not unique or (unique_ok is not None and not unique_ok(unique)):
+        key = job.store_key = generated_key()
+        real_unique = unique
+    else:
+        key = unique
+    return key, pack_extra(u=real_unique, r=job.reducer or None, s=job.schedule or None)
+
+
+def job_from_row(unique: bytes, function: bytes, priority: int | None, data: bytes | None,
+                 when: int | None, extra: bytes | None) -> StoredJob:
+    """A StoredJob from one row of gearmand's columns plus geartrain_extra."""
+    fields = unpack_extra(extra)
+    job = StoredJob(function=function, unique=unique, data=data or b"",
+                    priority=priority if priority in (0, 1, 2) else 1, when=when or 0,
+                    reducer=fields.get("r", b""), schedule=fields.get("s", b""))
+    if "u" in fields:
+        job.store_key = unique
+        job.unique = fields["u"]
+    return job
+
+
+def last_wins(jobs: Sequence[StoredJob], key: Callable[[StoredJob], Any]) -> Sequence[StoredJob]:
+    """JOBS without earlier duplicates of one key (one statement may not touch a row twice)."""
+    seen = {key(j): j for j in jobs}
+    return jobs if len(seen) == len(jobs) else list(seen.values())
+
+
+def is_text(value: bytes) -> bool:
+    """Can VALUE go in a PostgreSQL/MySQL text column unchanged (UTF-8, no NUL)?"""
+    if b"\0" in value:
+        return False
+    try:
+        value.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+class ConnectedStore(Store):
+    """A store on one connection to a database server: serialised calls, timeouts, reconnects.
+
+    A call that fails because the connection broke is retried once on a fresh connection (every
+    write is idempotent: upsert / delete by key), so a killed connection costs nothing. If the
+    server cannot be reached the call raises StoreError and later calls try again, no more often
+    than a backoff that grows from 0.1 s to 5 s; calls inside the backoff fail at once.
+    """
+
+    #: seconds one add/done may take before the connection is given up
+    op_timeout: float = 10.0
+    #: seconds to wait for a connection
+    connect_timeout: float = 5.0
+    backoff_min = 0.1
+    backoff_max = 5.0
+
+    def __init__(self) -> None:
+        self._conn: Any = None
+        self._lock = asyncio.Lock()
+        self._retry_at = 0.0
+        self._backoff = 0.0
+        self._down_since: float | None = None
+
+    # -- what a backend provides -------------------------------------------------------------
+
+    async def _connect(self) -> Any:
+        """Open and return a new connection (and make sure the table exists)."""
+        raise NotImplementedError
+
+    async def _close_conn(self, conn: Any) -> None:
+        """Close CONN, quietly, without waiting long."""
+        raise NotImplementedError
+
+    def _is_connection_error(self, exc: BaseException, conn: Any) -> bool:
+        """Did EXC happen because the connection broke (rather than the query being refused)?"""
+        raise NotImplementedError
+
+    def _describe(self) -> str:
+        """Where we connect, for log lines (no password)."""
+        return self.name
+
+    # -- the machinery -----------------------------------------------------------------------
+
+    async def open(self) -> None:
+        async with self._lock:
+            await self._ensure(first=True)
+
+    async def close(self) -> None:
+        async with self._lock:
+            if self._conn is not None:
+                conn, self._conn = self._conn, None
+                await self._close_conn(conn)
+
+    async def _drop(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            try:
+                await asyncio.wait_for(self._close_conn(conn), 1.0)
+            except Exception:  # noqa: BLE001 - the connection is already broken
+                pass
+
+    async def _ensure(self, first: bool = False) -> Any:
+        if self._conn is not None:
+            return self._conn
+        now = time.monotonic()
+        if not first and now < self._retry_at:
+            raise StoreError(f"{self.name}: no connection to {self._describe()} "
+                             f"(next attempt in {self._retry_at - now:.1f}s)")
+        try:
+            self._conn = await asyncio.wait_for(self._connect(), self.connect_timeout + 1.0)
+        except Exception as exc:
+            self._backoff = min(self.backoff_max, max(self.backoff_min, self._backoff * 2))
+            self._retry_at = time.monotonic() + self._backoff
+            if self._down_since is None:
+                self._down_since = now
+            log.error("%s: cannot connect to %s: %s (retry in %.1fs)", self.name, self._describe(),
+                      _what(exc), self._backoff)
+            raise StoreError(f"{self.name}: cannot connect to {self._describe()}: {_what(exc)}") from exc
+        if self._down_since is not None:
+            log.warning("%s: reconnected to %s after %.1fs", self.name, self._describe(),
+                        time.monotonic() - self._down_since)
+            self._down_since = None
+        self._backoff = 0.0
+        return self._conn
+
+    async def _call(self, what: str, op: Callable[[Any], Awaitable[T]], timeout: float | None = None) -> T:
+        """Run OP(connection) under the lock, with a timeout; reconnect and retry once if the link broke."""
+        timeout = self.op_timeout if timeout is None else timeout
+        async with self._lock:
+            for attempt in (1, 2):
+                conn = await self._ensure()
+                try:
+                    if timeout:
+                        return await asyncio.wait_for(op(conn), timeout)
+                    return await op(conn)
+                except asyncio.CancelledError:
+                    await self._drop()
+                    raise
+                except Exception as exc:  # noqa: BLE001 - every failure becomes StoreError
+                    timed_out = isinstance(exc, asyncio.TimeoutError | TimeoutError)
+                    if timed_out or self._is_connection_error(exc, conn):
+                        if self._down_since is None:
+                            self._down_since = time.monotonic()
+                        log.warning("%s: %s failed, connection to %s lost: %s%s", self.name, what,
+                                    self._describe(), _what(exc),
+                                    "; reconnecting" if attempt == 1 and not timed_out else "")
+                        await self._drop()
+                        if attempt == 1 and not timed_out:
+                            continue
+                    else:
+                        log.error("%s: %s failed: %s", self.name, what, _what(exc))
+                    raise StoreError(f"{self.name}: {what} failed: {_what(exc)}") from exc
+        raise AssertionError("unreachable")
+
+
+def _what(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

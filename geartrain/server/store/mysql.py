@@ -1,0 +1,192 @@
+"""Background jobs in MySQL or MariaDB, in gearmand's MySQL layout (asyncmy).
+
+Table (gearmand's, default name ``gearman_queue``)::
+
+    unique_key VARCHAR(64), function_name VARCHAR(255), priority INT, data LONGBLOB,
+    when_to_run INT, UNIQUE KEY (unique_key, function_name)
+
+plus one nullable column ``geartrain_extra LONGBLOB`` (see common.py), added to an existing table
+on open; gearmand names its columns, so it never reads it. When geartrain creates the table it uses
+VARBINARY(64)/VARBINARY(255) for the two key columns (gearmand reads and writes them just the
+same): byte-exact and case-sensitive, as gearmand compares uniques in memory — a VARCHAR key under
+a case-insensitive collation would make ``abc`` and ``ABC`` one job. On a gearmand-made VARCHAR
+table a unique that is not UTF-8 goes under a generated key (real bytes in geartrain_extra) and
+such a function name is refused with StoreError.
+
+A batch of adds is one multi-row ``INSERT ... ON DUPLICATE KEY UPDATE``, a batch of dones one
+``DELETE ... WHERE (k) OR (k) ...``; each is one InnoDB transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import asyncmy
+from asyncmy.cursors import SSCursor
+from asyncmy.errors import InterfaceError, InternalError, OperationalError
+
+from .base import StoredJob, StoreError
+from .common import ConnectedStore, is_text, job_from_row, last_wins, sql_key_and_extra
+
+DEFAULT_TABLE = "gearman_queue"
+#: MySQL/MariaDB error numbers that mean the connection is gone
+_GONE = {2003, 2006, 2013, 2055, 1053, 1077, 1152, 1927, 4031}
+_DELETE_CHUNK = 500
+
+
+def quote_ident(name: str) -> str:
+    return ".".join("`" + part.replace("`", "``") + "`" for part in name.split("."))
+
+
+class MySQLStore(ConnectedStore):
+    """Background jobs in a MySQL/MariaDB table."""
+
+    name = "mysql"
+
+    def __init__(self, connect: dict[str, Any], table: str = DEFAULT_TABLE) -> None:
+        super().__init__()
+        self.connect_args = dict(connect)
+        self.table = table
+        self._binary_keys = True
+        t = quote_ident(table)
+        self._insert = (f"INSERT INTO {t} (unique_key, function_name, priority, data, when_to_run, geartrain_extra) "
+                        "VALUES (%s, %s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE priority = VALUES(priority), "
+                        "data = VALUES(data), when_to_run = VALUES(when_to_run), "
+                        "geartrain_extra = VALUES(geartrain_extra)")
+        self._delete = f"DELETE FROM {t} WHERE "
+        self._select = f"SELECT unique_key, function_name, priority, data, when_to_run, geartrain_extra FROM {t}"
+
+    def _describe(self) -> str:
+        a = self.connect_args
+        return f"{a.get('host', 'localhost')}:{a.get('port', 3306)}/{a.get('db', '')} table {self.table}"
+
+    async def _connect(self) -> Any:
+        args = {"connect_timeout": self.connect_timeout, "charset": "utf8mb4", **self.connect_args,
+                "autocommit": False}
+        conn = await asyncmy.connect(**args)
+        try:
+            t = quote_ident(self.table)
+            async with conn.cursor() as cur:
+                await cur.execute(
+                    f"CREATE TABLE IF NOT EXISTS {t} (unique_key VARBINARY(64), function_name VARBINARY(255), "
+                    "priority INT, data LONGBLOB, when_to_run INT, geartrain_extra LONGBLOB, "
+                    "UNIQUE KEY (unique_key, function_name)) ENGINE=InnoDB")
+                await cur.execute(
+                    "SELECT column_name, data_type FROM information_schema.columns "
+                    "WHERE table_schema = DATABASE() AND table_name = %s", (self.table.split(".")[-1],))
+                types = {_text(n).lower(): _text(d).lower() for n, d in await cur.fetchall()}
+                if "geartrain_extra" not in types:
+                    await cur.execute(f"ALTER TABLE {t} ADD COLUMN geartrain_extra LONGBLOB NULL")
+                self._binary_keys = all(types.get(c, "varbinary") in ("varbinary", "binary", "blob", "longblob",
+                                                                        "mediumblob", "tinyblob")
+                                        for c in ("unique_key", "function_name"))
+            await conn.commit()
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    async def _close_conn(self, conn: Any) -> None:
+        try:
+            await conn.ensure_closed()
+        except Exception:  # noqa: BLE001
+            conn.close()
+
+    def _is_connection_error(self, exc: BaseException, conn: Any) -> bool:
+        if isinstance(exc, OSError | ConnectionError | InterfaceError):
+            return True
+        if isinstance(exc, OperationalError | InternalError) and exc.args and exc.args[0] in _GONE:
+            return True
+        return bool(getattr(conn, "_writer", None) is None)
+
+    # -- the interface ---------------------------------------------------------------------
+
+    async def add(self, jobs: Sequence[StoredJob]) -> None:
+        if not jobs:
+            return
+        unique_ok = None if self._binary_keys else is_text
+        rows = []
+        for job in jobs:
+            if not self._binary_keys and not is_text(job.function):
+                raise StoreError("mysql: function names must be UTF-8 without NUL in a VARCHAR queue table")
+            key, extra = sql_key_and_extra(job, unique_ok)
+            rows.append((key, job.function, job.priority, job.data, job.when, extra))
+        rows = list(last_wins(rows, lambda r: (r[0], r[1])))  # type: ignore[arg-type]
+
+        async def op(conn: Any) -> None:
+            try:
+                async with conn.cursor() as cur:
+                    await cur.executemany(self._insert, rows)
+                await conn.commit()
+            except BaseException:
+                await _rollback(conn)
+                raise
+
+        await self._call("add", op)
+
+    async def done(self, keys: Sequence[tuple[bytes, bytes]]) -> None:
+        if not keys:
+            return
+
+        async def op(conn: Any) -> None:
+            try:
+                async with conn.cursor() as cur:
+                    for i in range(0, len(keys), _DELETE_CHUNK):
+                        chunk = keys[i:i + _DELETE_CHUNK]
+                        where = " OR ".join(["(unique_key = %s AND function_name = %s)"] * len(chunk))
+                        await cur.execute(self._delete + where, [v for k in chunk for v in k])
+                await conn.commit()
+            except BaseException:
+                await _rollback(conn)
+                raise
+
+        await self._call("done", op)
+
+    async def replay(self) -> list[StoredJob]:
+        out: list[StoredJob] = []
+        async for batch in self.replay_batches():
+            out.extend(batch)
+        return out
+
+    async def replay_batches(self, size: int = 10_000) -> AsyncIterator[list[StoredJob]]:
+        # An unbuffered (server-side streaming) cursor: memory stays at one batch.
+        conn = await self._call("replay", _same)
+        async with self._lock:
+            try:
+                cur = conn.cursor(SSCursor)
+                try:
+                    await cur.execute(self._select)
+                    while True:
+                        rows = await cur.fetchmany(size)
+                        if not rows:
+                            break
+                        yield [job_from_row(_bytes(u), _bytes(f), p, d, w, x) for u, f, p, d, w, x in rows]
+                finally:
+                    await cur.close()
+                await conn.commit()
+            except (OSError, OperationalError, InternalError, InterfaceError) as exc:
+                await self._drop()
+                raise StoreError(f"mysql: replay failed: {exc}") from exc
+
+
+async def _same(conn: Any) -> Any:
+    return conn
+
+
+async def _rollback(conn: Any) -> None:
+    try:
+        await conn.rollback()
+    except Exception:  # noqa: BLE001 - the connection may be gone; the caller reports the first error
+        pass
+
+
+def _bytes(value: Any) -> bytes:
+    if value is None:
+        return b""
+    return value.encode() if isinstance(value, str) else bytes(value)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes | bytearray) else str(value)
+

@@ -1,0 +1,195 @@
+"""Background jobs in PostgreSQL, in gearmand's libpq layout (asyncpg).
+
+Table (gearmand's, default name ``queue``)::
+
+    unique_key VARCHAR(64), function_name VARCHAR(255), priority INTEGER, data BYTEA,
+    when_to_run INTEGER, UNIQUE (unique_key, function_name)
+
+plus one nullable column ``geartrain_extra BYTEA`` (see common.py), added to an existing gearmand
+table on open (gearmand names its columns, so it never sees it). A batch of adds is one statement
+(``INSERT ... SELECT FROM unnest(arrays) ON CONFLICT DO UPDATE``), a batch of dones one
+``DELETE ... USING unnest(arrays)``, each its own transaction.
+
+unique_key and function_name are text columns: a unique that is not UTF-8 (or holds a NUL) is
+filed under a generated key with the real bytes in geartrain_extra; such a function name is refused
+with StoreError (QUEUE_ERROR to the submitter).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import asyncpg
+
+from .base import StoredJob, StoreError
+from .common import ConnectedStore, is_text, job_from_row, last_wins, sql_key_and_extra
+
+DEFAULT_TABLE = "queue"
+
+
+def quote_ident(name: str) -> str:
+    """A table name, optionally schema-qualified, quoted for SQL."""
+    return ".".join('"' + part.replace('"', '""') + '"' for part in name.split("."))
+
+
+def parse_conninfo(conninfo: str) -> dict[str, Any]:
+    """libpq's ``key=value ...`` connection string (gearmand's --libpq-conninfo) as asyncpg arguments."""
+    if re.match(r"^postgres(ql)?://", conninfo):
+        return {"dsn": conninfo}
+    pairs: dict[str, str] = {}
+    pattern = re.compile(r"\s*(\w+)\s*=\s*('((?:[^'\\]|\\.)*)'|\S+)")
+    pos = 0
+    conninfo = conninfo.strip()
+    while pos < len(conninfo):
+        m = pattern.match(conninfo, pos)
+        if not m:
+            raise ValueError(f"cannot parse libpq conninfo at {conninfo[pos:]!r}")
+        value = m.group(3) if m.group(3) is not None else m.group(2)
+        pairs[m.group(1)] = re.sub(r"\\(.)", r"\1", value) if m.group(3) is not None else value
+        pos = m.end()
+        while pos < len(conninfo) and conninfo[pos].isspace():
+            pos += 1
+    out: dict[str, Any] = {}
+    for key, value in pairs.items():
+        if key in ("host", "hostaddr"):
+            out["host"] = value
+        elif key == "port":
+            out["port"] = int(value)
+        elif key == "user":
+            out["user"] = value
+        elif key == "password":
+            out["password"] = value
+        elif key == "dbname":
+            out["database"] = value
+        elif key == "sslmode":
+            out["ssl"] = value
+        elif key == "connect_timeout":
+            out["timeout"] = float(value)
+        elif key == "application_name":
+            out.setdefault("server_settings", {})["application_name"] = value
+    return out
+
+
+class PostgresStore(ConnectedStore):
+    """Background jobs in a PostgreSQL table."""
+
+    name = "postgres"
+
+    def __init__(self, connect: dict[str, Any], table: str = DEFAULT_TABLE) -> None:
+        super().__init__()
+        self.connect_args = dict(connect)
+        self.table = table
+        t = quote_ident(table)
+        self._insert = (
+            f"INSERT INTO {t} (unique_key, function_name, priority, data, when_to_run, geartrain_extra) "
+            "SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::int4[], $4::bytea[], $5::int4[], $6::bytea[]) "
+            "ON CONFLICT (unique_key, function_name) DO UPDATE SET priority = EXCLUDED.priority, "
+            "data = EXCLUDED.data, when_to_run = EXCLUDED.when_to_run, geartrain_extra = EXCLUDED.geartrain_extra")
+        self._delete = (f"DELETE FROM {t} q USING unnest($1::varchar[], $2::varchar[]) AS d(u, f) "
+                        "WHERE q.unique_key = d.u AND q.function_name = d.f")
+        self._select = f"SELECT unique_key, function_name, priority, data, when_to_run, geartrain_extra FROM {t}"
+
+    def _describe(self) -> str:
+        args = self.connect_args
+        if "dsn" in args:
+            where = re.sub(r"//([^:@/]*):[^@/]*@", r"//\1:***@", args["dsn"])
+        else:
+            where = f"{args.get('host', 'localhost')}:{args.get('port', 5432)}/{args.get('database', '')}"
+        return f"{where} table {self.table}"
+
+    async def _connect(self) -> asyncpg.Connection:
+        args = {"timeout": self.connect_timeout, **self.connect_args}
+        conn = await asyncpg.connect(**args)
+        try:
+            t = quote_ident(self.table)
+            await conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {t} (unique_key VARCHAR(64), function_name VARCHAR(255), "
+                "priority INTEGER, data BYTEA, when_to_run INTEGER, UNIQUE (unique_key, function_name))")
+            await conn.execute(f"ALTER TABLE {t} ADD COLUMN IF NOT EXISTS geartrain_extra BYTEA")
+            self._ins = await conn.prepare(self._insert)
+            self._del = await conn.prepare(self._delete)
+        except BaseException:
+            conn.terminate()
+            raise
+        return conn
+
+    async def _close_conn(self, conn: asyncpg.Connection) -> None:
+        try:
+            await conn.close(timeout=1.0)
+        except Exception:  # noqa: BLE001
+            conn.terminate()
+
+    def _is_connection_error(self, exc: BaseException, conn: asyncpg.Connection) -> bool:
+        return (conn.is_closed() or isinstance(exc, OSError | ConnectionError | asyncpg.PostgresConnectionError
+                                               | asyncpg.InterfaceError | asyncpg.AdminShutdownError
+                                               | asyncpg.CannotConnectNowError))
+
+    # -- the interface ---------------------------------------------------------------------
+
+    async def add(self, jobs: Sequence[StoredJob]) -> None:
+        if not jobs:
+            return
+        uniques, functions, priorities, datas, whens, extras = [], [], [], [], [], []
+        seen: set[tuple[bytes, bytes]] = set()
+        rows = []
+        for job in jobs:
+            if not is_text(job.function):
+                raise StoreError("postgres: function names must be UTF-8 without NUL in gearmand's table")
+            key, extra = sql_key_and_extra(job, is_text)
+            rows.append((key, job, extra))
+            seen.add((key, job.function))
+        if len(seen) != len(rows):
+            rows = list(last_wins(rows, lambda r: (r[0], r[1].function)))  # type: ignore[arg-type]
+        for key, job, extra in rows:
+            uniques.append(key.decode())
+            functions.append(job.function.decode())
+            priorities.append(job.priority)
+            datas.append(job.data)
+            whens.append(job.when)
+            extras.append(extra)
+
+        async def op(conn: asyncpg.Connection) -> None:
+            await self._ins.fetch(uniques, functions, priorities, datas, whens, extras)
+
+        await self._call("add", op)
+
+    async def done(self, keys: Sequence[tuple[bytes, bytes]]) -> None:
+        pairs = [(u.decode(), f.decode()) for u, f in keys if is_text(u) and is_text(f)]
+        if not pairs:
+            return
+        uniques = [u for u, _ in pairs]
+        functions = [f for _, f in pairs]
+
+        async def op(conn: asyncpg.Connection) -> None:
+            await self._del.fetch(uniques, functions)
+
+        await self._call("done", op)
+
+    async def replay(self) -> list[StoredJob]:
+        out: list[StoredJob] = []
+        async for batch in self.replay_batches():
+            out.extend(batch)
+        return out
+
+    async def replay_batches(self, size: int = 10_000) -> AsyncIterator[list[StoredJob]]:
+        # One read-only transaction with a server-side cursor: memory stays at one batch.
+        conn = await self._call("replay", lambda c: _noop(c))
+        async with self._lock:
+            try:
+                async with conn.transaction(readonly=True):
+                    cursor = await conn.cursor(self._select)
+                    while True:
+                        rows = await cursor.fetch(size)
+                        if not rows:
+                            break
+                        yield [job_from_row(u.encode() if u is not None else b"", f.encode() if f is not None else b"",
+                                            p, d, w, x) for u, f, p, d, w, x in rows]
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                await self._drop()
+                raise StoreError(f"postgres: replay failed: {exc}") from exc
+
+
+async def _noop(conn: Any) -> Any:
+    return conn

@@ -1,0 +1,210 @@
+"""Background jobs in Redis, in gearmand's hiredis layout (redis.asyncio).
+
+One hash per job, as gearmand writes it: key ``<prefix>-<function>-<unique>`` (default prefix
+``_gear_``), fields ``data`` (the workload) and ``priority`` (decimal 0/1/2). gearmand 1.1.20 reads
+exactly those two fields (its replay asserts there are no others); newer gearmand also writes
+``function`` and ``unique`` fields, which we read when present.
+
+What that layout cannot carry goes in ONE side hash, ``geartrain-extra:<prefix>``, field = the job
+key, value = the record from common.py: the run-at time (gearmand's Redis queue has none), reducer,
+schedule, and the exact function and unique when the key cannot be parsed back unambiguously (a
+function containing ``-``, or an empty unique, filed under a generated key). Its name does not start
+with the prefix, so gearmand's ``KEYS <prefix>*`` never sees it.
+
+A batch of adds is one MULTI/EXEC pipeline (HSET per job, one HSET of the side hash), a batch of
+dones one MULTI/EXEC (DEL of the keys, HDEL of their side records). Durability is Redis's: a job is
+in Redis's memory when add() returns, which survives a crash of geartrain; surviving a restart of
+Redis itself needs Redis persistence (``appendonly yes``; ``appendfsync always`` for every write).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis import exceptions as rexc
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from .base import StoredJob
+from .common import ConnectedStore, generated_key, pack_extra, unpack_extra
+
+DEFAULT_PREFIX = "_gear_"
+_SCAN_COUNT = 1000
+_PRIORITY = {0: b"0", 1: b"1", 2: b"2"}
+#: ARGV = n, then n x (key, data, priority), then (key, extra record) pairs for KEYS[1]
+_ADD_SCRIPT = b"""
+local n = tonumber(ARGV[1])
+local i = 2
+for _ = 1, n do
+  redis.call('HSET', ARGV[i], 'data', ARGV[i + 1], 'priority', ARGV[i + 2])
+  i = i + 3
+end
+while i < #ARGV do
+  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  i = i + 2
+end
+return n
+"""
+
+
+def _resp(args: list[bytes]) -> bytes:
+    """ARGS as one RESP command."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        parts += (b"$%d\r\n" % len(arg), arg, b"\r\n")
+    return b"".join(parts)
+
+
+class RedisStore(ConnectedStore):
+    """Background jobs as Redis hashes."""
+
+    name = "redis"
+
+    def __init__(self, connect: dict[str, Any], prefix: str | bytes = DEFAULT_PREFIX) -> None:
+        super().__init__()
+        self.connect_args = dict(connect)
+        self.prefix = prefix.encode() if isinstance(prefix, str) else bytes(prefix)
+        self.extra_key = b"geartrain-extra:" + self.prefix
+
+    def _describe(self) -> str:
+        a = self.connect_args
+        where = a.get("unix_socket_path") or f"{a.get('host', '127.0.0.1')}:{a.get('port', 6379)}"
+        return f"{where}/{a.get('db', 0)} prefix {self.prefix.decode(errors='replace')}"
+
+    def job_key(self, function: bytes, unique: bytes) -> bytes:
+        return b"%s-%s-%s" % (self.prefix, function, unique)
+
+    async def _connect(self) -> aioredis.Redis:
+        args = {"socket_connect_timeout": self.connect_timeout, "socket_timeout": self.op_timeout,
+                "retry": Retry(NoBackoff(), 0), "single_connection_client": True,
+                **self.connect_args, "decode_responses": False}
+        client = aioredis.Redis(**args)
+        try:
+            await client.ping()
+            sha = await client.script_load(_ADD_SCRIPT)
+            self._add_sha = sha.encode() if isinstance(sha, str) else sha
+        except BaseException:
+            await client.aclose()
+            raise
+        return client
+
+    async def _close_conn(self, conn: aioredis.Redis) -> None:
+        await conn.aclose()
+
+    def _is_connection_error(self, exc: BaseException, conn: Any) -> bool:
+        if isinstance(exc, rexc.NoScriptError):  # SCRIPT FLUSH: reconnecting loads it again
+            return True
+        return isinstance(exc, OSError | ConnectionError | rexc.ConnectionError | rexc.TimeoutError)
+
+    # -- the interface ---------------------------------------------------------------------
+
+    async def add(self, jobs: Sequence[StoredJob]) -> None:
+        if not jobs:
+            return
+        # One EVALSHA of _ADD_SCRIPT (atomic, like MULTI/EXEC) with every job's key, data and
+        # priority, encoded here in one go: the fastest way to hand Redis a batch from Python.
+        args: list[bytes] = [b"EVALSHA", self._add_sha, b"1", self.extra_key, b"%d" % len(jobs)]
+        extras: list[bytes] = []
+        for job in jobs:
+            unique = job.store_key or job.unique
+            if not unique:
+                unique = job.store_key = generated_key()
+            exact = unique != job.unique or b"-" in job.function
+            key = self.job_key(job.function, unique)
+            args += (key, job.data, _PRIORITY[job.priority])
+            if exact or job.when or job.reducer or job.schedule:
+                extra = pack_extra(f=job.function if exact else None, u=job.unique if exact else None,
+                                   w=b"%d" % job.when if job.when else None, r=job.reducer or None,
+                                   s=job.schedule or None)
+                extras += (key, extra)  # type: ignore[arg-type]
+        packed = _resp(args + extras)
+
+        async def op(conn: aioredis.Redis) -> None:
+            connection = conn.connection
+            await connection.send_packed_command(packed, check_health=False)
+            await connection.read_response()
+
+        await self._call("add", op)
+
+    async def done(self, keys: Sequence[tuple[bytes, bytes]]) -> None:
+        if not keys:
+            return
+        # The side record is deleted with the job whether or not it had one (HDEL of a missing
+        # field is a no-op), so a key reused later never inherits a stale record.
+        names = [self.job_key(function, unique) for unique, function in keys]
+        commands = [(b"DEL", *names), (b"HDEL", self.extra_key, *names)]
+        await self._call("done", lambda conn: _multi(conn, commands))
+
+    async def replay(self) -> list[StoredJob]:
+        out: list[StoredJob] = []
+        async for batch in self.replay_batches():
+            out.extend(batch)
+        return out
+
+    async def replay_batches(self, size: int = 10_000) -> AsyncIterator[list[StoredJob]]:
+        match = re.sub(rb"([*?\[\]\\])", rb"\\\1", self.prefix) + b"-*"
+        cursor: int | None = None
+        batch: list[StoredJob] = []
+        while cursor != 0:
+            cursor, keys = await self._call("replay", lambda c, cur=cursor or 0: c.scan(cur, match, _SCAN_COUNT))
+            if keys:
+                batch += await self._call("replay", lambda c, k=keys: self._fetch(c, k))
+            if len(batch) >= size or (cursor == 0 and batch):
+                yield batch
+                batch = []
+
+    async def _fetch(self, conn: aioredis.Redis, keys: list[bytes]) -> list[StoredJob]:
+        pipe = conn.pipeline(transaction=False)
+        for key in keys:
+            pipe.hgetall(key)
+        pipe.hmget(self.extra_key, keys)
+        results = await pipe.execute(raise_on_error=False)
+        extras = results.pop()
+        if isinstance(extras, Exception):
+            raise extras
+        jobs = []
+        for key, fields, extra in zip(keys, results, extras, strict=True):
+            if isinstance(fields, rexc.ResponseError):  # gearmand <= 1.1.15 kept a plain string
+                data = await conn.get(key)
+                if data is None:
+                    continue
+                fields = {b"data": data, b"priority": b"1"}
+            elif isinstance(fields, Exception):
+                raise fields
+            if not fields:  # deleted since SCAN saw it
+                continue
+            job = self._job(key, fields, unpack_extra(extra))
+            if job is not None:
+                jobs.append(job)
+        return jobs
+
+    def _job(self, key: bytes, fields: dict[bytes, bytes], extra: dict[str, bytes]) -> StoredJob | None:
+        rest = key[len(self.prefix) + 1:]
+        function, sep, stored_unique = rest.partition(b"-")  # as gearmand parses it: function up to the first '-'
+        if not sep:
+            return None
+        function = extra.get("f") or fields.get(b"function") or function
+        head = self.job_key(function, b"")
+        if not key.startswith(head):
+            return None  # cannot name this key again; leave it alone
+        stored_unique = key[len(head):]
+        unique = extra["u"] if "u" in extra else fields.get(b"unique", stored_unique)
+        try:
+            priority = int(fields.get(b"priority", b"1"))
+        except ValueError:
+            priority = 1
+        return StoredJob(function=function, unique=unique, data=fields.get(b"data", b""),
+                         priority=priority if priority in (0, 1, 2) else 1, when=int(extra.get("w", b"0")),
+                         reducer=extra.get("r", b""), schedule=extra.get("s", b""),
+                         store_key=stored_unique if stored_unique != unique else b"")
+
+
+async def _multi(conn: aioredis.Redis, commands: list[tuple]) -> None:
+    """Run COMMANDS as one MULTI/EXEC."""
+    pipe = conn.pipeline(transaction=True)
+    for command in commands:
+        pipe.execute_command(*command)
+    await pipe.execute()
