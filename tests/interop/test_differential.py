@@ -1,0 +1,43 @@
+"""Differential test: each scripted session against the C gearmand and against geartrain, replies compared.
+
+The sessions (sessions.py) are played on a fresh gearmand first: that run must match the packet types
+each session declares (so a session that no longer describes gearmand fails loudly), and its
+normalised transcript is the expectation. Then the same session is played on a fresh geartrain
+and the two transcripts must be equal, byte for byte after normalising job handles, fds, pid and
+version (see differential.py).
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import start_gearmand, start_geartrain
+
+from .differential import Transcript, run, type_mismatches
+from .sessions import SESSIONS
+
+pytestmark = pytest.mark.interop
+
+
+def _play(kind: str, name: str, tmp: Path) -> Transcript:
+    server = start_gearmand(tmp) if kind == "gearmand" else start_geartrain(tmp)
+    try:
+        return run(SESSIONS[name], server.host, server.port)
+    finally:
+        server.stop()
+
+
+def _diff(want: Transcript, got: Transcript) -> str:
+    return "\n".join(difflib.unified_diff(want.lines, got.lines, "gearmand", "geartrain", lineterm="", n=2))
+
+
+@pytest.mark.parametrize("name", list(SESSIONS))
+def test_same_replies_as_gearmand(name: str, tmp_path: Path) -> None:
+    want = _play("gearmand", name, tmp_path)
+    bad = type_mismatches(want)
+    assert not bad, f"session {name!r} does not describe gearmand any more: {bad}\n" + "\n".join(want.lines)
+    got = _play("geartrain", name, tmp_path)
+    assert got.lines == want.lines, f"session {name!r} differs from gearmand:\n{_diff(want, got)}"
