@@ -1,0 +1,152 @@
+"""`geartrain serve`: run the job server, with gearmand's option names where they mean the same thing.
+
+A systemd unit or init script written for gearmand needs only its program name changed. Options
+gearmand has that make no sense here (-t threads, -R round-robin, --coredump) are accepted and
+explained in --help.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+
+from ..server.store.options import add_store_arguments, store_from_args
+
+VERBOSE_LEVELS = ["FATAL", "ALERT", "CRITICAL", "ERROR", "WARNING", "NOTICE", "INFO", "DEBUG"]
+
+
+def _default_port() -> int:
+    env = os.environ.get("GEARMAND_PORT", "")
+    return int(env) if env.isdigit() else 4730
+
+
+def _size(text: str) -> int:
+    """A byte count, with an optional K, M or G suffix (powers of 1024)."""
+    text = text.strip().upper().removesuffix("B")
+    mult = 1
+    for suffix, m in (("K", 1024), ("M", 1024**2), ("G", 1024**3)):
+        if text.endswith(suffix):
+            text, mult = text[:-1], m
+            break
+    return int(text) * mult
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "serve",
+        help="run the job server (a drop-in replacement for gearmand)",
+        description="Run the Gearman job server. Option names follow gearmand's.",
+        fromfile_prefix_chars="@",
+    )
+    net = p.add_argument_group("network")
+    net.add_argument("-L", "--listen", default="127.0.0.1", metavar="ADDRESS",
+                     help="address to listen on (default 127.0.0.1, this machine only; -L 0.0.0.0 or -L :: for all "
+                          "interfaces)")
+    net.add_argument("-p", "--port", type=int, default=None,
+                     help="port (default: $GEARMAND_PORT, else 4730)")
+    net.add_argument("-b", "--backlog", type=int, default=32, help="listen backlog (default 32)")
+    net.add_argument("--keepalive", action="store_true", help="turn on TCP keepalive on client connections")
+    net.add_argument("--keepalive-idle", type=int, default=-1, metavar="SECONDS",
+                     help="TCP_KEEPIDLE (-1: system default)")
+    net.add_argument("--keepalive-interval", type=int, default=-1, metavar="SECONDS",
+                     help="TCP_KEEPINTVL (-1: system default)")
+    net.add_argument("--keepalive-count", type=int, default=-1, metavar="N", help="TCP_KEEPCNT (-1: system default)")
+    net.add_argument("--max-connections", type=int, default=0, metavar="N",
+                     help="refuse (and log) connections beyond N (default 0: no limit besides file descriptors)")
+    net.add_argument("--max-packet-size", type=_size, default=64 * 1024 * 1024, metavar="BYTES",
+                     help="largest packet accepted; a bigger one closes the connection (default 64M)")
+    net.add_argument("-f", "--file-descriptors", type=int, default=0, metavar="N",
+                     help="raise the open-file limit to N")
+
+    jobs = p.add_argument_group("jobs")
+    jobs.add_argument("-j", "--job-retries", type=int, default=0, metavar="N",
+                      help="fail a job (WORK_FAIL to its clients) after N workers died or timed out running it "
+                           "(default 0: retry forever, as gearmand 1.1.20; -1 is the same)")
+    jobs.add_argument("--job-handle-prefix", default=None, metavar="PREFIX",
+                      help="job handles are PREFIX:N (default H:<hostname>)")
+    jobs.add_argument("-w", "--worker-wakeup", type=int, default=None, metavar="N",
+                      help="wake at most N sleeping workers (NOOP) per queued job; 0 wakes all of them "
+                           "(default: 1, which avoids a NOOP/GRAB_JOB/NO_JOB storm with many idle workers)")
+    jobs.add_argument("--exceptions", action="store_true",
+                      help="send WORK_EXCEPTION to every client (as if each had sent OPTION_REQ exceptions)")
+    jobs.add_argument("-R", "--round-robin", action="store_true",
+                      help="accepted for gearmand compatibility: round-robin across a worker's functions is always on")
+
+    proc = p.add_argument_group("process")
+    proc.add_argument("-l", "--log-file", default="stderr", metavar="FILE",
+                      help="log to FILE, or 'stderr' (default), or 'none'; SIGHUP reopens it")
+    proc.add_argument("--verbose", default="NOTICE", type=str.upper, choices=VERBOSE_LEVELS, metavar="LEVEL",
+                      help="log level: " + ", ".join(VERBOSE_LEVELS) + " (default NOTICE)")
+    proc.add_argument("-v", dest="more_verbose", action="count", default=0,
+                      help="one level more verbose per -v (deprecated in gearmand; use --verbose)")
+    proc.add_argument("-P", "--pid-file", default=None, metavar="FILE", help="write the process id to FILE")
+    proc.add_argument("-d", "--daemon", action="store_true", help="detach and run in the background")
+    proc.add_argument("-u", "--user", default=None, help="switch to this user after listening (when run as root)")
+    proc.add_argument("-t", "--threads", type=int, default=None, metavar="N",
+                      help="accepted for gearmand compatibility and ignored: geartrain runs one asyncio event loop "
+                           "in one thread (gearmand's job logic is single-threaded too)")
+    proc.add_argument("--syslog", action="store_true", help="accepted for gearmand compatibility; use --log-file")
+    proc.add_argument("--coredump", action="store_true", help="accepted for gearmand compatibility; ignored")
+    add_store_arguments(p)
+    p.set_defaults(func=main)
+    return p
+
+
+def options_from_args(args: argparse.Namespace):  # noqa: ANN201 - imported lazily
+    from ..server.app import Options
+
+    verbose = args.verbose
+    if args.more_verbose:
+        i = min(VERBOSE_LEVELS.index(verbose) + args.more_verbose, len(VERBOSE_LEVELS) - 1)
+        verbose = VERBOSE_LEVELS[i]
+    wakeup = 1 if args.worker_wakeup is None else max(args.worker_wakeup, 0) & 0xFF
+    return Options(
+        listen=args.listen,
+        port=args.port if args.port is not None else _default_port(),
+        backlog=args.backlog,
+        job_retries=max(args.job_retries, 0),
+        handle_prefix=args.job_handle_prefix.encode() if args.job_handle_prefix is not None else None,
+        worker_wakeup=wakeup,
+        exceptions=args.exceptions,
+        max_packet_size=args.max_packet_size,
+        max_connections=args.max_connections,
+        keepalive=args.keepalive,
+        keepalive_idle=args.keepalive_idle,
+        keepalive_interval=args.keepalive_interval,
+        keepalive_count=args.keepalive_count,
+        log_file=args.log_file,
+        verbose=verbose,
+        pid_file=args.pid_file,
+        store=store_from_args(args),
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    from ..server import app
+
+    if args.file_descriptors:
+        try:
+            soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+            want = args.file_descriptors
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(hard, want) if os.geteuid() == 0 else hard))
+        except (ValueError, OSError) as exc:
+            print(f"geartrain serve: cannot set file descriptors to {args.file_descriptors}: {exc}", file=sys.stderr)
+    options = options_from_args(args)
+    if args.user:
+        _switch_user(args.user)
+    return app.run(options, daemon=args.daemon)
+
+
+def _switch_user(name: str) -> None:
+    import pwd
+
+    if os.geteuid() != 0:
+        return
+    try:
+        pw = pwd.getpwnam(name)
+    except KeyError:
+        raise SystemExit(f"geartrain serve: no such user {name!r}") from None
+    os.setgid(pw.pw_gid)
+    os.setuid(pw.pw_uid)

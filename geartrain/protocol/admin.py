@@ -1,0 +1,88 @@
+"""The admin text protocol: split a command line, and format replies byte for byte as gearmand 1.1.x does.
+
+Monitoring tools (gearadmin, gearman_top, mod_gearman, the Perl and PHP admin libraries) parse
+these replies, so the formats are exact: lists end with ``.\\n``, ``OK``/``ERR`` replies end with
+``\\r\\n`` while ``getpid``/``verbose``/``version`` end with ``\\n``, and error texts use ``+`` for
+spaces. Nothing here knows about the server's state: callers pass rows in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+OK = b"OK\r\n"
+END = b".\n"
+ERR_UNKNOWN_JOB = b"ERR UNKNOWN_JOB\r\n"
+ERR_INTERNAL = b"ERR UNKNOWN_ERROR\r\n"
+ERR_UNKNOWN_SHOW = b"ERR UNKNOWN_SHOW_ARGUMENTS\r\n"
+ERR_DROP_BUSY = b"ERR there are still connected workers or executing clients\r\n"
+ERR_DROP_MISSING = b"ERR function not found\r\n"
+ERR_PERMISSION = b"ERR PERMISSION_DENIED Permission+denied\r\n"
+
+
+def split(line: bytes) -> list[bytes]:
+    """The words of a command line (runs of spaces separate them; the line ending is already gone)."""
+    return line.split()
+
+
+def err_args(command: bytes) -> bytes:
+    """A command was sent without enough arguments."""
+    return b"ERR INVALID_ARGUMENTS An+incomplete+set+of+arguments+was+sent+to+this+command+" + command + b"\r\n"
+
+
+def err_unknown(command: bytes) -> bytes:
+    """An unknown command (note: no space between "command" and the name, as gearmand)."""
+    return b"ERR UNKNOWN_COMMAND Unknown+server+command" + command + b"\r\n"
+
+
+def err_create(name: bytes) -> bytes:
+    return b"ERR CREATE_FUNCTION " + name + b"\r\n"
+
+
+def ok_value(value: bytes | str | int) -> bytes:
+    """``OK <value>\\n`` (getpid, verbose, version)."""
+    if isinstance(value, int):
+        value = str(value)
+    if isinstance(value, str):
+        value = value.encode()
+    return b"OK " + value + b"\n"
+
+
+def status(rows: Iterable[tuple[bytes, int, int, int]]) -> bytes:
+    """``status``: FUNCTION, TOTAL (queued + running), RUNNING, AVAILABLE_WORKERS, tab-separated."""
+    parts = [b"%s\t%d\t%d\t%d\n" % row for row in rows]
+    parts.append(END)
+    return b"".join(parts)
+
+
+def priority_status(rows: Iterable[tuple[bytes, int, int, int, int]]) -> bytes:
+    """``prioritystatus``: FUNCTION, HIGH, NORMAL, LOW (queued), WORKERS."""
+    parts = [b"%s\t%d\t%d\t%d\t%d\n" % row for row in rows]
+    parts.append(END)
+    return b"".join(parts)
+
+
+def workers(rows: Iterable[tuple[int, bytes, bytes, Iterable[bytes]]]) -> bytes:
+    """``workers``: one line per connection, ``FD IP CLIENT_ID : FUNC FUNC ...``."""
+    parts = []
+    for fd, host, client_id, functions in rows:
+        line = b"%d %s %s :" % (fd, host, client_id)
+        for name in functions:
+            line += b" " + name
+        parts.append(line + b"\n")
+    parts.append(END)
+    return b"".join(parts)
+
+
+def show_jobs(rows: Iterable[tuple[bytes, int, int, int]]) -> bytes:
+    """``show jobs``: HANDLE, RETRIES, IGNORE_JOB, JOB_QUEUED."""
+    parts = [b"%s\t%d\t%d\t%d\n" % row for row in rows]
+    parts.append(END)
+    return b"".join(parts)
+
+
+def show_unique_jobs(uniques: Iterable[bytes]) -> bytes:
+    """``show unique jobs``: one unique per line (an empty line for a job without one)."""
+    parts = [u + b"\n" for u in uniques]
+    parts.append(END)
+    return b"".join(parts)

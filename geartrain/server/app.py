@@ -1,0 +1,338 @@
+"""Wiring of the job server: options -> store, state, listener, timers, signals and the log.
+
+``Server`` owns one State, one listening socket and its Connections. It flushes output once per
+loop turn (every connection with output gets one write), runs the state's timers (epoch jobs,
+CAN_DO_TIMEOUT, cron) with a single loop timer set to the earliest due time, and handles
+SIGTERM/SIGINT (stop), SIGUSR1 (graceful: stop accepting, let running jobs finish) and SIGHUP
+(reopen the log file). ``run(options)`` is what `geartrain serve` calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+
+from .. import __version__
+from ..protocol.packets import DEFAULT_MAX_PACKET_SIZE
+from .commands import Admin
+from .connection import Connection, set_keepalive
+from .group import GroupCommit
+from .state import State, default_handle_prefix
+from .store.base import MemoryStore, Store
+
+log = logging.getLogger("geartrain.server")
+
+#: gearmand's verbosity names -> logging levels (NOTICE sits between INFO and WARNING)
+NOTICE = 25
+logging.addLevelName(NOTICE, "NOTICE")
+LEVELS = {
+    "FATAL": logging.CRITICAL + 10, "ALERT": logging.CRITICAL + 5, "CRITICAL": logging.CRITICAL,
+    "ERROR": logging.ERROR, "WARNING": logging.WARNING, "NOTICE": NOTICE, "INFO": logging.INFO,
+    "DEBUG": logging.DEBUG,
+}
+
+#: the version string `version` reports (gearmand prints its package version)
+VERSION = f"geartrain-{__version__}"
+
+
+@dataclass
+class Options:
+    """Everything `geartrain serve` can be told."""
+
+    listen: str = "127.0.0.1"
+    port: int = 4730
+    backlog: int = 32
+    job_retries: int = 0
+    handle_prefix: bytes | None = None
+    worker_wakeup: int = 1
+    exceptions: bool = False
+    max_packet_size: int = DEFAULT_MAX_PACKET_SIZE
+    max_connections: int = 0
+    keepalive: bool = False
+    keepalive_idle: int = -1
+    keepalive_interval: int = -1
+    keepalive_count: int = -1
+    log_file: str = "stderr"
+    verbose: str = "ERROR"
+    pid_file: str | None = None
+    write_high: int = 4 * 1024 * 1024
+    write_hard_limit: int = 256 * 1024 * 1024
+    store: Store = field(default_factory=MemoryStore)
+
+
+class LogFile:
+    """The server's log destination: a file (reopened on SIGHUP), stderr, or nothing."""
+
+    def __init__(self, path: str, level: str) -> None:
+        self.path = path
+        self.level_name = level.upper()
+        self.handler: logging.Handler | None = None
+        root = logging.getLogger("geartrain")
+        root.setLevel(LEVELS.get(self.level_name, logging.ERROR))
+        root.propagate = False
+        self.open()
+
+    def open(self) -> None:
+        root = logging.getLogger("geartrain")
+        if self.handler is not None:
+            root.removeHandler(self.handler)
+            self.handler.close()
+        if self.path == "none":
+            handler: logging.Handler = logging.NullHandler()
+        elif self.path == "stderr":
+            handler = logging.StreamHandler(sys.stderr)
+        else:
+            handler = logging.FileHandler(self.path)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        self.handler = handler
+        root.addHandler(handler)
+
+    def reopen(self) -> None:
+        self.open()
+        log.log(NOTICE, "log file reopened")
+
+
+class Server:
+    """One running job server."""
+
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self.store = options.store
+        self.max_packet_size = options.max_packet_size
+        self.max_connections = options.max_connections
+        self.write_high = options.write_high
+        self.write_hard_limit = options.write_hard_limit
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.committer: GroupCommit | None = None
+        self.state = State(
+            handle_prefix=options.handle_prefix if options.handle_prefix is not None else default_handle_prefix(),
+            job_retries=options.job_retries,
+            worker_wakeup=options.worker_wakeup,
+            exceptions=options.exceptions,
+            notice=lambda msg: log.log(NOTICE, "%s", msg),
+            now=time.time(),
+        )
+        self.admin = Admin(self.state, version=VERSION, verbose=lambda: options.verbose.upper(),
+                           shutdown=self.request_shutdown)
+        self.state.text = self.admin.run
+        self.flush_scheduled = False
+        self.listener: asyncio.AbstractServer | None = None
+        self.sockets: list[socket.socket] = []
+        self.timer: asyncio.TimerHandle | None = None
+        self.timer_at: float | None = None
+        self.stopped: asyncio.Event | None = None
+        self.graceful = False
+
+    # ------------------------------------------------------------------ start and stop
+
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.stopped = asyncio.Event()
+        store = self.store
+        await store.open()
+        if store.durable:
+            self.committer = GroupCommit(store, after=self.schedule_flush, loop=self.loop)
+            self.state.committer = self.committer
+            count = 0
+            self.state.now = time.time()
+            async for batch in store.replay_batches():
+                for stored in batch:
+                    self.state.restore(stored)
+                count += len(batch)
+            if count:
+                log.log(NOTICE, "replayed %d job(s) from the %s queue", count, store.name)
+        opts = self.options
+        self.listener = await self.loop.create_server(
+            lambda: Connection(self), host=opts.listen or None, port=opts.port, backlog=opts.backlog,
+            reuse_address=True)
+        self.sockets = list(self.listener.sockets)
+        self.arm_timer()
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        return [s.getsockname()[:2] for s in self.sockets]
+
+    def request_shutdown(self, graceful: bool = False) -> None:
+        """Stop now, or (GRACEFUL) stop accepting, hand out no new jobs, and stop when none is running."""
+        if graceful:
+            if not self.graceful:
+                log.log(NOTICE, "graceful shutdown: no new connections or jobs; waiting for running jobs")
+                self.graceful = True
+                self.state.draining = True
+                if self.listener is not None:
+                    self.listener.close()
+                assert self.loop is not None
+                self.loop.call_soon(self._check_drained)
+        elif self.stopped is not None:
+            self.stopped.set()
+
+    def _check_drained(self) -> None:
+        if self.stopped is None or self.stopped.is_set():
+            return
+        if not any(f.running for f in self.state.functions.values()):
+            self.stopped.set()
+            return
+        assert self.loop is not None
+        self.loop.call_later(0.05, self._check_drained)
+
+    async def wait_stopped(self) -> None:
+        assert self.stopped is not None
+        await self.stopped.wait()
+
+    async def close(self) -> None:
+        if self.listener is not None:
+            self.listener.close()
+        self.flush()
+        for peer in list(self.state.peers.values()):
+            if peer.transport is not None:
+                peer.transport.close()
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.committer is not None:
+            await self.committer.drain()
+        try:
+            await self.store.close()
+        except Exception as exc:  # closing a broken store must not hide the shutdown
+            log.error("closing the %s queue: %s", self.store.name, exc)
+
+    # ------------------------------------------------------------------ per-turn work
+
+    def tune_socket(self, sock: socket.socket) -> None:
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            pass
+        if self.options.keepalive:
+            o = self.options
+            set_keepalive(sock, o.keepalive_idle, o.keepalive_interval, o.keepalive_count)
+
+    def schedule_flush(self) -> None:
+        if not self.flush_scheduled and self.loop is not None:
+            self.flush_scheduled = True
+            self.loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Write every connection's pending output with one write each, then re-arm the timer."""
+        self.flush_scheduled = False
+        state = self.state
+        dirty = state.dirty
+        if dirty:
+            state.dirty = []
+            take = state.take_output
+            for peer in dirty:
+                transport = peer.transport
+                if peer.closed or transport is None:
+                    continue
+                if peer.out:
+                    data = take(peer)
+                    if data:
+                        transport.write(data)
+                        conn = peer.extra
+                        if conn.paused:
+                            conn.check_hard_limit()
+                if peer.close_after and not peer.holds:
+                    transport.close()
+        if state.epoch_heap or state.timeout_heap or state.sched_heap:
+            nxt = state.next_wakeup()
+            if nxt is not None and (self.timer_at is None or nxt < self.timer_at):
+                self.arm_timer()
+
+    def arm_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+            self.timer_at = None
+        nxt = self.state.next_wakeup()
+        if nxt is None or self.loop is None:
+            return
+        delay = max(0.0, nxt - time.time())
+        self.timer_at = nxt
+        self.timer = self.loop.call_later(min(delay, 3600.0), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self.timer = None
+        self.timer_at = None
+        self.state.tick(time.time())
+        self.flush()
+        self.arm_timer()
+
+
+# ---------------------------------------------------------------------- process-level running
+
+
+def install_uvloop() -> str:
+    """Use uvloop when it is installed; return the loop's name."""
+    try:
+        import uvloop
+    except ImportError:
+        return "asyncio"
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    return "uvloop"
+
+
+def daemonize() -> None:
+    """Detach from the terminal (-d), as gearmand does."""
+    if os.fork() > 0:
+        os._exit(0)
+    os.setsid()
+    if os.fork() > 0:
+        os._exit(0)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+
+
+async def serve(options: Options, logfile: LogFile | None = None, loop_name: str = "asyncio") -> int:
+    server = Server(options)
+    try:
+        await server.start()
+    except OSError as exc:
+        log.critical("could not listen on %s:%d: %s", options.listen, options.port, exc)
+        print(f"geartrain serve: could not listen on {options.listen}:{options.port}: {exc}", file=sys.stderr)
+        return 1
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, server.request_shutdown, False)
+    loop.add_signal_handler(signal.SIGINT, server.request_shutdown, False)
+    loop.add_signal_handler(signal.SIGUSR1, server.request_shutdown, True)
+    if logfile is not None:
+        loop.add_signal_handler(signal.SIGHUP, logfile.reopen)
+    where = ", ".join(f"{h}:{p}" for h, p in server.addresses)
+    hint = " (only this machine can connect; use -L 0.0.0.0 to listen on all interfaces)" \
+        if options.listen in ("127.0.0.1", "localhost", "::1") else ""
+    log.log(NOTICE, "geartrain %s listening on %s%s; queue %s; %s; pid %d", __version__, where, hint,
+            options.store.name, loop_name, os.getpid())
+    if options.pid_file:
+        with open(options.pid_file, "w") as fh:
+            fh.write(f"{os.getpid()}\n")
+    try:
+        await server.wait_stopped()
+    finally:
+        log.log(NOTICE, "shutting down")
+        await server.close()
+        if options.pid_file:
+            try:
+                os.unlink(options.pid_file)
+            except OSError:
+                pass
+    return 0
+
+
+def run(options: Options, *, daemon: bool = False) -> int:
+    """Run a server until it is told to stop; the process entry point of `geartrain serve`."""
+    if daemon:
+        daemonize()
+    logfile = LogFile(options.log_file, options.verbose)
+    loop_name = install_uvloop()
+    try:
+        return asyncio.run(serve(options, logfile, loop_name))
+    except KeyboardInterrupt:
+        return 0
+
+
+__all__ = ["Options", "Server", "run", "serve", "LEVELS", "VERSION"]

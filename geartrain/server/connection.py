@@ -1,0 +1,135 @@
+"""One asyncio Protocol per client or worker socket: bytes in -> codec -> state; state's output -> one write.
+
+The hot path is ``data_received``: feed the parser, call ``dispatch[ptype](peer, args)`` for each
+packet (a list lookup, no Task, no logging), then ask the server to flush. The server flushes
+every connection that got output this loop turn with one ``transport.write`` each (write
+coalescing). A connection whose peer does not read has its reading paused while our write
+buffer is above the high-water mark, and is closed if that buffer passes a hard limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from time import time
+from typing import TYPE_CHECKING
+
+from ..protocol.codec import FATAL, PARSE_ERROR, Parser, error_packet
+from ..protocol.packets import REQ
+
+if TYPE_CHECKING:
+    from .app import Server
+    from .jobs import Peer
+
+log = logging.getLogger("geartrain.server")
+
+
+class Connection(asyncio.Protocol):
+    """The socket side of one Peer."""
+
+    __slots__ = ("server", "state", "dispatch", "parser", "peer", "transport", "paused", "closing")
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.state = server.state
+        self.dispatch = server.state.dispatch
+        self.parser = Parser(REQ, max_packet_size=server.max_packet_size)
+        self.peer: Peer | None = None
+        self.transport: asyncio.Transport | None = None
+        self.paused = False
+        self.closing = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
+        self.transport = transport
+        server = self.server
+        sock = transport.get_extra_info("socket")
+        peername = transport.get_extra_info("peername")
+        host = peername[0] if isinstance(peername, tuple) else "-"
+        if server.max_connections and len(self.state.peers) >= server.max_connections:
+            log.warning("refusing connection from %s: --max-connections %d reached", host, server.max_connections)
+            self.closing = True
+            transport.abort()
+            return
+        fd = -1
+        if sock is not None:
+            fd = sock.fileno()
+            server.tune_socket(sock)
+        transport.set_write_buffer_limits(high=server.write_high, low=server.write_high // 4)
+        peer = self.state.connect(fd, host)
+        peer.transport = transport
+        peer.extra = self
+        self.peer = peer
+
+    def data_received(self, data: bytes) -> None:
+        peer = self.peer
+        if peer is None or self.closing:
+            return
+        events = self.parser.feed(data)
+        state = self.state
+        state.now = time()
+        dispatch = self.dispatch
+        for ptype, args in events:
+            if ptype >= 0:
+                dispatch[ptype](peer, args)
+            elif ptype == PARSE_ERROR:
+                state.send(peer, error_packet(*args))
+            elif ptype == FATAL:
+                state.send(peer, error_packet(*args))
+                log.warning("closing connection fd %d from %s: %s", peer.fd, peer.host, args[1].decode())
+                peer.close_after = True
+                self.closing = True
+                break
+        server = self.server
+        if not server.flush_scheduled:
+            server.schedule_flush()
+
+    def eof_received(self) -> bool | None:
+        return None  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        peer = self.peer
+        if peer is None:
+            return
+        self.peer = None
+        self.state.disconnect(peer)
+        self.server.schedule_flush()
+
+    # backpressure: our output to this peer is piling up
+    def pause_writing(self) -> None:
+        if self.transport is None:
+            return
+        size = self.transport.get_write_buffer_size()
+        if size > self.server.write_hard_limit:
+            log.warning("closing connection fd %d from %s: it does not read its replies (%d bytes waiting)",
+                        self.peer.fd if self.peer else -1, self.peer.host if self.peer else "-", size)
+            self.transport.abort()
+            return
+        if not self.paused:
+            self.paused = True
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.paused and self.transport is not None:
+            self.paused = False
+            self.transport.resume_reading()
+
+    def check_hard_limit(self) -> None:
+        """Called after a write while paused: close a peer that never reads."""
+        transport = self.transport
+        if transport is not None and transport.get_write_buffer_size() > self.server.write_hard_limit:
+            self.pause_writing()
+
+
+def set_keepalive(sock: socket.socket, idle: int, interval: int, count: int) -> None:
+    """Turn on TCP keepalive with gearmand's knobs (-1 = system default)."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        if idle > 0 and hasattr(socket, "TCP_KEEPIDLE"):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, idle)
+        if interval > 0 and hasattr(socket, "TCP_KEEPINTVL"):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, interval)
+        if count > 0 and hasattr(socket, "TCP_KEEPCNT"):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, count)
+    except OSError as exc:
+        log.warning("could not set keepalive: %s", exc)

@@ -1,0 +1,144 @@
+"""The server's records: a Job, a Function (its three queues and counters) and a Peer (one connection).
+
+Plain slotted objects with no behaviour of their own beyond tiny helpers; server/state.py owns the
+logic that moves them about. Kept apart so metrics, admin and tests can read them without pulling
+in the state machine.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from typing import Any
+
+# Job.state values
+DONE = 0  # finished, cancelled or dropped; may still sit in a deque (lazy deletion)
+QUEUED = 1  # in its function's queue, runnable
+RUNNING = 2  # assigned to a worker
+DELAYED = 3  # an epoch job waiting for its time (in the epoch heap)
+PENDING = 4  # a background job waiting for the durable store to commit it
+
+STATE_NAMES = {DONE: "done", QUEUED: "queued", RUNNING: "running", DELAYED: "delayed", PENDING: "pending"}
+
+
+class Hold:
+    """A reply not yet known (a JOB_CREATED waiting for a store commit) in a peer's output list.
+
+    The connection layer writes a peer's output up to the first unresolved Hold, so replies on one
+    connection stay in order.
+    """
+
+    __slots__ = ("data",)
+
+    def __init__(self) -> None:
+        self.data: bytes | None = None
+
+
+class Job:
+    """One job: what to run, who waits for it, where it is."""
+
+    __slots__ = (
+        "handle", "function", "unique", "key", "data", "priority", "background", "reducer", "clients",
+        "worker", "numerator", "denominator", "retries", "when", "state", "stored", "attempt", "holds",
+        "schedule", "skey",
+    )
+
+    def __init__(self, handle: bytes, function: Function, unique: bytes, key: Any, data: bytes, priority: int,
+                 background: bool, reducer: bytes = b"", when: int = 0) -> None:
+        self.handle = handle
+        self.function = function
+        self.unique = unique
+        self.key = key  # key in the unique index, or None when the job is never coalesced
+        self.data = data
+        self.priority = priority
+        self.background = background
+        self.reducer = reducer
+        self.clients: list[Peer] = []  # foreground connections waiting for the result (a peer may repeat)
+        self.worker: Peer | None = None
+        self.numerator = b"0"
+        self.denominator = b"0"
+        self.retries = 0
+        self.when = when
+        self.state = QUEUED
+        self.stored = False  # the durable store holds it: call Store.done when it ends
+        self.attempt = 0  # bumped on every assignment, so a stale timeout can be recognised
+        self.holds: list[tuple[Peer, Hold]] | None = None  # replies waiting for the store commit
+        self.schedule: Any = None  # the cron Schedule that queued this run, if any
+        self.skey: Any = None  # the StoredJob it was stored as (its .key finds it again in the store)
+
+    def __repr__(self) -> str:
+        return f"<Job {self.handle!r} {self.function.name!r} {STATE_NAMES[self.state]}>"
+
+
+class Function:
+    """One function name: three queues (HIGH, NORMAL, LOW), its workers and its counters."""
+
+    __slots__ = (
+        "name", "queues", "queued", "delayed", "running", "workers", "sleepers", "maxqueue",
+        "submitted", "completed", "failed", "exceptions", "retried", "timeouts",
+    )
+
+    def __init__(self, name: bytes) -> None:
+        self.name = name
+        # deques hold jobs in FIFO order; cancelled jobs stay in place with state DONE (lazy deletion)
+        self.queues: tuple[deque[Job], deque[Job], deque[Job]] = (deque(), deque(), deque())
+        self.queued = [0, 0, 0]  # runnable jobs per priority (excludes lazily deleted ones)
+        self.delayed = [0, 0, 0]  # epoch jobs not due yet, and store-pending jobs, per priority
+        self.running = 0
+        self.workers = 0  # registrations (CAN_DO twice counts twice, as gearmand)
+        self.sleepers: OrderedDict[Peer, None] = OrderedDict()  # sleeping workers, longest asleep first
+        self.maxqueue = [0, 0, 0]  # 0 = unlimited
+        # counters for metrics
+        self.submitted = 0
+        self.completed = 0
+        self.failed = 0
+        self.exceptions = 0
+        self.retried = 0
+        self.timeouts = 0
+
+    @property
+    def total(self) -> int:
+        """Jobs of this function in the server: queued, waiting for their time, or running."""
+        q = self.queued
+        d = self.delayed
+        return q[0] + q[1] + q[2] + d[0] + d[1] + d[2] + self.running
+
+    def has_runnable(self) -> bool:
+        q = self.queued
+        return bool(q[0] or q[1] or q[2])
+
+    def __repr__(self) -> str:
+        return f"<Function {self.name!r} queued={self.queued} running={self.running} workers={self.workers}>"
+
+
+class Peer:
+    """One connection as the job logic sees it: its output, and its roles as client and as worker."""
+
+    __slots__ = (
+        "id", "fd", "host", "client_id", "out", "holds", "exceptions", "abilities", "funcs", "timeouts", "rr",
+        "sleeping", "noop_sent", "jobs", "client_jobs", "stale", "closed", "close_after", "transport", "extra",
+    )
+
+    def __init__(self, id: int, fd: int = -1, host: str = "-") -> None:
+        self.id = id
+        self.fd = fd
+        self.host = host
+        self.client_id = b"-"
+        self.out: list[Any] = []  # bytes (or Hold) waiting to be written
+        self.holds = 0  # Holds in out, resolved or not (output is written only up to the first unresolved)
+        self.exceptions = False
+        self.abilities: list[Function] = []  # every CAN_DO, in order, repeats kept (for `workers`)
+        self.funcs: list[Function] = []  # distinct functions, in round-robin order
+        self.timeouts: dict[Function, float] = {}  # CAN_DO_TIMEOUT seconds per function
+        self.rr = 0
+        self.sleeping = False
+        self.noop_sent = False
+        self.jobs: dict[bytes, Job] = {}  # running on this worker, by handle
+        self.client_jobs: dict[Job, None] = {}  # jobs this connection waits on as a foreground client
+        self.stale: set[bytes] = set()  # handles taken away on timeout: late results are ignored
+        self.closed = False
+        self.close_after = False  # close once the output is written
+        self.transport: Any = None  # the connection layer's, untouched by state
+        self.extra: Any = None  # for the connection layer (e.g. the Connection object)
+
+    def __repr__(self) -> str:
+        return f"<Peer {self.id} fd={self.fd} {self.host}>"
