@@ -36,6 +36,11 @@ def generated_key() -> bytes:
     return GENERATED_PREFIX + uuid.uuid4().hex.encode()
 
 
+def needs_generated_key(unique: bytes) -> bool:
+    """An empty unique, or ``-`` (coalesce by data), cannot key a job: many jobs of one function share it."""
+    return not unique or unique == b"-"
+
+
 def pack_extra(**fields: bytes | None) -> bytes | None:
     """Encode the fields that are set (one-letter names) as a versioned TLV record; None if none are."""
     parts = [bytes((_VERSION,))]
@@ -70,7 +75,7 @@ def sql_key_and_extra(job: StoredJob, unique_ok: Callable[[bytes], bool] | None 
     if job.store_key:
         key = job.store_key
         real_unique = unique
-    elif not unique or (unique_ok is not None and not unique_ok(unique)):
+    elif needs_generated_key(unique) or (unique_ok is not None and not unique_ok(unique)):
         key = job.store_key = generated_key()
         real_unique = unique
     else:

@@ -29,7 +29,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from .base import StoredJob
-from .common import ConnectedStore, generated_key, pack_extra, unpack_extra
+from .common import ConnectedStore, generated_key, needs_generated_key, pack_extra, unpack_extra
 
 DEFAULT_PREFIX = "_gear_"
 _SCAN_COUNT = 1000
@@ -50,9 +50,11 @@ return n
 """
 
 
-def _resp(args: list[bytes]) -> bytes:
-    """ARGS as one RESP command."""
-    parts = [b"*%d\r\n" % len(args)]
+def _resp(args: list[bytes], *head: bytes) -> bytes:
+    """HEAD + ARGS as one RESP command."""
+    parts = [b"*%d\r\n" % (len(head) + len(args))]
+    for arg in head:
+        parts += (b"$%d\r\n" % len(arg), arg, b"\r\n")
     for arg in args:
         parts += (b"$%d\r\n" % len(arg), arg, b"\r\n")
     return b"".join(parts)
@@ -106,11 +108,11 @@ class RedisStore(ConnectedStore):
             return
         # One EVALSHA of _ADD_SCRIPT (atomic, like MULTI/EXEC) with every job's key, data and
         # priority, encoded here in one go: the fastest way to hand Redis a batch from Python.
-        args: list[bytes] = [b"EVALSHA", self._add_sha, b"1", self.extra_key, b"%d" % len(jobs)]
+        args: list[bytes] = [b"1", self.extra_key, b"%d" % len(jobs)]
         extras: list[bytes] = []
         for job in jobs:
             unique = job.store_key or job.unique
-            if not unique:
+            if needs_generated_key(unique):
                 unique = job.store_key = generated_key()
             exact = unique != job.unique or b"-" in job.function
             key = self.job_key(job.function, unique)
@@ -120,11 +122,11 @@ class RedisStore(ConnectedStore):
                                    w=b"%d" % job.when if job.when else None, r=job.reducer or None,
                                    s=job.schedule or None)
                 extras += (key, extra)  # type: ignore[arg-type]
-        packed = _resp(args + extras)
+        args += extras
 
         async def op(conn: aioredis.Redis) -> None:
             connection = conn.connection
-            await connection.send_packed_command(packed, check_health=False)
+            await connection.send_packed_command(_resp(args, b"EVALSHA", self._add_sha), check_health=False)
             await connection.read_response()
 
         await self._call("add", op)
@@ -148,13 +150,14 @@ class RedisStore(ConnectedStore):
         match = re.sub(rb"([*?\[\]\\])", rb"\\\1", self.prefix) + b"-*"
         cursor: int | None = None
         batch: list[StoredJob] = []
+        count = min(_SCAN_COUNT, size)
         while cursor != 0:
-            cursor, keys = await self._call("replay", lambda c, cur=cursor or 0: c.scan(cur, match, _SCAN_COUNT))
+            cursor, keys = await self._call("replay", lambda c, cur=cursor or 0: c.scan(cur, match, count))
             if keys:
                 batch += await self._call("replay", lambda c, k=keys: self._fetch(c, k))
-            if len(batch) >= size or (cursor == 0 and batch):
-                yield batch
-                batch = []
+            while len(batch) >= size or (cursor == 0 and batch):
+                yield batch[:size]
+                batch = batch[size:]
 
     async def _fetch(self, conn: aioredis.Redis, keys: list[bytes]) -> list[StoredJob]:
         pipe = conn.pipeline(transaction=False)

@@ -1,0 +1,302 @@
+"""Every durable backend through the Store interface: add / done / replay, batches, gearmand's
+layout, and recovery after its connection is killed or the network to it is cut."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from geartrain.server.store.base import StoredJob, StoreError
+from tests.server.store.backends import KINDS, PORTS, Backend, Proxy, need_service
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@pytest.fixture(params=KINDS)
+def backend(request: pytest.FixtureRequest, tmp_path) -> Iterator[Backend]:
+    need_service(request.param)
+    b = Backend(request.param, tmp_path)
+    yield b
+    asyncio.run(b.drop())
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def jobs(n: int, function: bytes = b"f", tag: bytes = b"u") -> list[StoredJob]:
+    return [StoredJob(function, b"%s%d" % (tag, i), b"%064d" % i, i % 3) for i in range(n)]
+
+
+def by_identity(stored: list[StoredJob]) -> dict[tuple, StoredJob]:
+    return {(j.function, j.unique, j.data): j for j in stored}
+
+
+def test_add_replay_done_round_trip(backend: Backend):
+    special = [
+        StoredJob(b"f", b"", b"empty unique one", 1),
+        StoredJob(b"f", b"", b"empty unique two", 2),
+        StoredJob(b"f", b"-", b"dash unique", 1),
+        StoredJob(b"with-dash", b"u-1", b"\x00binary\xff", 0),
+        StoredJob(b"f", b"\xffnot utf8", b"", 2),
+        StoredJob(b"epoch", b"e1", b"later", 1, when=2_000_000_000),
+        StoredJob(b"reduce", b"r1", b"map me", 1, reducer=b"reducer-fn"),
+        StoredJob(b"sched", b"s1", b"cron", 0, schedule=b"*/5 * * * *"),
+    ]
+
+    async def go():
+        store = backend.store()
+        await store.open()
+        try:
+            await store.add(special + jobs(20))
+            got = await store.replay()
+            assert len(got) == len(special) + 20
+            index = by_identity(got)
+            for want in special + jobs(20):
+                job = index[(want.function, want.unique, want.data)]
+                assert (job.priority, job.when, job.reducer, job.schedule) == (
+                    want.priority, want.when, want.reducer, want.schedule)
+            # the two empty-unique jobs of one function are two jobs, each with its own key
+            empties = [j for j in got if j.unique == b""]
+            assert len(empties) == 2 and len({j.key for j in empties}) == 2
+            # done of one of them removes exactly that one
+            await store.done([empties[0].key])
+            left = by_identity(await store.replay())
+            assert (b"f", b"", empties[0].data) not in left and (b"f", b"", empties[1].data) in left
+            await store.done([j.key for j in got])
+            assert await store.replay() == []
+            assert await backend.count() == 0
+        finally:
+            await store.close()
+
+    run(go())
+
+
+def test_state_survives_a_new_store(backend: Backend):
+    """What one store object added, a fresh one (a restarted server) replays, keys included."""
+    async def go():
+        first = backend.store()
+        await first.open()
+        batch = jobs(50) + [StoredJob(b"g", b"", b"no unique", 1)]
+        await first.add(batch)
+        await first.done([batch[0].key, batch[-1].key])
+        await first.close()
+        second = backend.store()
+        await second.open()
+        try:
+            got = await second.replay()
+            assert sorted(j.unique for j in got) == sorted(j.unique for j in batch[1:-1])
+            await second.done([j.key for j in got])
+            assert await backend.count() == 0
+        finally:
+            await second.close()
+
+    run(go())
+
+
+def test_batch_of_a_thousand_is_stored_and_streams_back_in_batches(backend: Backend):
+    async def go():
+        store = backend.store()
+        await store.open()
+        try:
+            await store.add(jobs(1000))
+            assert await backend.count() == 1000
+            sizes = []
+            seen = set()
+            async for batch in store.replay_batches(size=300):
+                sizes.append(len(batch))
+                seen |= {j.unique for j in batch}
+            assert max(sizes) <= 300 and sum(sizes) == 1000 and len(seen) == 1000
+        finally:
+            await store.close()
+
+    run(go())
+
+
+def test_add_of_an_existing_key_replaces_it(backend: Backend):
+    """gearmand's sqlite queue does INSERT OR REPLACE; every backend upserts (an add retried
+    after a lost connection must not fail on its own first attempt)."""
+    async def go():
+        store = backend.store()
+        await store.open()
+        try:
+            await store.add([StoredJob(b"f", b"same", b"old", 2)])
+            await store.add([StoredJob(b"f", b"same", b"new", 0), StoredJob(b"f", b"other", b"x", 1)])
+            got = {j.unique: j for j in await store.replay()}
+            assert set(got) == {b"same", b"other"}
+            assert (got[b"same"].data, got[b"same"].priority) == (b"new", 0)
+        finally:
+            await store.close()
+
+    run(go())
+
+
+def test_gearmand_layout(backend: Backend):
+    """Columns / keys are gearmand's, and a row written the way gearmand writes it replays."""
+    async def go():
+        store = backend.store()
+        await store.open()
+        try:
+            await store.add([StoredJob(b"func", b"uniq", b"payload", 2, when=1234)])
+            t = backend.name
+            if backend.kind == "sqlite":
+                rows = await backend.sql(f"SELECT unique_key, function_name, priority, data, when_to_run, "
+                                         f"typeof(unique_key), typeof(function_name), typeof(data) FROM {t}")
+                assert rows == [(b"uniq", b"func", 2, b"payload", 1234, b"text", b"text", b"blob")]
+                await backend.sql(f"INSERT INTO {t} (unique_key, function_name, priority, data, when_to_run) "
+                                  "VALUES ('g1', 'gfunc', 0, x'00ff', 0)")
+            elif backend.kind == "postgres":
+                rows = await backend.sql(f"SELECT unique_key, function_name, priority, data, when_to_run FROM {t}")
+                assert rows == [("uniq", "func", 2, b"payload", 1234)]
+                types = dict(await backend.sql("SELECT column_name, data_type FROM information_schema.columns "
+                                               "WHERE table_name = $1", t))
+                assert types["unique_key"] == "character varying" and types["data"] == "bytea"
+                await backend.sql(f"INSERT INTO {t} (priority, unique_key, function_name, data, when_to_run) "
+                                  "VALUES (0, 'g1', 'gfunc', '\\x00ff'::bytea, 0)")
+            elif backend.kind == "mysql":
+                rows = await backend.sql(f"SELECT unique_key, function_name, priority, data, when_to_run FROM {t}")
+                assert rows == [(b"uniq", b"func", 2, b"payload", 1234)]
+                await backend.sql(f"INSERT INTO {t} (unique_key, function_name, priority, data, when_to_run) "
+                                  "VALUES ('g1', 'gfunc', 0, x'00ff', 0)")
+            else:
+                key = f"{backend.prefix}-func-uniq".encode()
+                assert await backend.redis_keys() == [key]
+                assert await backend.redis("HGETALL", key) == {b"data": b"payload", b"priority": b"2"}
+                await backend.redis("HSET", f"{backend.prefix}-gfunc-g1", "data", b"\x00\xff", "priority", "0")
+            got = {j.unique: j for j in await store.replay()}
+            assert (got[b"g1"].function, got[b"g1"].data, got[b"g1"].priority) == (b"gfunc", b"\x00\xff", 0)
+            assert got[b"uniq"].when == 1234
+        finally:
+            await store.close()
+
+    run(go())
+
+
+def test_gearmand_made_table_gets_the_extra_column(backend: Backend):
+    """A table created by gearmand (its exact DDL) is used as is, plus one nullable column."""
+    if backend.kind == "redis":
+        pytest.skip("no table in Redis")
+    t = backend.name
+
+    async def go():
+        if backend.kind == "sqlite":
+            await backend.sql(f"CREATE TABLE {t} ( unique_key TEXT, function_name TEXT, priority INTEGER, data BLOB, "
+                              "when_to_run INTEGER, PRIMARY KEY (unique_key, function_name))")
+        elif backend.kind == "postgres":
+            await backend.sql(f"CREATE TABLE IF NOT EXISTS {t} (unique_key VARCHAR(64), function_name VARCHAR(255), "
+                              "priority INTEGER, data BYTEA, when_to_run INTEGER, UNIQUE (unique_key, function_name))")
+        else:
+            await backend.sql(f"CREATE TABLE {t}(unique_key VARCHAR(64),function_name VARCHAR(255),priority INT,"
+                              "data LONGBLOB,when_to_run INT,unique key (unique_key, function_name))")
+        store = backend.store()
+        await store.open()
+        try:
+            await store.add([StoredJob(b"f", b"", b"empty", 1), StoredJob(b"f", b"\xfe\xff", b"binary unique", 1),
+                             StoredJob(b"f", b"plain", b"p", 1)])
+            got = await store.replay()
+            assert sorted(j.unique for j in got) == [b"", b"plain", b"\xfe\xff"]
+            await store.done([j.key for j in got])
+            assert await backend.count() == 0
+        finally:
+            await store.close()
+
+    run(go())
+
+
+def test_killed_connection_is_replaced(backend: Backend, caplog: pytest.LogCaptureFixture):
+    """The database ends our connection (pg_terminate_backend / KILL / CLIENT KILL): the next call
+    reconnects by itself, retries once, and nothing is lost."""
+    if backend.kind == "sqlite":
+        pytest.skip("no server connection to kill")
+    caplog.set_level(logging.WARNING, logger="geartrain.store")
+
+    async def go():
+        store = backend.store()
+        await store.open()
+        try:
+            await store.add(jobs(10, tag=b"a"))
+            for round_ in range(3):
+                await backend.kill_connection(store)
+                await asyncio.sleep(0.2)
+                await store.add(jobs(10, tag=b"r%d-" % round_))
+            await backend.kill_connection(store)
+            await asyncio.sleep(0.2)
+            await store.done([(b"a0", b"f")])
+            got = {j.unique for j in await store.replay()}
+            assert len(got) == 39 and b"a0" not in got and b"r2-9" in got
+        finally:
+            await store.close()
+
+    run(go())
+    assert "connection to" in caplog.text and "lost" in caplog.text
+
+
+def test_network_cut_gives_store_error_then_recovers(backend: Backend, caplog: pytest.LogCaptureFixture):
+    """Nothing reachable: calls raise StoreError promptly (the server answers QUEUE_ERROR), and once
+    the network is back the store reconnects on its own; what was acknowledged is all there."""
+    if backend.kind == "sqlite":
+        pytest.skip("embedded: no network")
+    caplog.set_level(logging.INFO, logger="geartrain.store")
+
+    async def go():
+        proxy = await Proxy(PORTS[backend.kind]).start()
+        backend.port = proxy.port
+        store = backend.store()
+        store.connect_timeout = 1.0  # type: ignore[attr-defined]
+        acknowledged: set[bytes] = set()
+        try:
+            await store.open()
+            await store.add(jobs(5, tag=b"before"))
+            acknowledged |= {b"before%d" % i for i in range(5)}
+            await proxy.cut()
+            failures = 0
+            for i in range(3):
+                loop = asyncio.get_running_loop()
+                started = loop.time()
+                with pytest.raises(StoreError):
+                    await store.add([StoredJob(b"f", b"during%d" % i, b"x", 1)])
+                failures += 1
+                assert loop.time() - started < 8
+            await proxy.restore()
+            deadline = asyncio.get_running_loop().time() + 15
+            while True:
+                try:
+                    await store.add(jobs(5, tag=b"after"))
+                    break
+                except StoreError:
+                    assert asyncio.get_running_loop().time() < deadline, "store never reconnected"
+                    await asyncio.sleep(0.2)
+            acknowledged |= {b"after%d" % i for i in range(5)}
+            stored = {j.unique for j in await store.replay()}
+            assert acknowledged <= stored and failures == 3
+        finally:
+            await store.close()
+            await proxy.cut()
+
+    run(go())
+    assert "reconnected" in caplog.text
+
+
+def test_unreachable_server_fails_fast_at_open(tmp_path):
+    """A database that is not there: open() raises StoreError within the connect timeout."""
+    from tests.conftest import free_port
+
+    port = free_port()
+    for url in (f"postgresql://postgres@127.0.0.1:{port}/test", f"mysql://root@127.0.0.1:{port}/test",
+                f"redis://127.0.0.1:{port}/0"):
+        from geartrain.server.store.url import store_from_url
+
+        store = store_from_url(url)
+        store.connect_timeout = 1.0  # type: ignore[attr-defined]
+
+        async def go(store=store):
+            with pytest.raises(StoreError):
+                await store.open()
+            with pytest.raises(StoreError):  # inside the backoff: refused at once
+                await store.add([StoredJob(b"f", b"u", b"", 1)])
+            await store.close()
+
+        run(go())
