@@ -149,3 +149,39 @@ class CountingProxy:
         self.closed = True
         self.listener.close()
         self.drop()
+
+
+@contextmanager
+def worker_thread(servers: list[Server], tasks: dict, worker_class: type = gearman.GearmanWorker,
+                  poll_timeout: float | None = 0.2, addresses: list[str] | None = None) -> Iterator:
+    """Run a GearmanWorker with TASKS in a thread until the block ends (after_poll then says stop)."""
+    stop = threading.Event()
+
+    class StoppableWorker(worker_class):  # type: ignore[misc, valid-type]
+        def after_poll(self, any_activity):
+            return super().after_poll(any_activity) and not stop.is_set()
+
+    worker = StoppableWorker(addresses or [s.address for s in servers])
+    for task, callback in tasks.items():
+        worker.register_task(task, callback)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            worker.work(poll_timeout=poll_timeout)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    first = next(iter(tasks))
+    for server in servers:
+        wait_for_workers(server, first if isinstance(first, str) else first.decode())
+    worker.stop_event = stop
+    try:
+        yield worker
+    finally:
+        stop.set()
+        thread.join(15)
+    assert not thread.is_alive(), "worker did not leave its work loop"
+    assert not errors, errors

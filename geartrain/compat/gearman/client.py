@@ -305,7 +305,10 @@ class GearmanClient(GearmanConnectionManager):
                                   "numerator": _number(args[1]), "denominator": _number(args[2]),
                                   "time_received": now}
         elif ptype in (T.WORK_COMPLETE, T.WORK_FAIL, T.WORK_EXCEPTION):
-            watchers = state.by_handle.pop(args[0], ())
+            # gearmand turns WORK_EXCEPTION into WORK_FAIL for clients without the option and keeps the
+            # NUL that ended the handle ("H:x:1\0"): a handle never contains NUL, so strip it.
+            handle = args[0].rstrip(b"\0") if ptype == T.WORK_FAIL else args[0]
+            watchers = state.by_handle.pop(handle, ())
             data = self.decode_data(args[1]) if ptype != T.WORK_FAIL and watchers else None
             for request in watchers:
                 if ptype == T.WORK_COMPLETE:

@@ -24,7 +24,7 @@ _RETRY = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR)
 class GearmanConnection:
     """A connection to one Gearman server. ``connect()`` may be called again after ``close()``."""
 
-    #: A failed or closed connection is not retried sooner than this (python-gearman's cooldown).
+    #: After a failed connect, the server is not tried again sooner than this (python-gearman's cooldown).
     connect_cooldown_seconds = 1.0
     #: How long a TCP connect may take.
     connect_timeout = 5.0
@@ -71,11 +71,12 @@ class GearmanConnection:
         now = time.monotonic()
         if now < self.allowed_connect_time:
             raise ConnectionError(f"{self!r}: attempted to connect before required cooldown")
-        self.allowed_connect_time = now + self.connect_cooldown_seconds
         self._reset()
         try:
             sock = socket.create_connection((self.gearman_host, self.gearman_port), timeout=self.connect_timeout)
         except OSError as exc:
+            # Only a failed attempt starts the cooldown: a connection that broke may be reopened at once.
+            self.allowed_connect_time = time.monotonic() + self.connect_cooldown_seconds
             raise ConnectionError(f"{self!r}: {exc}") from exc
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
