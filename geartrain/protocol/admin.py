@@ -8,7 +8,7 @@ spaces. Nothing here knows about the server's state: callers pass rows in.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 OK = b"OK\r\n"
 END = b".\n"
@@ -18,6 +18,38 @@ ERR_UNKNOWN_SHOW = b"ERR UNKNOWN_SHOW_ARGUMENTS\r\n"
 ERR_DROP_BUSY = b"ERR there are still connected workers or executing clients\r\n"
 ERR_DROP_MISSING = b"ERR function not found\r\n"
 ERR_PERMISSION = b"ERR PERMISSION_DENIED Permission+denied\r\n"
+
+
+def gearmand_hash(key: bytes) -> int:
+    """gearmand's hash of function names, handles and uniques: Jenkins one-at-a-time on signed 32-bit
+    integers (chars are signed), never 0. Listings walk its hash tables, so ordering rows by
+    (hash % buckets, newest first) reproduces gearmand's exact output."""
+
+    def s32(v: int) -> int:
+        v &= 0xFFFFFFFF
+        return v - 0x100000000 if v & 0x80000000 else v
+
+    value = 0
+    for byte in key:
+        value = s32(value + (byte - 256 if byte > 127 else byte))
+        value = s32(value + (value << 10))
+        value = s32(value ^ (value >> 6))
+    value = s32(value + (value << 3))
+    value = s32(value ^ (value >> 11))
+    value = s32(value + (value << 15))
+    return (value & 0xFFFFFFFF) or 1
+
+
+def gearmand_bucket(name: bytes, buckets: int = 991) -> int:
+    """The bucket of gearmand's function table (991 buckets) NAME falls in."""
+    return gearmand_hash(name) % buckets
+
+
+def gearmand_order(items: list, key: Callable[[object], int], buckets: int = 991) -> list:
+    """ITEMS (oldest first) in the order gearmand's hash table lists them: by bucket, newest first."""
+    buckets_of = [key(item) % buckets for item in items]
+    order = sorted(range(len(items)), key=lambda i: (buckets_of[i], -i))
+    return [items[i] for i in order]
 
 
 def split(line: bytes) -> list[bytes]:

@@ -10,7 +10,7 @@ import os
 from collections.abc import Callable
 
 from ..protocol import admin
-from .jobs import DELAYED, QUEUED, RUNNING, Peer
+from .jobs import DELAYED, QUEUED, RUNNING, Function, Job, Peer
 from .state import State, atoi
 
 
@@ -23,6 +23,7 @@ class Admin:
         self.version = version
         self.verbose = verbose
         self.shutdown = shutdown
+        self.hash_buckets = 991  # gearmand's --hashtable-buckets default, for listing jobs in its order
         #: ACL hook: allowed(peer, command) -> bool; None allows everything
         self.allowed: Callable[[Peer, bytes], bool] | None = None
         self.commands: dict[bytes, Callable[[list[bytes]], bytes]] = {
@@ -56,13 +57,21 @@ class Admin:
 
     # ------------------------------------------------------------------ listings
 
+    def functions(self) -> list[Function]:
+        """Functions in gearmand's order: by its hash bucket, newest first within a bucket."""
+        funcs = list(self.state.functions.values())
+        order = sorted(range(len(funcs)), key=lambda i: (funcs[i].bucket, -i))
+        return [funcs[i] for i in order]
+
+    def jobs(self) -> list[Job]:
+        return [job for job in self.state.jobs.values() if job.state in (QUEUED, RUNNING, DELAYED)]
+
     def status(self, words: list[bytes]) -> bytes:
-        # gearmand lists the newest function first
-        return admin.status((f.name, f.total, f.running, f.workers) for f in reversed(self.state.functions.values()))
+        return admin.status((f.name, f.total, f.running, f.workers) for f in self.functions())
 
     def priority_status(self, words: list[bytes]) -> bytes:
         rows = []
-        for f in reversed(self.state.functions.values()):
+        for f in self.functions():
             q, d = f.queued, f.delayed
             rows.append((f.name, q[0] + d[0], q[1] + d[1], q[2] + d[2], f.workers))
         return admin.priority_status(rows)
@@ -78,14 +87,12 @@ class Admin:
         if len(words) < 2:
             return admin.err_unknown(words[0])
         if len(words) == 2 and words[1].lower() == b"jobs":
-            rows = []
-            for job in self.state.jobs.values():
-                if job.state in (QUEUED, RUNNING, DELAYED):
-                    rows.append((job.handle, job.retries, 0, 1 if job.background else 0))
-            return admin.show_jobs(rows)
+            jobs = admin.gearmand_order(self.jobs(), lambda job: admin.gearmand_hash(job.handle),
+                                        self.hash_buckets)
+            return admin.show_jobs((job.handle, job.retries, 0, 1 if job.background else 0) for job in jobs)
         if len(words) == 3 and words[1].lower() == b"unique" and words[2].lower() == b"jobs":
-            return admin.show_unique_jobs(job.unique for job in self.state.jobs.values()
-                                          if job.state in (QUEUED, RUNNING, DELAYED))
+            jobs = admin.gearmand_order(self.jobs(), _unique_hash, self.hash_buckets)
+            return admin.show_unique_jobs(job.unique for job in jobs)
         return admin.ERR_UNKNOWN_SHOW
 
     # ------------------------------------------------------------------ changes
@@ -137,3 +144,12 @@ class Admin:
         if self.shutdown is not None:
             self.shutdown(graceful)
         return admin.OK
+
+
+def _unique_hash(job: Job) -> int:
+    """gearmand's key in its unique table: 0 without a unique, the data's hash for "-"."""
+    if not job.unique:
+        return 0
+    if job.unique == b"-":
+        return admin.gearmand_hash(job.data) if job.data else 0
+    return admin.gearmand_hash(job.unique)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from typing import Any
 
+from ..protocol.admin import gearmand_bucket
+
 # Job.state values
 DONE = 0  # finished, cancelled or dropped; may still sit in a deque (lazy deletion)
 QUEUED = 1  # in its function's queue, runnable
@@ -73,12 +75,13 @@ class Function:
     """One function name: three queues (HIGH, NORMAL, LOW), its workers and its counters."""
 
     __slots__ = (
-        "name", "queues", "queued", "delayed", "running", "workers", "sleepers", "maxqueue",
+        "name", "bucket", "queues", "queued", "delayed", "running", "workers", "sleepers", "maxqueue",
         "submitted", "completed", "failed", "exceptions", "retried", "timeouts",
     )
 
     def __init__(self, name: bytes) -> None:
         self.name = name
+        self.bucket = gearmand_bucket(name)  # for listing functions in gearmand's order
         # deques hold jobs in FIFO order; cancelled jobs stay in place with state DONE (lazy deletion)
         self.queues: tuple[deque[Job], deque[Job], deque[Job]] = (deque(), deque(), deque())
         self.queued = [0, 0, 0]  # runnable jobs per priority (excludes lazily deleted ones)
