@@ -1,0 +1,142 @@
+"""kill -9 of `python -m geartrain serve --queue URL`, again and again, on every durable backend:
+no background job whose JOB_CREATED reached its submitter is lost (at-least-once: a job that was
+running at the kill, or whose completion was not committed yet, may run again), and once every
+job has run, nothing is left in the store.
+
+While the server is up, one connection submits background jobs (half with a unique, half with an
+empty one) in pipelined bursts and a worker takes and completes jobs; at a random moment the
+server gets SIGKILL, and a new one starts on the same queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from geartrain.protocol.codec import Parser, pack_req
+from geartrain.protocol.packets import RES, T
+from tests.conftest import Server, start_geartrain
+from tests.server.store.backends import KINDS, Backend, need_service
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+
+ROUNDS = 4
+FUNC = b"durable"
+
+
+@pytest.fixture(params=KINDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    need_service(request.param)
+    b = Backend(request.param, tmp_path)
+    yield b
+    asyncio.run(b.drop())
+
+
+class Peer:
+    """A blocking Gearman connection speaking packets through geartrain's codec."""
+
+    def __init__(self, server: Server) -> None:
+        self.sock = socket.create_connection((server.host, server.port), timeout=10)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.parser = Parser(expect=RES)
+        self.events: list = []
+
+    def send(self, *packets: bytes) -> None:
+        self.sock.sendall(b"".join(packets))
+
+    def recv(self) -> tuple[int, list[bytes]]:
+        while not self.events:
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError("server closed the connection")
+            self.events += self.parser.feed(data)
+        return self.events.pop(0)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def submitter(server: Server, start: int, acked: set[bytes], stop: threading.Event) -> None:
+    """Submit bursts of 25 background jobs until STOP or the server dies; note every JOB_CREATED."""
+    try:
+        peer = Peer(server)
+        n = start
+        while not stop.is_set():
+            burst = [b"job-%d" % i for i in range(n, n + 25)]
+            n += 25
+            peer.send(*(pack_req(T.SUBMIT_JOB_BG, FUNC, data if int(data[4:]) % 2 else b"", data) for data in burst))
+            for data in burst:
+                ptype, _ = peer.recv()
+                if ptype == T.JOB_CREATED:
+                    acked.add(data)
+            time.sleep(0.005)
+    except OSError:
+        pass
+
+
+def worker(server: Server, seen: set[bytes], stop: threading.Event, pause: float = 0.002) -> None:
+    """Take and complete jobs until STOP or the server dies; note every workload received."""
+    try:
+        peer = Peer(server)
+        peer.send(pack_req(T.CAN_DO, FUNC), pack_req(T.GRAB_JOB_UNIQ))
+        while not stop.is_set():
+            ptype, args = peer.recv()
+            if ptype == T.JOB_ASSIGN_UNIQ:
+                handle, _function, _unique, data = args
+                seen.add(data)
+                time.sleep(pause)
+                peer.send(pack_req(T.WORK_COMPLETE, handle, b"ok"), pack_req(T.GRAB_JOB_UNIQ))
+            else:
+                time.sleep(0.01)
+                peer.send(pack_req(T.GRAB_JOB_UNIQ))
+    except OSError:
+        pass
+
+
+def test_kill_9_loses_no_acknowledged_job(backend: Backend, tmp_path: Path):
+    rng = random.Random()
+    acked: set[bytes] = set()
+    seen: set[bytes] = set()
+    for round_ in range(ROUNDS):
+        server = start_geartrain(tmp_path, "--queue", backend.url)
+        stop = threading.Event()
+        threads = [threading.Thread(target=submitter, args=(server, round_ * 1_000_000, acked, stop)),
+                   threading.Thread(target=worker, args=(server, seen, stop))]
+        for t in threads:
+            t.start()
+        time.sleep(rng.uniform(0.3, 1.2))
+        server.proc.send_signal(signal.SIGKILL)
+        server.proc.wait(10)
+        stop.set()
+        for t in threads:
+            t.join(15)
+        assert not any(t.is_alive() for t in threads)
+    assert len(acked) > 100, "the submitter got too few jobs through to test anything"
+
+    # A last server replays what is left; a worker drains it.
+    server = start_geartrain(tmp_path, "--queue", backend.url)
+    try:
+        stop = threading.Event()
+        t = threading.Thread(target=worker, args=(server, seen, stop, 0.0))
+        t.start()
+        deadline = time.monotonic() + 60
+        while not acked <= seen and time.monotonic() < deadline:
+            time.sleep(0.1)
+        missing = acked - seen
+        assert not missing, f"{len(missing)} acknowledged job(s) lost, e.g. {sorted(missing)[:5]}"
+        # every job ran: the store empties (dones are committed shortly after WORK_COMPLETE)
+        while asyncio.run(backend.count()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        stop.set()
+        t.join(15)
+        assert asyncio.run(backend.count()) == 0, "jobs left in the store after all of them ran"
+    finally:
+        server.stop()
