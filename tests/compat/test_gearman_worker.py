@@ -103,25 +103,23 @@ def test_register_unregister_and_client_id(any_server):
     worker.register_task("keep", lambda w, j: "")
     worker.register_task("drop", lambda w, j: "")
     admin = gearman.GearmanAdminClient([any_server.address])
-    polls = []
-
-    def after_poll(any_activity):
-        polls.append(any_activity)
-        if len(polls) == 1:
-            worker.unregister_task("drop")
-            return True
-        return False
-
-    worker.after_poll = after_poll
-    # First turn connects and registers; the after_poll hook unregisters one task and the next ends the loop.
-    worker.establish_worker_connections()
-    wait_for_workers(any_server, "drop")
-    worker.poll_connections_until_stopped(worker.connection_list, worker.after_poll, timeout=5)
-    for connection in worker.connection_list:
-        worker.flush_connection(connection, timeout=5)
-    rows = [w for w in admin.get_workers() if w["client_id"] == "compat-worker"]
-    worker.shutdown()
-    assert len(rows) == 1 and rows[0]["tasks"] == ("keep",)
+    try:
+        worker.establish_worker_connections()  # connect: SET_CLIENT_ID and CAN_DO for both tasks
+        wait_for_workers(any_server, "drop")
+        worker.unregister_task("drop")  # on a live connection: CANT_DO
+        worker.set_client_id("renamed-worker")
+        for connection in worker.connection_list:
+            worker.flush_connection(connection, timeout=5)
+        expected = [("renamed-worker", ("keep",))]
+        deadline = time.monotonic() + 5  # the server reads the worker's and the admin's sockets independently
+        while True:
+            rows = [(w["client_id"], w["tasks"]) for w in admin.get_workers() if w["tasks"]]
+            if rows == expected or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    finally:
+        worker.shutdown()
+    assert rows == expected
 
 
 def test_after_job_and_after_poll_can_stop_the_loop(any_server):
