@@ -24,7 +24,7 @@ import pytest
 from geartrain.protocol.codec import Parser, pack_req
 from geartrain.protocol.packets import RES, T
 from tests.conftest import Server, start_geartrain
-from tests.server.store.backends import KINDS, Backend, need_service
+from tests.server.store.backends import KINDS, PORTS, Backend, Proxy, need_service
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -140,3 +140,86 @@ def test_kill_9_loses_no_acknowledged_job(backend: Backend, tmp_path: Path):
         assert asyncio.run(backend.count()) == 0, "jobs left in the store after all of them ran"
     finally:
         server.stop()
+
+
+class ThreadedProxy:
+    """backends.Proxy on its own event loop thread, for tests that are not async themselves."""
+
+    def __init__(self, target_port: int) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.proxy = Proxy(target_port)
+        self._run(self.proxy.start())
+
+    def _run(self, coro) -> None:
+        asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
+
+    @property
+    def port(self) -> int:
+        return self.proxy.port
+
+    def cut(self) -> None:
+        self._run(self.proxy.cut())
+
+    def restore(self) -> None:
+        self._run(self.proxy.restore())
+
+    def close(self) -> None:
+        self.cut()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+@pytest.mark.parametrize("kind", [k for k in KINDS if k != "sqlite"])
+def test_database_outage_gives_queue_error_then_recovers(kind: str, tmp_path: Path):
+    """The network to the database is cut: submitters get ERROR QUEUE_ERROR, the server stays up
+    and says so in its log; when the network is back it reconnects by itself, and every job it
+    acknowledged runs."""
+    need_service(kind)
+    proxy = ThreadedProxy(PORTS[kind])
+    backend = Backend(kind, tmp_path, port=proxy.port)
+    server = start_geartrain(tmp_path, "--queue", backend.url, "--verbose", "INFO")
+    acked: set[bytes] = set()
+    try:
+        client = Peer(server)
+
+        def submit(data: bytes) -> tuple[int, list[bytes]]:
+            client.send(pack_req(T.SUBMIT_JOB_BG, FUNC, data, data))
+            return client.recv()
+
+        for i in range(5):
+            assert submit(b"before-%d" % i)[0] == T.JOB_CREATED
+            acked.add(b"before-%d" % i)
+        proxy.cut()
+        for i in range(3):
+            ptype, args = submit(b"during-%d" % i)
+            assert (ptype, args[0]) == (T.ERROR, b"QUEUE_ERROR")
+        assert server.proc.poll() is None
+        proxy.restore()
+        deadline = time.monotonic() + 20
+        n = 0
+        while True:
+            ptype, args = submit(b"after-%d" % n)
+            if ptype == T.JOB_CREATED:
+                acked.add(b"after-%d" % n)
+                break
+            assert (ptype, args[0]) == (T.ERROR, b"QUEUE_ERROR") and time.monotonic() < deadline
+            n += 1
+            time.sleep(0.2)
+        seen: set[bytes] = set()
+        stop = threading.Event()
+        t = threading.Thread(target=worker, args=(server, seen, stop, 0.0))
+        t.start()
+        while not acked <= seen and time.monotonic() < deadline + 10:
+            time.sleep(0.05)
+        stop.set()
+        t.join(15)
+        assert acked <= seen
+        client.close()
+    finally:
+        server.stop()
+        proxy.close()
+        asyncio.run(backend.drop())
+    log = server.log.read_text()
+    assert "lost" in log and "reconnected" in log, log[-2000:]
