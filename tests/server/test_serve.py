@@ -1,0 +1,378 @@
+"""End to end: `geartrain serve` as its own process, spoken to with raw sockets, packet type by packet type."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import struct
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from geartrain.protocol.codec import Parser, pack_req
+from geartrain.protocol.packets import RES, T
+from tests.conftest import Server, free_port, start_geartrain, wait_port
+
+Packet = tuple[str, tuple[bytes, ...]]
+
+
+class Conn:
+    """A raw connection: send packets or admin lines, read whole packets with a deadline."""
+
+    def __init__(self, server: Server) -> None:
+        self.sock = socket.create_connection((server.host, server.port), timeout=5)
+        self.parser = Parser(RES, text=False)
+        self.pending: list[Packet] = []
+
+    def send(self, ptype: int, *args: bytes) -> Conn:
+        self.sock.sendall(pack_req(ptype, *args))
+        return self
+
+    def raw(self, data: bytes) -> Conn:
+        self.sock.sendall(data)
+        return self
+
+    def read(self, n: int = 1, timeout: float = 5.0) -> list[Packet]:
+        deadline = time.monotonic() + timeout
+        while len(self.pending) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"wanted {n} packets, got {self.pending}")
+            self.sock.settimeout(left)
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            if not data:
+                raise AssertionError(f"connection closed; got {self.pending}")
+            self.pending += [(T(t).name, a) for t, a in self.parser.feed(data)]
+        got, self.pending = self.pending[:n], self.pending[n:]
+        return got
+
+    def one(self, timeout: float = 5.0) -> Packet:
+        return self.read(1, timeout)[0]
+
+    def nothing(self, wait: float = 0.3) -> None:
+        """Assert that no packet arrives within WAIT seconds."""
+        self.sock.settimeout(wait)
+        try:
+            data = self.sock.recv(65536)
+        except TimeoutError:
+            data = None
+        if data is not None:
+            self.pending += [(T(t).name, a) for t, a in self.parser.feed(data)]
+        assert not self.pending, self.pending
+
+    def text(self, line: bytes) -> bytes:
+        """Send an admin line; return the reply (a listing up to ``.\\n`` or one line)."""
+        self.sock.sendall(line + b"\r\n")
+        buf = b""
+        self.sock.settimeout(5)
+        while True:
+            buf += self.sock.recv(65536)
+            if buf.endswith(b"\r\n") or buf == b".\n" or buf.endswith(b"\n.\n") or (
+                    buf.startswith(b"OK ") and buf.endswith(b"\n")):
+                return buf
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    s = start_geartrain(tmp_path_factory.mktemp("serve"), "--job-handle-prefix", "H:e2e")
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def conns(server: Server) -> Iterator:
+    made: list[Conn] = []
+
+    def make() -> Conn:
+        c = Conn(server)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.close()
+
+
+def _fn(request: pytest.FixtureRequest) -> bytes:
+    """A function name of this test's own, so tests sharing the server do not see each other's jobs."""
+    return request.node.name.encode()
+
+
+def test_foreground_job_with_every_work_packet(conns, request):
+    f = _fn(request)
+    client, worker = conns(), conns()
+    worker.send(T.CAN_DO, f).send(T.PRE_SLEEP)
+    client.send(T.SUBMIT_JOB, f, b"", b"payload")
+    name, (handle,) = client.one()
+    assert name == "JOB_CREATED" and handle.startswith(b"H:e2e:")
+    assert worker.one() == ("NOOP", ())
+    worker.send(T.GRAB_JOB_ALL)
+    assert worker.one() == ("JOB_ASSIGN_UNIQ", (handle, f, b"", b"payload"))
+    for ptype, args in ((T.WORK_DATA, (b"d",)), (T.WORK_WARNING, (b"w",)), (T.WORK_STATUS, (b"1", b"4"))):
+        worker.send(ptype, handle, *args)
+    assert client.read(3) == [("WORK_DATA", (handle, b"d")), ("WORK_WARNING", (handle, b"w")),
+                              ("WORK_STATUS", (handle, b"1", b"4"))]
+    client.send(T.GET_STATUS, handle)
+    assert client.one() == ("STATUS_RES", (handle, b"1", b"1", b"1", b"4"))
+    worker.send(T.WORK_COMPLETE, handle, b"result")
+    assert client.one() == ("WORK_COMPLETE", (handle, b"result"))
+    client.send(T.GET_STATUS, handle)
+    assert client.one() == ("STATUS_RES", (handle, b"0", b"0", b"0", b"0"))
+
+
+@pytest.mark.parametrize("ptype", [T.SUBMIT_JOB_BG, T.SUBMIT_JOB_HIGH_BG, T.SUBMIT_JOB_LOW_BG])
+def test_background_submits(conns, request, ptype):
+    f = _fn(request)
+    client, worker = conns(), conns()
+    client.send(ptype, f, b"", b"bg")
+    (_, (handle,)), = client.read(1)
+    worker.send(T.CAN_DO, f).send(T.GRAB_JOB)
+    assert worker.one() == ("JOB_ASSIGN", (handle, f, b"bg"))
+    worker.send(T.WORK_COMPLETE, handle, b"")
+    client.nothing()
+
+
+def test_priorities_high_normal_low(conns, request):
+    f = _fn(request)
+    client, worker = conns(), conns()
+    for ptype, data in ((T.SUBMIT_JOB_LOW, b"low"), (T.SUBMIT_JOB, b"normal"), (T.SUBMIT_JOB_HIGH, b"high")):
+        client.send(ptype, f, b"", data)
+    client.read(3)
+    worker.send(T.CAN_DO, f)
+    got = []
+    for _ in range(3):
+        worker.send(T.GRAB_JOB)
+        got.append(worker.one()[1][2])
+    assert got == [b"high", b"normal", b"low"]
+
+
+def test_coalescing_and_exceptions_option(conns, request):
+    f = _fn(request)
+    c1, c2, worker = conns(), conns(), conns()
+    c2.send(T.OPTION_REQ, b"exceptions")
+    assert c2.one() == ("OPTION_RES", (b"exceptions",))
+    c1.send(T.SUBMIT_JOB, f, b"same", b"x")
+    c2.send(T.SUBMIT_JOB, f, b"same", b"x")
+    h1, h2 = c1.one()[1][0], c2.one()[1][0]
+    assert h1 == h2
+    c1.send(T.GET_STATUS_UNIQUE, b"same")
+    assert c1.one() == ("STATUS_RES_UNIQUE", (b"same", b"1", b"0", b"0", b"0", b"2"))
+    worker.send(T.CAN_DO, f).send(T.GRAB_JOB_UNIQ)
+    assert worker.one() == ("JOB_ASSIGN_UNIQ", (h1, f, b"same", b"x"))
+    worker.send(T.WORK_EXCEPTION, h1, b"oops")
+    assert c1.one() == ("WORK_FAIL", (h1,))
+    assert c2.one() == ("WORK_EXCEPTION", (h1, b"oops"))
+
+
+def test_work_fail_and_unknown_handle(conns, request):
+    f = _fn(request)
+    client, worker = conns(), conns()
+    client.send(T.SUBMIT_JOB, f, b"", b"")
+    handle = client.one()[1][0]
+    worker.send(T.CAN_DO, f).send(T.GRAB_JOB)
+    worker.one()
+    worker.send(T.WORK_FAIL, handle)
+    assert client.one() == ("WORK_FAIL", (handle,))
+    worker.send(T.WORK_COMPLETE, handle, b"again")
+    assert worker.one() == ("ERROR", (b"JOB_NOT_FOUND", b"Job given in work result not found"))
+
+
+def test_reduce_epoch_and_sched(conns, request):
+    f = _fn(request)
+    client, worker = conns(), conns()
+    client.send(T.SUBMIT_REDUCE_JOB_BACKGROUND, f, b"r", b"reducer", b"", b"map")
+    h = client.one()[1][0]
+    worker.send(T.CAN_DO, f).send(T.GRAB_JOB_ALL)
+    assert worker.one() == ("JOB_ASSIGN_ALL", (h, f, b"r", b"reducer", b"map"))
+    worker.send(T.WORK_COMPLETE, h, b"")
+    # an epoch job one second ahead runs by itself: the sleeping worker is woken at its time
+    when = str(int(time.time()) + 2).encode()
+    client.send(T.SUBMIT_JOB_EPOCH, f, b"", when, b"later")
+    h = client.one()[1][0]
+    worker.send(T.PRE_SLEEP)
+    worker.nothing(0.5)
+    assert worker.one(timeout=5) == ("NOOP", ())
+    worker.send(T.GRAB_JOB)
+    assert worker.one() == ("JOB_ASSIGN", (h, f, b"later"))
+    worker.send(T.WORK_COMPLETE, h, b"")
+    # SUBMIT_JOB_SCHED is accepted (gearmand rejects it) and can be cancelled by its handle
+    client.send(T.SUBMIT_JOB_SCHED, f, b"", b"", b"", b"", b"", b"", b"cron")
+    name, (sched,) = client.one()
+    assert name == "JOB_CREATED"
+    admin = conns()
+    assert admin.text(b"cancel job " + sched) == b"OK\r\n"
+
+
+def test_echo_client_id_errors_and_mixed_text(conns, request):
+    c = conns()
+    c.send(T.ECHO_REQ, b"\0binary\0")
+    assert c.one() == ("ECHO_RES", (b"\0binary\0",))
+    c.send(T.SET_CLIENT_ID, b"e2e-id")
+    c.send(T.OPTION_REQ, b"bogus")
+    assert c.one() == ("ERROR", (b"UNKNOWN_OPTION", b"Server does not recognize given option"))
+    c.send(T.SUBMIT_JOB, b"f", b"u" * 65, b"")
+    assert c.one() == ("ERROR", (b"ARGUMENT_TOO_LARGE", b"Unique value too large"))
+    c.send(T.ALL_YOURS)
+    assert c.one() == ("ERROR", (b"INVALID_COMMAND", b"Command not expected"))
+    c.raw(b"\0RES" + struct.pack(">II", T.NOOP, 0))
+    assert c.one() == ("ERROR", (b"INVALID_MAGIC", b"Request magic expected"))
+    # text and binary on one connection
+    workers = c.text(b"workers")
+    assert b" e2e-id :" in workers and workers.endswith(b".\n")
+    c.send(T.ECHO_REQ, b"still binary")
+    assert c.one() == ("ECHO_RES", (b"still binary",))
+
+
+def test_admin_commands(conns, request):
+    f = _fn(request)
+    a = conns()
+    assert a.text(b"create function " + f) == b"OK\r\n"
+    assert f + b"\t0\t0\t0\n" in a.text(b"status")
+    assert f + b"\t0\t0\t0\t0\n" in a.text(b"prioritystatus")
+    assert a.text(b"maxqueue " + f + b" 1") == b"OK\r\n"
+    c = conns()
+    c.send(T.SUBMIT_JOB_BG, f, b"", b"1").send(T.SUBMIT_JOB_BG, f, b"", b"2")
+    h = c.one()[1][0]
+    assert c.one() == ("ERROR", (b"QUEUE_ERROR", b"Job queue is full"))
+    assert h + b"\t0\t0\t1\n" in a.text(b"show jobs")
+    assert a.text(b"cancel job " + h) == b"OK\r\n"
+    assert a.text(b"drop function " + f) == b"OK\r\n"
+    assert a.text(b"getpid").startswith(b"OK ")
+    assert a.text(b"version").startswith(b"OK ")
+    assert a.text(b"verbose") == b"OK NOTICE\n"
+    assert a.text(b"nonsense") == b"ERR UNKNOWN_COMMAND Unknown+server+commandnonsense\r\n"
+
+
+def test_worker_dies_mid_job_and_another_gets_it(conns, request):
+    f = _fn(request)
+    client, w1, w2 = conns(), conns(), conns()
+    client.send(T.SUBMIT_JOB, f, b"", b"first").send(T.SUBMIT_JOB, f, b"", b"second")
+    h1, h2 = client.one()[1][0], client.one()[1][0]
+    w1.send(T.CAN_DO, f).send(T.GRAB_JOB)
+    assert w1.one()[1][0] == h1
+    w2.send(T.CAN_DO, f).send(T.PRE_SLEEP)
+    w1.close()
+    assert w2.one() == ("NOOP", ())
+    w2.send(T.GRAB_JOB)
+    assert w2.one()[1][0] == h1  # back at the head of the queue
+    w2.send(T.WORK_COMPLETE, h1, b"ok")
+    assert client.one() == ("WORK_COMPLETE", (h1, b"ok"))
+
+
+def test_fatal_packet_closes_only_that_connection(conns, request):
+    c = conns()
+    c.raw(b"\0XYZ" + struct.pack(">II", 1, 0))
+    assert c.one() == ("ERROR", (b"INVALID_MAGIC", b"Bad packet magic"))
+    c.sock.settimeout(5)
+    assert c.sock.recv(10) == b""
+    other = conns()
+    other.send(T.ECHO_REQ, b"fine")
+    assert other.one() == ("ECHO_RES", (b"fine",))
+
+
+# ---------------------------------------------------------------------- servers with options
+
+
+def test_job_retries_and_timeout_in_seconds(tmp_path: Path):
+    s = start_geartrain(tmp_path, "-j", "2")
+    try:
+        client, slow, fast = Conn(s), Conn(s), Conn(s)
+        client.send(T.SUBMIT_JOB, b"t", b"", b"x")
+        h = client.one()[1][0]
+        slow.send(T.CAN_DO_TIMEOUT, b"t", b"1").send(T.GRAB_JOB)
+        assert slow.one()[0] == "JOB_ASSIGN"
+        time.sleep(1.5)  # past the 1 s timeout: the job goes back to the queue (a retry under -j 2)
+        fast.send(T.CAN_DO, b"t").send(T.GRAB_JOB)
+        assert fast.one()[1][0] == h
+        slow.send(T.WORK_COMPLETE, h, b"late")  # ignored, no ERROR, connection kept
+        slow.send(T.ECHO_REQ, b"alive")
+        assert slow.one() == ("ECHO_RES", (b"alive",))
+        fast.close()  # second try lost: with -j 2 the job fails now
+        assert client.one() == ("WORK_FAIL", (h,))
+        assert "max retry" in s.log.read_text()
+    finally:
+        s.stop()
+
+
+def test_max_connections_and_max_packet_size(tmp_path: Path):
+    s = start_geartrain(tmp_path, "--max-connections", "2", "--max-packet-size", "1K")
+    try:
+        a, b = Conn(s), Conn(s)
+        a.send(T.ECHO_REQ, b"x")
+        assert a.one()[0] == "ECHO_RES"
+        extra = socket.create_connection((s.host, s.port), timeout=5)
+        try:
+            assert extra.recv(10) == b""
+        except ConnectionResetError:
+            pass
+        extra.close()
+        b.send(T.ECHO_REQ, b"y" * 2000)
+        assert b.one() == ("ERROR", (b"ARGUMENT_TOO_LARGE", b"Packet larger than the server accepts"))
+        time.sleep(0.2)
+        assert "max-connections" in s.log.read_text()
+    finally:
+        s.stop()
+
+
+def test_port_from_environment_and_pid_file(tmp_path: Path):
+    import subprocess
+    import sys
+
+    port = free_port()
+    pid_file = tmp_path / "g.pid"
+    proc = subprocess.Popen([sys.executable, "-m", "geartrain", "serve", "-L", "127.0.0.1", "--queue", "memory",
+                             "--log-file", str(tmp_path / "log"), "-P", str(pid_file)],
+                            env={**os.environ, "GEARMAND_PORT": str(port)}, cwd=Path(__file__).parents[2])
+    try:
+        wait_port(port, proc)
+        assert int(pid_file.read_text()) == proc.pid
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+        assert not pid_file.exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_sigusr1_lets_running_jobs_finish(tmp_path: Path):
+    s = start_geartrain(tmp_path)
+    try:
+        client, worker = Conn(s), Conn(s)
+        client.send(T.SUBMIT_JOB, b"g", b"", b"x")
+        h = client.one()[1][0]
+        worker.send(T.CAN_DO, b"g").send(T.GRAB_JOB)
+        worker.one()
+        s.proc.send_signal(signal.SIGUSR1)
+        time.sleep(0.3)
+        assert s.proc.poll() is None  # still running: a job is in progress
+        with pytest.raises(OSError):
+            socket.create_connection((s.host, s.port), timeout=1).close()
+        worker.send(T.WORK_COMPLETE, h, b"done")
+        assert client.one() == ("WORK_COMPLETE", (h, b"done"))
+        assert s.proc.wait(10) == 0
+    finally:
+        s.stop()
+
+
+def test_sighup_reopens_log(tmp_path: Path):
+    s = start_geartrain(tmp_path)
+    try:
+        moved = tmp_path / "rotated.log"
+        s.log.rename(moved)
+        s.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 5
+        while not s.log.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert s.log.exists() and "reopened" in s.log.read_text()
+    finally:
+        s.stop()
