@@ -256,7 +256,7 @@ def test_worker_dies_mid_job_and_another_gets_it(conns, request):
     f = _fn(request)
     client, w1, w2 = conns(), conns(), conns()
     client.send(T.SUBMIT_JOB, f, b"", b"first").send(T.SUBMIT_JOB, f, b"", b"second")
-    h1, h2 = client.one()[1][0], client.one()[1][0]
+    h1, _ = client.one()[1][0], client.one()[1][0]
     w1.send(T.CAN_DO, f).send(T.GRAB_JOB)
     assert w1.one()[1][0] == h1
     w2.send(T.CAN_DO, f).send(T.PRE_SLEEP)
