@@ -143,3 +143,34 @@ def test_work_raises_server_unavailable_without_servers():
     worker.register_task("x", lambda w, j: "")
     with pytest.raises(gearman.ServerUnavailable):
         worker.work(poll_timeout=0.5)
+
+
+def test_unencodable_result_fails_the_job_and_the_worker_goes_on(any_server):
+    def answer(worker, job):
+        return 42 if job.data == "int" else "fine"
+
+    with worker_thread([any_server], {"answer": answer}):
+        client = gearman.GearmanClient([any_server.address])
+        bad = client.submit_job("answer", "int", poll_timeout=10)
+        good = client.submit_job("answer", "str", poll_timeout=10)
+    assert bad.state == gearman.JOB_FAILED
+    assert good.state == gearman.JOB_COMPLETE and good.result == "fine"
+
+
+def test_callback_ending_its_job_itself_sends_nothing_more(any_server):
+    proxy = CountingProxy(any_server)
+
+    def early(worker, job):
+        worker.send_job_complete(job, "early")
+        return "late"
+
+    try:
+        with worker_thread([any_server], {"early": early}, addresses=[proxy.address]):
+            client = gearman.GearmanClient([any_server.address])
+            requests = [client.submit_job("early", str(i), poll_timeout=10) for i in range(2)]
+            # The proxy counts in stream order: once job 2's result is here, any extra packet for job 1 was seen.
+            count = proxy.count(T.WORK_COMPLETE)
+        assert [r.result for r in requests] == ["early", "early"]
+        assert count == 2
+    finally:
+        proxy.close()
