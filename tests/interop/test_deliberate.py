@@ -1,0 +1,127 @@
+"""geartrain's DELIBERATE differences from gearmand 1.1.20 (issue #2), tested on our server only.
+
+These behaviours are left out of the differential sessions on purpose; each test says what
+gearmand 1.1.20 does instead:
+
+* priorities are global across all the functions a worker can do (gearmand 1.1.20: function by
+  function in registration order, so a LOW job of the first function beats a HIGH job of the second);
+* a job taken back from a worker (disconnect, timeout) goes to the HEAD of its queue (gearmand: tail);
+* SUBMIT_JOB_SCHED is accepted as a cron-style recurring job (gearmand: ERROR INVALID_COMMAND);
+* CAN_DO_TIMEOUT's timeout is read as seconds (gearmand 1.1.20: milliseconds);
+* a background job that a foreground client joined (same unique) is not dropped when that client
+  leaves (gearmand flags it ignored and never runs it).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from geartrain.protocol import T
+
+from .wire import Wire, connect, status_table, wait_for
+
+pytestmark = pytest.mark.interop
+
+
+def sync(w: Wire) -> None:
+    """Every packet sent on W so far has been handled by the server."""
+    w.send(T.ECHO_REQ, b"sync")
+    w.expect(T.ECHO_RES)
+
+
+def grab_data(w: Wire) -> bytes | None:
+    w.send(T.GRAB_JOB)
+    ptype, args = w.packet()
+    if ptype == T.NO_JOB:
+        return None
+    assert ptype == T.JOB_ASSIGN, (ptype, args)
+    return args[2]
+
+
+def test_priority_is_global_across_a_workers_functions(geartrain):
+    with connect(geartrain) as c, connect(geartrain) as w:
+        w.send(T.CAN_DO, b"first")
+        w.send(T.CAN_DO, b"second")
+        c.submit(T.SUBMIT_JOB_LOW_BG, b"first", b"", b"first-low")
+        c.submit(T.SUBMIT_JOB_BG, b"first", b"", b"first-normal")
+        c.submit(T.SUBMIT_JOB_HIGH_BG, b"second", b"", b"second-high")
+        c.submit(T.SUBMIT_JOB_LOW_BG, b"second", b"", b"second-low")
+        got = [grab_data(w) for _ in range(5)]
+    # gearmand 1.1.20: first-normal, first-low, second-high, second-low
+    assert got[:2] == [b"second-high", b"first-normal"]
+    assert sorted(got[2:4]) == [b"first-low", b"second-low"]
+    assert got[4] is None
+
+
+def test_requeued_job_goes_to_the_head_of_its_queue(geartrain):
+    with connect(geartrain) as c, connect(geartrain) as a:
+        for data in (b"one", b"two", b"three"):
+            c.submit(T.SUBMIT_JOB_BG, b"f", b"", data)
+        w1 = connect(geartrain)
+        w1.send(T.CAN_DO, b"f")
+        assert grab_data(w1) == b"one"
+        w1.close()
+        assert wait_for(lambda: status_table(a)[b"f"] == (3, 0, 0))
+        with connect(geartrain) as w2:
+            w2.send(T.CAN_DO, b"f")
+            # gearmand 1.1.20: two, three, one
+            assert [grab_data(w2) for _ in range(4)] == [b"one", b"two", b"three", None]
+
+
+def test_submit_job_sched_is_accepted(geartrain):
+    with connect(geartrain) as c:
+        c.send(T.SUBMIT_JOB_SCHED, b"cronf", b"every-minute", b"*", b"*", b"*", b"*", b"*", b"payload")
+        ptype, args = c.packet()
+        assert ptype == T.JOB_CREATED, (ptype, args)  # gearmand: ERROR INVALID_COMMAND
+        handle = args[0]
+        # the same function and unique: the same schedule
+        c.send(T.SUBMIT_JOB_SCHED, b"cronf", b"every-minute", b"*/5", b"*", b"*", b"*", b"*", b"x")
+        assert c.expect(T.JOB_CREATED) == (handle,)
+        # a spec that cannot be parsed is refused
+        c.send(T.SUBMIT_JOB_SCHED, b"cronf", b"bad", b"99", b"*", b"*", b"*", b"*", b"x")
+        ptype, args = c.packet()
+        assert ptype == T.ERROR, (ptype, args)
+        # and the schedule can be cancelled like a job
+        assert c.admin_line(b"cancel job " + handle) == b"OK\r\n"
+        assert c.admin_line(b"cancel job " + handle) == b"ERR UNKNOWN_JOB\r\n"
+
+
+def test_can_do_timeout_is_in_seconds(geartrain):
+    with connect(geartrain) as c, connect(geartrain) as slow, connect(geartrain) as spare:
+        slow.send(T.CAN_DO_TIMEOUT, b"t", b"2")
+        handle = c.submit(T.SUBMIT_JOB, b"t", b"", b"work")
+        slow.send(T.GRAB_JOB)
+        assert slow.expect(T.JOB_ASSIGN)[0] == handle
+        started = time.monotonic()
+        spare.send(T.CAN_DO, b"t")
+        spare.send(T.PRE_SLEEP)
+        # read as milliseconds (gearmand) the job would be taken back at once; as seconds, after 2 s
+        assert spare.quiet(1.0) == b""
+        spare.expect(T.NOOP, timeout=10)
+        assert time.monotonic() - started >= 1.5
+        spare.send(T.GRAB_JOB)
+        assert spare.expect(T.JOB_ASSIGN)[0] == handle  # taken back and handed to another worker
+        spare.send(T.WORK_COMPLETE, handle, b"done by spare")
+        assert c.expect(T.WORK_COMPLETE) == (handle, b"done by spare")
+        assert c.quiet(0.2) == b""
+
+
+@pytest.mark.parametrize("order", ["background-first", "foreground-first"])
+def test_merged_background_job_survives_its_foreground_client(geartrain, order):
+    with connect(geartrain) as bg, connect(geartrain) as w:
+        fg = connect(geartrain)
+        submits = [(bg, T.SUBMIT_JOB_BG, b"bg-data"), (fg, T.SUBMIT_JOB, b"fg-data")]
+        if order == "foreground-first":
+            submits.reverse()
+        handles = {conn.submit(ptype, b"merge", b"shared-unique", data) for conn, ptype, data in submits}
+        assert len(handles) == 1  # coalesced
+        fg.close()  # the foreground client leaves before any worker took the job
+        time.sleep(0.2)
+        w.send(T.CAN_DO, b"merge")
+        w.send(T.GRAB_JOB_UNIQ)
+        ptype, args = w.packet()
+        # gearmand 1.1.20: NO_JOB (the job was flagged ignored with its last foreground client)
+        assert ptype == T.JOB_ASSIGN_UNIQ, (ptype, args)
+        assert args[0] in handles and args[2] == b"shared-unique"

@@ -1,0 +1,58 @@
+"""Where gearmand 1.1.20 itself is wrong, geartrain is tested on its own (correct) behaviour.
+
+Each test names the gearmand bug it steps around (all seen on the Debian gearmand 1.1.20 here):
+
+* a WORK_EXCEPTION forwarded as WORK_FAIL to a client that did not ask for exceptions carries the
+  handle plus a stray NUL byte (its argument size counts the terminator); libgearman's own client
+  then cannot match the handle and waits forever;
+* a 64-byte unique is accepted but stored cut to 63 bytes: the worker gets the wrong unique and the
+  workload with a NUL in front, a second submission with that unique is not coalesced, and
+  GET_STATUS_UNIQUE with it closes the connection.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from geartrain.protocol import T
+
+from .conftest import run, wait_workers
+from .wire import connect
+
+pytestmark = pytest.mark.interop
+
+UNIQUE_64 = bytes(range(ord("A"), ord("A") + 26)) * 2 + b"0123456789ab"
+
+
+def test_exception_becomes_a_clean_work_fail_without_the_option(geartrain):
+    with connect(geartrain) as c, connect(geartrain) as w:
+        w.send(T.CAN_DO, b"f")
+        handle = c.submit(T.SUBMIT_JOB, b"f", b"", b"x")
+        w.send(T.GRAB_JOB)
+        assert w.expect(T.JOB_ASSIGN)[0] == handle
+        w.send(T.WORK_EXCEPTION, handle, b"boom")
+        raw = c.quiet(0.5)
+        # gearmand 1.1.20 sends the payload handle + b"\0"
+        assert raw == b"\0RES" + (14).to_bytes(4, "big") + len(handle).to_bytes(4, "big") + handle
+
+
+def test_libgearman_client_without_exceptions_sees_the_failure(geartrain, c_programs, background):
+    background([str(c_programs["gt_worker"]), "-p", str(geartrain.port), "-f", "exc"])
+    wait_workers(geartrain, b"exc")
+    out = run([str(c_programs["gt_client"]), "-p", str(geartrain.port), "submit", "fg", "exc", "-", "x"], timeout=25)
+    # against gearmand 1.1.20 this client never returns (see the module docstring)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[1:] == [b"FAIL"]
+
+
+def test_a_64_byte_unique_is_kept_whole(geartrain):
+    assert len(UNIQUE_64) == 64
+    with connect(geartrain) as c, connect(geartrain) as w:
+        handle = c.submit(T.SUBMIT_JOB_BG, b"f", UNIQUE_64, b"data")
+        assert c.submit(T.SUBMIT_JOB_BG, b"f", UNIQUE_64, b"again") == handle  # coalesced
+        c.send(T.GET_STATUS_UNIQUE, UNIQUE_64)
+        assert c.expect(T.STATUS_RES_UNIQUE) == (UNIQUE_64, b"1", b"0", b"0", b"0", b"0")
+        assert c.admin("show unique jobs") == [UNIQUE_64 + b"\n", b".\n"]
+        w.send(T.CAN_DO, b"f")
+        w.send(T.GRAB_JOB_UNIQ)
+        assert w.expect(T.JOB_ASSIGN_UNIQ) == (handle, b"f", UNIQUE_64, b"data")
