@@ -3,6 +3,7 @@ timeouts, exceptions, priorities, failures and what the client keeps in memory."
 
 from __future__ import annotations
 
+import gc
 import threading
 
 import pytest
@@ -169,6 +170,16 @@ def test_finished_requests_are_not_kept(any_server):
         client.submit_job("echo", "bg", background=True)
     states = [c.state for c in client.connection_list]
     assert all(not s.awaiting and not s.by_handle for s in states)
+
+
+def test_abandoned_requests_are_freed(any_server):
+    client = gearman.GearmanClient([any_server.address])
+    for i in range(200):  # nobody works "abandoned": each request times out and the program drops it
+        client.submit_job("abandoned", str(i), wait_until_complete=False)
+    gc.collect()
+    state = client.connection_list[0].state
+    assert sum(len(watchers) for watchers in state.by_handle.values()) == 0
+    assert len(state.by_handle) <= 128  # empty entries are swept as the map grows
 
 
 def test_unreachable_servers_raise_server_unavailable():

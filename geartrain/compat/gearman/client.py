@@ -3,8 +3,8 @@
 Per connection the client keeps a FIFO of the requests that await a direct reply (JOB_CREATED for a
 submission, STATUS_RES for a status query, OPTION_RES for the ``exceptions`` option): the server answers
 each connection's requests in order, so an ERROR goes to whatever is at the head. Foreground requests
-are looked up by handle for WORK_* packets only until they finish; nothing is kept after that (no
-growing maps: python-gearman 2.0.2 leaked every request).
+are looked up by handle for WORK_* packets only until they finish, through weak references; nothing
+is kept after that (no growing maps: python-gearman 2.0.2 leaked every request).
 
 Each new connection first sends ``OPTION_REQ exceptions`` so WORK_EXCEPTION reaches the client
 (``request.exception``, state JOB_FAILED) instead of being turned into WORK_FAIL by the server.
@@ -17,6 +17,7 @@ import logging
 import os
 import random
 import time
+import weakref
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -52,18 +53,29 @@ def _expect_sequence(value: Any, what: str) -> None:
 
 
 class _ClientConnectionState:
-    """What one client connection waits for."""
+    """What one client connection waits for.
 
-    __slots__ = ("awaiting", "by_handle")
+    Requests waiting for a reply are held strongly (replies come promptly); requests waiting for a
+    job's result are held weakly, so a request the program dropped (say, after a timeout) is freed;
+    its empty entry is swept once the map has doubled since the last sweep.
+    """
+
+    __slots__ = ("awaiting", "by_handle", "_sweep_at")
 
     def __init__(self) -> None:
         self.awaiting: collections.deque[tuple[str, GearmanJobRequest | None]] = collections.deque()
-        self.by_handle: dict[bytes, list[GearmanJobRequest]] = {}
+        self.by_handle: dict[bytes, weakref.WeakSet[GearmanJobRequest]] = {}
+        self._sweep_at = 64
 
     def watch(self, handle: bytes, request: GearmanJobRequest) -> None:
-        watchers = self.by_handle.setdefault(handle, [])
-        if not any(r is request for r in watchers):
-            watchers.append(request)
+        watchers = self.by_handle.get(handle)
+        if watchers is None:
+            if len(self.by_handle) >= self._sweep_at:
+                for key in [k for k, v in self.by_handle.items() if not v]:
+                    del self.by_handle[key]
+                self._sweep_at = max(64, 2 * len(self.by_handle))
+            watchers = self.by_handle[handle] = weakref.WeakSet()
+        watchers.add(request)
 
 
 class GearmanClient(GearmanConnectionManager):
@@ -293,7 +305,7 @@ class GearmanClient(GearmanConnectionManager):
             if not request.background:
                 state.watch(handle, request)
         elif ptype in (T.WORK_DATA, T.WORK_WARNING):
-            watchers = state.by_handle.get(args[0], ())
+            watchers = list(state.by_handle.get(args[0], ()))
             if watchers:
                 data = self.decode_data(args[1])
                 for request in watchers:
@@ -308,7 +320,7 @@ class GearmanClient(GearmanConnectionManager):
             # gearmand turns WORK_EXCEPTION into WORK_FAIL for clients without the option and keeps the
             # NUL that ended the handle ("H:x:1\0"): a handle never contains NUL, so strip it.
             handle = args[0].rstrip(b"\0") if ptype == T.WORK_FAIL else args[0]
-            watchers = state.by_handle.pop(handle, ())
+            watchers = list(state.by_handle.pop(handle, ()))
             data = self.decode_data(args[1]) if ptype != T.WORK_FAIL and watchers else None
             for request in watchers:
                 if ptype == T.WORK_COMPLETE:
