@@ -10,6 +10,7 @@ SIGTERM/SIGINT (stop), SIGUSR1 (graceful: stop accepting, let running jobs finis
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -276,6 +277,14 @@ def install_uvloop() -> str:
     return "uvloop"
 
 
+def tune_gc() -> None:
+    """Collect young objects less often: a million queued jobs must not be rescanned every few thousand
+    allocations (jobs hold no reference cycles once finished, so little is ever left for the collector)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
+
+
 def daemonize() -> None:
     """Detach from the terminal (-d), as gearmand does."""
     if os.fork() > 0:
@@ -329,6 +338,7 @@ def run(options: Options, *, daemon: bool = False) -> int:
         daemonize()
     logfile = LogFile(options.log_file, options.verbose)
     loop_name = install_uvloop()
+    tune_gc()
     try:
         return asyncio.run(serve(options, logfile, loop_name))
     except KeyboardInterrupt:

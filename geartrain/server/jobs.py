@@ -54,7 +54,8 @@ class Job:
         self.priority = priority
         self.background = background
         self.reducer = reducer
-        self.clients: list[Peer] = []  # foreground connections waiting for the result (a peer may repeat)
+        # foreground connections waiting for the result (a peer may repeat); an empty tuple until the first
+        self.clients: list[Peer] | tuple[()] = ()
         self.worker: Peer | None = None
         self.numerator = b"0"
         self.denominator = b"0"

@@ -326,7 +326,7 @@ class State:
         if key is not None:
             self.uniques[key] = job
         if peer is not None and not background:
-            job.clients.append(peer)
+            job.clients = [peer]
             peer.client_jobs[job] = None
         if background and self.committer is not None and peer is not None:
             # durable: JOB_CREATED only once the store has it
@@ -348,7 +348,10 @@ class State:
         if peer is None:
             return
         if not background:
-            job.clients.append(peer)
+            if job.clients:
+                job.clients.append(peer)
+            else:
+                job.clients = [peer]
             peer.client_jobs[job] = None
         elif not job.background:
             # a background submission joined a foreground job: it must now survive its clients leaving
@@ -664,7 +667,7 @@ class State:
         if job.clients:
             for client in job.clients:
                 client.client_jobs.pop(job, None)
-            job.clients = []
+            job.clients = ()
         if job.stored:
             job.stored = False
             self.committer.done(job.skey.key)

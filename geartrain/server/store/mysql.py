@@ -14,7 +14,8 @@ table a unique that is not UTF-8 goes under a generated key (real bytes in geart
 such a function name is refused with StoreError.
 
 A batch of adds is one multi-row ``INSERT ... ON DUPLICATE KEY UPDATE``, a batch of dones one
-``DELETE ... WHERE (k) OR (k) ...``; each is one InnoDB transaction.
+``DELETE ... WHERE function_name = f AND unique_key IN (...)`` per function; each batch is one
+InnoDB transaction.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from .common import ConnectedStore, is_text, job_from_row, last_wins, sql_key_an
 DEFAULT_TABLE = "gearman_queue"
 #: MySQL/MariaDB error numbers that mean the connection is gone
 _GONE = {2003, 2006, 2013, 2055, 1053, 1077, 1152, 1927, 4031}
-_DELETE_CHUNK = 500
+_DELETE_CHUNK = 1000
 
 
 def quote_ident(name: str) -> str:
@@ -54,7 +55,7 @@ class MySQLStore(ConnectedStore):
                         "VALUES (%s, %s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE priority = VALUES(priority), "
                         "data = VALUES(data), when_to_run = VALUES(when_to_run), "
                         "geartrain_extra = VALUES(geartrain_extra)")
-        self._delete = f"DELETE FROM {t} WHERE "
+        self._delete = f"DELETE FROM {t} WHERE function_name = %s AND unique_key IN ("
         self._select = f"SELECT unique_key, function_name, priority, data, when_to_run, geartrain_extra FROM {t}"
 
     def _describe(self) -> str:
@@ -128,14 +129,17 @@ class MySQLStore(ConnectedStore):
     async def done(self, keys: Sequence[tuple[bytes, bytes]]) -> None:
         if not keys:
             return
+        by_function: dict[bytes, list[bytes]] = {}
+        for unique, function in keys:
+            by_function.setdefault(function, []).append(unique)
 
         async def op(conn: Any) -> None:
             try:
                 async with conn.cursor() as cur:
-                    for i in range(0, len(keys), _DELETE_CHUNK):
-                        chunk = keys[i:i + _DELETE_CHUNK]
-                        where = " OR ".join(["(unique_key = %s AND function_name = %s)"] * len(chunk))
-                        await cur.execute(self._delete + where, [v for k in chunk for v in k])
+                    for function, uniques in by_function.items():
+                        for i in range(0, len(uniques), _DELETE_CHUNK):
+                            chunk = uniques[i:i + _DELETE_CHUNK]
+                            await cur.execute(self._delete + ", ".join(["%s"] * len(chunk)) + ")", [function, *chunk])
                 await conn.commit()
             except BaseException:
                 await _rollback(conn)
