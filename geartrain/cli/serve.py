@@ -12,6 +12,7 @@ import os
 import resource
 import sys
 
+from ..server.state import valid_prefix
 from ..server.store.options import add_store_arguments, store_from_args
 
 VERBOSE_LEVELS = ["FATAL", "ALERT", "CRITICAL", "ERROR", "WARNING", "NOTICE", "INFO", "DEBUG"]
@@ -134,6 +135,10 @@ def main(args: argparse.Namespace) -> int:
         except (ValueError, OSError) as exc:
             print(f"geartrain serve: cannot set file descriptors to {args.file_descriptors}: {exc}", file=sys.stderr)
     options = options_from_args(args)
+    if options.handle_prefix is not None and not valid_prefix(options.handle_prefix):
+        print("geartrain serve: --job-handle-prefix is too long: handles (PREFIX:N) must stay within 64 bytes",
+              file=sys.stderr)
+        return 2
     if args.user:
         _switch_user(args.user)
     return app.run(options, daemon=args.daemon)

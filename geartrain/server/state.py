@@ -45,6 +45,7 @@ _WORK_FAIL = T.WORK_FAIL
 _NOT_EXPECTED = error_packet(ErrorCode.INVALID_COMMAND, b"Command not expected")
 _JOB_NOT_FOUND = error_packet(ErrorCode.JOB_NOT_FOUND, b"Job given in work result not found")
 _UNIQUE_TOO_LARGE = error_packet(ErrorCode.ARGUMENT_TOO_LARGE, b"Unique value too large")
+_HANDLE_TOO_LARGE = error_packet(ErrorCode.ARGUMENT_TOO_LARGE, b"Job handle too large")
 _QUEUE_FULL = error_packet(ErrorCode.QUEUE_ERROR, b"Job queue is full")
 _UNKNOWN_OPTION = error_packet(ErrorCode.UNKNOWN_OPTION, b"Server does not recognize given option")
 
@@ -304,7 +305,7 @@ class State:
         f = self.functions.get(name)
         if f is None:
             f = self.function(name)
-        if unique:
+        if unique and (data or unique != b"-"):
             key: Any = (name, unique) if unique != b"-" else (name, b"-", data)
             job = self.uniques.get(key)
             if job is not None:
@@ -676,6 +677,9 @@ class State:
 
     def _get_status(self, peer: Peer, args: tuple[bytes, ...]) -> None:
         handle = args[0]
+        if len(handle) > MAX_HANDLE_SIZE:
+            self.send(peer, _HANDLE_TOO_LARGE)
+            return
         job = self.jobs.get(handle)
         if job is None or job.state == DONE:
             self.send(peer, pack_res(T.STATUS_RES, handle, b"0", b"0", b"0", b"0"))
@@ -695,6 +699,9 @@ class State:
 
     def _get_status_unique(self, peer: Peer, args: tuple[bytes, ...]) -> None:
         unique = args[0]
+        if len(unique) > MAX_UNIQUE_SIZE:
+            self.send(peer, _UNIQUE_TOO_LARGE)
+            return
         job = self.find_unique(unique)
         if job is None:
             self.send(peer, pack_res(T.STATUS_RES_UNIQUE, unique, b"0", b"0", b"0", b"0", b"0"))
@@ -954,8 +961,9 @@ class State:
         return job
 
 
-def valid_handle(handle: bytes) -> bool:
-    return len(handle) <= MAX_HANDLE_SIZE
+def valid_prefix(prefix: bytes) -> bool:
+    """Whether handles PREFIX:N stay within gearmand's 64 bytes for any 32-bit counter N."""
+    return len(prefix) + 1 + 10 <= MAX_HANDLE_SIZE
 
 
 __all__ = ["State", "Schedule", "atoi", "default_handle_prefix", "COMPLETED", "FAILED", "EXCEPTION", "LOW"]

@@ -542,3 +542,18 @@ def test_acl_hook_refuses():
     assert h.names(c) == ["ERROR", "ERROR"]
     assert h.state.functions.get(b"secret") is None or h.state.functions[b"secret"].workers == 0
     h.submit(c, b"open")
+
+
+def test_unique_dash_with_empty_data_does_not_coalesce():
+    h = Harness()
+    c = h.peer()
+    assert h.submit(c, unique=b"-", data=b"") != h.submit(c, unique=b"-", data=b"")
+
+
+def test_status_of_too_long_handle_or_unique():
+    h = Harness()
+    c = h.peer()
+    h.send(c, T.GET_STATUS, b"H" * 65)
+    h.send(c, T.GET_STATUS_UNIQUE, b"u" * 65)
+    assert h.got(c) == [("ERROR", (b"ARGUMENT_TOO_LARGE", b"Job handle too large")),
+                        ("ERROR", (b"ARGUMENT_TOO_LARGE", b"Unique value too large"))]
