@@ -166,7 +166,18 @@ def test_gearmand_layout(backend: Backend):
                 assert await backend.redis_keys() == [key]
                 assert await backend.redis("HGETALL", key) == {b"data": b"payload", b"priority": b"2"}
                 await backend.redis("HSET", f"{backend.prefix}-gfunc-g1", "data", b"\x00\xff", "priority", "0")
+                # gearmand >= 1.1.22 also writes function and unique fields (exact where the key is not)
+                await backend.redis("HSET", f"{backend.prefix}-a-b-c", "data", "d", "priority", "2",
+                                    "function", "a-b", "unique", "c")
+                # gearmand <= 1.1.15 kept just the workload, as a string
+                await backend.redis("SET", f"{backend.prefix}-sfunc-s1", "old")
             got = {j.unique: j for j in await store.replay()}
+            if backend.kind == "redis":
+                assert (got[b"c"].function, got[b"c"].data, got[b"c"].priority) == (b"a-b", b"d", 2)
+                assert (got[b"s1"].function, got[b"s1"].data, got[b"s1"].priority) == (b"sfunc", b"old", 1)
+                await store.done([got[b"c"].key, got[b"s1"].key])
+                assert sorted(await backend.redis_keys()) == sorted(
+                    [f"{backend.prefix}-gfunc-g1".encode(), f"{backend.prefix}-func-uniq".encode()])
             assert (got[b"g1"].function, got[b"g1"].data, got[b"g1"].priority) == (b"gfunc", b"\x00\xff", 0)
             assert got[b"uniq"].when == 1234
         finally:
