@@ -135,7 +135,8 @@ class GearmanClient(GearmanConnectionManager):
                     self.send_job_request(request)
             return any(request.state == JOB_PENDING for request in job_requests)
 
-        self.poll_connections_until_stopped(self.connection_list, continue_while_jobs_pending, timeout=poll_timeout)
+        self.poll_connections_until_stopped(self._connections_of(job_requests), continue_while_jobs_pending,
+                                            timeout=poll_timeout)
         for request in job_requests:
             request.timed_out = request.state == JOB_PENDING
         return job_requests
@@ -148,7 +149,7 @@ class GearmanClient(GearmanConnectionManager):
         def continue_while_jobs_incomplete(any_activity: bool) -> bool:
             return any(not r.complete and r.state != JOB_UNKNOWN for r in job_requests)
 
-        self.poll_connections_until_stopped(self.connection_list, continue_while_jobs_incomplete,
+        self.poll_connections_until_stopped(self._connections_of(job_requests), continue_while_jobs_incomplete,
                                             timeout=poll_timeout)
         for request in job_requests:
             request.timed_out = not request.complete and request.state != JOB_UNKNOWN
@@ -194,11 +195,20 @@ class GearmanClient(GearmanConnectionManager):
         def continue_while_status_not_updated(any_activity: bool) -> bool:
             return any(not_updated(r) and r.state != JOB_UNKNOWN for r in job_requests)
 
-        self.poll_connections_until_stopped(self.connection_list, continue_while_status_not_updated,
+        self.poll_connections_until_stopped(self._connections_of(job_requests), continue_while_status_not_updated,
                                             timeout=poll_timeout)
         for request in job_requests:
             request.timed_out = not_updated(request) and request.state != JOB_UNKNOWN
         return job_requests
+
+    def _connections_of(self, job_requests: Sequence[GearmanJobRequest]) -> list[GearmanConnection]:
+        """This client's connections, plus any other one a request is bound to (a request built by hand)."""
+        connections = list(self.connection_list)
+        for request in job_requests:
+            connection = request.job.connection
+            if isinstance(connection, GearmanConnection) and not any(c is connection for c in connections):
+                connections.append(connection)
+        return connections
 
     # -- sending -------------------------------------------------------------------------------------------------
 
