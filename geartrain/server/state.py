@@ -43,7 +43,10 @@ _JOB_ASSIGN_UNIQ = T.JOB_ASSIGN_UNIQ
 _JOB_ASSIGN_ALL = T.JOB_ASSIGN_ALL
 _WORK_FAIL = T.WORK_FAIL
 _NOT_EXPECTED = error_packet(ErrorCode.INVALID_COMMAND, b"Command not expected")
+# gearmand words "job not found" differently per packet type
 _JOB_NOT_FOUND = error_packet(ErrorCode.JOB_NOT_FOUND, b"Job given in work result not found")
+_DATA_NOT_FOUND = error_packet(ErrorCode.JOB_NOT_FOUND, b"Job does not exist on server")
+_EXCEPTION_NOT_FOUND = error_packet(ErrorCode.JOB_NOT_FOUND, b"An exception was received for a job that does not exist")
 _UNIQUE_TOO_LARGE = error_packet(ErrorCode.ARGUMENT_TOO_LARGE, b"Unique value too large")
 _HANDLE_TOO_LARGE = error_packet(ErrorCode.ARGUMENT_TOO_LARGE, b"Job handle too large")
 _QUEUE_FULL = error_packet(ErrorCode.QUEUE_ERROR, b"Job queue is full")
@@ -573,18 +576,18 @@ class State:
 
     # ------------------------------------------------------------------ results
 
-    def _unknown_result(self, peer: Peer, handle: bytes, final: bool) -> None:
+    def _unknown_result(self, peer: Peer, handle: bytes, final: bool, error: bytes = _JOB_NOT_FOUND) -> None:
         if handle in peer.stale:
             # the late result of a job taken away on timeout: ignore it quietly
             if final:
                 peer.stale.discard(handle)
             return
-        self.send(peer, _JOB_NOT_FOUND)
+        self.send(peer, error)
 
     def _work_forward(self, ptype: int, peer: Peer, args: tuple[bytes, ...]) -> None:
         job = peer.jobs.get(args[0])
         if job is None:
-            self._unknown_result(peer, args[0], False)
+            self._unknown_result(peer, args[0], False, _DATA_NOT_FOUND)
             return
         if job.clients:
             packet = pack_res(ptype, *args)
@@ -632,7 +635,7 @@ class State:
     def _work_exception(self, peer: Peer, args: tuple[bytes, ...]) -> None:
         job = peer.jobs.pop(args[0], None)
         if job is None:
-            self._unknown_result(peer, args[0], True)
+            self._unknown_result(peer, args[0], True, _EXCEPTION_NOT_FOUND)
             return
         if job.clients:
             packet = pack_res(T.WORK_EXCEPTION, *args)

@@ -557,3 +557,16 @@ def test_status_of_too_long_handle_or_unique():
     h.send(c, T.GET_STATUS_UNIQUE, b"u" * 65)
     assert h.got(c) == [("ERROR", (b"ARGUMENT_TOO_LARGE", b"Job handle too large")),
                         ("ERROR", (b"ARGUMENT_TOO_LARGE", b"Unique value too large"))]
+
+
+def test_job_not_found_texts_per_packet_type_as_gearmand():
+    h = Harness()
+    w = h.worker(b"f")
+    h.send(w, T.WORK_DATA, b"H:x:1", b"d")
+    h.send(w, T.WORK_WARNING, b"H:x:1", b"d")
+    h.send(w, T.WORK_STATUS, b"H:x:1", b"1", b"2")
+    h.send(w, T.WORK_FAIL, b"H:x:1")
+    h.send(w, T.WORK_EXCEPTION, b"H:x:1", b"d")
+    assert [args[1] for _, args in h.got(w)] == [
+        b"Job does not exist on server", b"Job does not exist on server", b"Job given in work result not found",
+        b"Job given in work result not found", b"An exception was received for a job that does not exist"]
