@@ -83,6 +83,29 @@ def test_worker_serves_two_servers(any_server, tmp_path):
         other.stop()
 
 
+def test_worker_takes_turns_between_busy_servers(any_server, tmp_path):
+    other = (start_geartrain if any_server.kind == "geartrain" else start_gearmand)(tmp_path)
+    try:
+        for server, tag in ((any_server, "a"), (other, "b")):
+            client = gearman.GearmanClient([server.address])
+            client.submit_multiple_jobs([dict(task="busy", data=tag) for _ in range(10)], background=True)
+        seen = []
+        done = threading.Event()
+
+        def take(worker, job):
+            seen.append(job.data)
+            if len(seen) == 20:
+                done.set()
+            return ""
+
+        with worker_thread([any_server, other], {"busy": take}):
+            assert done.wait(20)
+    finally:
+        other.stop()
+    assert sorted(seen) == ["a"] * 10 + ["b"] * 10
+    assert set(seen[:4]) == {"a", "b"}, seen  # both backlogs are served from the start
+
+
 def test_job_fields_seen_by_the_callback(any_server):
     seen = {}
 

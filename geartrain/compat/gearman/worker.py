@@ -54,6 +54,7 @@ class GearmanWorker(GearmanConnectionManager):
         self.worker_client_id: Any = None
         self._task_names: dict[bytes, Any] = {}
         self._lock_holder: GearmanConnection | None = None
+        self._grab_cursor = 0
         self._jobs_done = 0
         self._current_job: GearmanJob | None = None
         self._job_finished = False
@@ -158,13 +159,17 @@ class GearmanWorker(GearmanConnectionManager):
                 return
             self._lock_holder = None
         candidates = self.randomized_connections or self.connection_list
-        for connection in candidates:
+        count = len(candidates)
+        for step in range(count):  # round robin, so one busy server cannot starve the others
+            index = (self._grab_cursor + step) % count
+            connection = candidates[index]
             state = connection.state
             if connection.connected and isinstance(state, _WorkerConnectionState) and state.want_grab:
                 state.want_grab = False
                 state.grabbing = True
                 state.sleeping = False
                 self._lock_holder = connection
+                self._grab_cursor = index + 1
                 connection.send_command(T.GRAB_JOB_UNIQ)
                 return
 
