@@ -69,17 +69,24 @@ class Connection(asyncio.Protocol):
         state = self.state
         state.now = time()
         dispatch = self.dispatch
-        for ptype, args in events:
-            if ptype >= 0:
-                dispatch[ptype](peer, args)
-            elif ptype == PARSE_ERROR:
-                state.send(peer, error_packet(*args))
-            elif ptype == FATAL:
-                state.send(peer, error_packet(*args))
-                log.warning("closing connection fd %d from %s: %s", peer.fd, peer.host, args[1].decode())
-                peer.close_after = True
-                self.closing = True
-                break
+        try:
+            for ptype, args in events:
+                if ptype >= 0:
+                    dispatch[ptype](peer, args)
+                elif ptype == PARSE_ERROR:
+                    state.send(peer, error_packet(*args))
+                elif ptype == FATAL:
+                    state.send(peer, error_packet(*args))
+                    log.warning("closing connection fd %d from %s: %s", peer.fd, peer.host, args[1].decode())
+                    peer.close_after = True
+                    self.closing = True
+                    break
+        except Exception:
+            # a bug must cost one connection, not the server
+            log.exception("internal error on connection fd %d from %s; closing it", peer.fd, peer.host)
+            state.send(peer, error_packet(b"SERVER_ERROR", b"Internal server error"))
+            peer.close_after = True
+            self.closing = True
         server = self.server
         if not server.flush_scheduled:
             server.schedule_flush()
