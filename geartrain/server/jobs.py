@@ -12,6 +12,11 @@ from typing import Any
 
 from ..protocol.admin import gearmand_bucket
 
+#: upper bounds (seconds) of the queue-wait and run-time histogram buckets kept per Function (the last
+#: slot of each histogram counts everything above the last bound); server/metrics.py publishes them
+TIME_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+                900.0, 3600.0)
+
 # Job.state values
 DONE = 0  # finished, cancelled or dropped; may still sit in a deque (lazy deletion)
 QUEUED = 1  # in its function's queue, runnable
@@ -41,7 +46,7 @@ class Job:
     __slots__ = (
         "handle", "function", "unique", "key", "data", "priority", "background", "reducer", "clients",
         "worker", "numerator", "denominator", "retries", "when", "state", "stored", "attempt", "holds",
-        "schedule", "skey",
+        "schedule", "skey", "queued_at", "started_at",
     )
 
     def __init__(self, handle: bytes, function: Function, unique: bytes, key: Any, data: bytes, priority: int,
@@ -67,6 +72,8 @@ class Job:
         self.holds: list[tuple[Peer, Hold]] | None = None  # replies waiting for the store commit
         self.schedule: Any = None  # the cron Schedule that queued this run, if any
         self.skey: Any = None  # the StoredJob it was stored as (its .key finds it again in the store)
+        self.queued_at = 0.0  # State.now when it last became runnable (for the queue-wait histogram)
+        self.started_at = 0.0  # State.now when a worker last took it (for the run-time histogram)
 
     def __repr__(self) -> str:
         return f"<Job {self.handle!r} {self.function.name!r} {STATE_NAMES[self.state]}>"
@@ -77,7 +84,8 @@ class Function:
 
     __slots__ = (
         "name", "bucket", "queues", "queued", "delayed", "running", "workers", "sleepers", "maxqueue",
-        "submitted", "completed", "failed", "exceptions", "retried", "timeouts",
+        "submitted", "completed", "failed", "exceptions", "retried", "timeouts", "wait_hist", "wait_sum", "run_hist",
+        "run_sum",
     )
 
     def __init__(self, name: bytes) -> None:
@@ -98,6 +106,11 @@ class Function:
         self.exceptions = 0
         self.retried = 0
         self.timeouts = 0
+        # histograms: counts per TIME_BUCKETS slot (+1 for above the last) and the sum of the observed seconds
+        self.wait_hist = [0] * (len(TIME_BUCKETS) + 1)
+        self.wait_sum = 0.0
+        self.run_hist = [0] * (len(TIME_BUCKETS) + 1)
+        self.run_sum = 0.0
 
     @property
     def total(self) -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import socket
+from bisect import bisect_left
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -31,7 +32,7 @@ from ..protocol.packets import (
     ErrorCode,
     T,
 )
-from .jobs import DELAYED, DONE, PENDING, QUEUED, RUNNING, Function, Hold, Job, Peer
+from .jobs import DELAYED, DONE, PENDING, QUEUED, RUNNING, TIME_BUCKETS, Function, Hold, Job, Peer
 from .schedule import Cron, CronError
 from .store.base import StoredJob
 
@@ -380,6 +381,7 @@ class State:
         f = job.function
         p = job.priority
         job.state = QUEUED
+        job.queued_at = self.now
         if head:
             f.queues[p].appendleft(job)
         else:
@@ -559,6 +561,10 @@ class State:
         job.state = RUNNING
         job.worker = peer
         job.attempt += 1
+        now = job.started_at = self.now
+        wait = now - job.queued_at
+        f.wait_hist[bisect_left(TIME_BUCKETS, wait)] += 1
+        f.wait_sum += wait
         f.running += 1
         handle = job.handle
         peer.jobs[handle] = job
@@ -606,11 +612,19 @@ class State:
             for client in job.clients:
                 self.send(client, packet)
 
+    def _ran(self, job: Job) -> None:
+        """Count a run that ended with a result in its function's run-time histogram."""
+        f = job.function
+        ran = self.now - job.started_at
+        f.run_hist[bisect_left(TIME_BUCKETS, ran)] += 1
+        f.run_sum += ran
+
     def _work_complete(self, peer: Peer, args: tuple[bytes, ...]) -> None:
         job = peer.jobs.pop(args[0], None)
         if job is None:
             self._unknown_result(peer, args[0], True)
             return
+        self._ran(job)
         if job.clients:
             packet = pack_res(T.WORK_COMPLETE, *args)
             for client in job.clients:
@@ -628,6 +642,7 @@ class State:
         if job is None:
             self._unknown_result(peer, args[0], True)
             return
+        self._ran(job)
         job.function.running -= 1
         job.worker = None
         self._end(job, FAILED)
@@ -637,6 +652,7 @@ class State:
         if job is None:
             self._unknown_result(peer, args[0], True, _EXCEPTION_NOT_FOUND)
             return
+        self._ran(job)
         if job.clients:
             packet = pack_res(T.WORK_EXCEPTION, *args)
             fail = pack_res(_WORK_FAIL, job.handle)
