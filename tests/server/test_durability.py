@@ -223,3 +223,71 @@ def test_database_outage_gives_queue_error_then_recovers(kind: str, tmp_path: Pa
         asyncio.run(backend.drop())
     log = server.log.read_text()
     assert "lost" in log and "reconnected" in log, log[-2000:]
+
+
+def submit_bg(server: Server, *payloads: bytes, unique: bytes = b"") -> list[bytes]:
+    """Submit background jobs (one connection, pipelined); their handles, once all are acknowledged."""
+    peer = Peer(server)
+    peer.send(*(pack_req(T.SUBMIT_JOB_BG, FUNC, unique, data) for data in payloads))
+    handles = []
+    for _ in payloads:
+        ptype, args = peer.recv()
+        assert ptype == T.JOB_CREATED, (ptype, args)
+        handles.append(args[0])
+    peer.close()
+    return handles
+
+
+def take(server: Server, count: int, wait: float = 5.0) -> list[tuple[bytes, bytes]]:
+    """Run COUNT jobs as a worker (giving up after WAIT seconds); their (unique, data)."""
+    peer = Peer(server)
+    peer.send(pack_req(T.CAN_DO, FUNC), pack_req(T.GRAB_JOB_UNIQ))
+    got = []
+    deadline = time.monotonic() + wait
+    while len(got) < count and time.monotonic() < deadline:
+        ptype, args = peer.recv()
+        if ptype == T.JOB_ASSIGN_UNIQ:
+            handle, _function, unique, data = args
+            got.append((unique, data))
+            peer.send(pack_req(T.WORK_COMPLETE, handle, b""), pack_req(T.GRAB_JOB_UNIQ))
+        else:
+            time.sleep(0.02)
+            peer.send(pack_req(T.GRAB_JOB_UNIQ))
+    peer.close()
+    return got
+
+
+@pytest.mark.parametrize("unique", [
+    b"",
+    pytest.param(b"-", marks=pytest.mark.xfail(
+        strict=True, reason="state.record() files '-' jobs under store_key=job.handle; handles restart at 1, so "
+        "a new '-' job overwrites a replayed one's record. Fix: leave store_key empty, the store generates one.")),
+])
+def test_keyless_jobs_keep_their_identity_across_restarts(unique: bytes, tmp_path: Path):
+    """Jobs with an empty unique (or '-', coalesce by data) are stored under generated keys: after a
+    restart they still have that unique, and new such jobs never take over a replayed job's record."""
+    backend = Backend("sqlite", tmp_path)
+    server = start_geartrain(tmp_path, "--queue", backend.url)
+    try:
+        submit_bg(server, *(b"first-%d" % i for i in range(10)), unique=unique)
+        assert sorted(d for _, d in take(server, 5)) == sorted(b"first-%d" % i for i in range(5))
+        deadline = time.monotonic() + 10
+        while asyncio.run(backend.count()) != 5 and time.monotonic() < deadline:  # the dones are committed
+            time.sleep(0.05)
+    finally:
+        server.proc.send_signal(signal.SIGKILL)
+        server.proc.wait(10)
+    server = start_geartrain(tmp_path, "--queue", backend.url)
+    try:  # five replayed; five new ones get the handles the old ones were stored under
+        submit_bg(server, *(b"second-%d" % i for i in range(5)), unique=unique)
+    finally:
+        server.proc.send_signal(signal.SIGKILL)
+        server.proc.wait(10)
+    server = start_geartrain(tmp_path, "--queue", backend.url)
+    try:
+        got = take(server, 10)
+        want = [b"first-%d" % i for i in range(5, 10)] + [b"second-%d" % i for i in range(5)]
+        assert sorted(d for _, d in got) == sorted(want)
+        assert {u for u, _ in got} == {unique}
+    finally:
+        server.stop()
