@@ -159,3 +159,20 @@ def c_programs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     if failed:
         pytest.fail(f"C peers did not compile: {failed}")
     return {name: exe for name, exe, _ in results}  # type: ignore[misc]
+
+
+@pytest.fixture(params=["geartrain", "gearmand"])
+def start_any(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator:
+    """``start_any(*options)`` starts geartrain or gearmand (one run each) with extra options; stopped after."""
+    from tests.conftest import start_gearmand, start_geartrain
+
+    started = []
+
+    def start(*args: str):
+        server = start_geartrain(tmp_path, *args) if request.param == "geartrain" else start_gearmand(tmp_path, *args)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

@@ -113,7 +113,8 @@ class Session:
 
     name: str
     steps: list[Step]
-    doc: str = ""
+    #: extra command-line options given to BOTH servers (gearmand's spelling, which geartrain accepts)
+    args: tuple[str, ...] = ()
 
 
 # -- running -------------------------------------------------------------------------------------

@@ -23,9 +23,10 @@ pytestmark = pytest.mark.interop
 
 
 def _play(kind: str, name: str, tmp: Path) -> Transcript:
-    server = start_gearmand(tmp) if kind == "gearmand" else start_geartrain(tmp)
+    session = SESSIONS[name]
+    server = start_gearmand(tmp, *session.args) if kind == "gearmand" else start_geartrain(tmp, *session.args)
     try:
-        return run(SESSIONS[name], server.host, server.port)
+        return run(session, server.host, server.port)
     finally:
         server.stop()
 
