@@ -217,3 +217,17 @@ def test_server_error_reply_fails_the_request(any_server):
     assert first.state == gearman.JOB_CREATED
     assert second.state == gearman.JOB_FAILED and not second.timed_out
     assert second.error is not None and second.error[0] == b"QUEUE_ERROR"
+
+
+def test_large_payloads_go_through_partial_writes(any_server):
+    payload = bytes(range(256)) * (16 * 1024)  # 4 MiB, far more than one socket write takes
+
+    class RawWorker(gearman.GearmanWorker):
+        data_encoder = gearman.BytesDataEncoder
+
+    class RawClient(gearman.GearmanClient):
+        data_encoder = gearman.BytesDataEncoder
+
+    with worker_thread([any_server], {"big": lambda w, j: j.data[::-1]}, worker_class=RawWorker):
+        request = RawClient([any_server.address]).submit_job("big", payload, poll_timeout=30)
+    assert request.state == gearman.JOB_COMPLETE and request.result == payload[::-1]

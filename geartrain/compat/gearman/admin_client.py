@@ -116,6 +116,8 @@ class GearmanAdminClient(GearmanConnectionManager):
         self._establish()
 
     def _establish(self) -> _AdminConnectionState:
+        if self.current_connection is None:
+            raise ServerUnavailable("GearmanAdminClient was given no server")
         try:
             self.establish_connection(self.current_connection)
         except ConnectionError as exc:
