@@ -1,0 +1,528 @@
+"""Gearman clients: ``AsyncClient`` (asyncio) and ``Client`` (blocking), one protocol core.
+
+``AsyncClient`` does all the work. ``Client`` runs an ``AsyncClient`` on a private event loop in a
+background thread and waits for it, so there is one implementation of the protocol, not two.
+
+Several servers: a job with a unique goes to the server its unique hashes to (``HashRing``, the
+same on every client given the same list); a job without one goes round-robin. A server that is
+down is skipped until its backoff ends. A job whose connection drops before JOB_CREATED is sent to
+the next server; one that drops after it fails with ``JobLost`` (sending it again could run it twice).
+Replies are matched to requests in order per connection (gearmand answers each connection FIFO).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import ssl as _ssl
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+from .codecs import BYTES, Codec, to_bytes
+from .errors import ConnectionLost, JobLost, NoServerAvailable, ServerError
+from .hashring import HashRing
+from .job import Job, JobEvent, JobStatus, Task, priority_of
+from .protocol import pack_req
+from .protocol.packets import T, submit_type
+from .transport import Backoff, Link, new_event_loop, normalize_servers
+
+__all__ = ["AsyncClient", "Client", "Job", "JobEvent", "JobStatus", "Task"]
+
+_JOB_CREATED = int(T.JOB_CREATED)
+_WORK = frozenset(int(t) for t in (T.WORK_COMPLETE, T.WORK_DATA, T.WORK_STATUS, T.WORK_WARNING, T.WORK_FAIL,
+                                   T.WORK_EXCEPTION))
+_REPLIES = frozenset(int(t) for t in (T.STATUS_RES, T.STATUS_RES_UNIQUE, T.OPTION_RES, T.ECHO_RES))
+_ERROR = int(T.ERROR)
+_OPT_EXCEPTIONS = pack_req(T.OPTION_REQ, b"exceptions")
+
+
+def _b(value: str | bytes) -> bytes:
+    return value.encode() if isinstance(value, str) else bytes(value)
+
+
+class _Server:
+    """The client's state for one server: its Link, requests awaiting a reply, foreground jobs by handle."""
+
+    __slots__ = ("client", "link", "pending", "jobs")
+
+    def __init__(self, client: AsyncClient, address: str) -> None:
+        self.client = client
+        self.link = Link(address, self.packet, self.lost, ssl=client.ssl, connect_timeout=client.connect_timeout,
+                         backoff=Backoff(maximum=client.max_backoff), on_up=self.up)
+        self.pending: deque[Job | asyncio.Future] = deque()
+        self.jobs: dict[bytes, Job | list[Job]] = {}
+
+    def up(self, link: Link) -> None:
+        if self.client.exceptions:
+            self.request(_OPT_EXCEPTIONS).add_done_callback(_ignore)
+        if self.client.client_id:
+            link.send(pack_req(T.SET_CLIENT_ID, self.client.client_id))
+
+    def request(self, packet: bytes) -> asyncio.Future:
+        fut = asyncio.get_running_loop().create_future()
+        self.pending.append(fut)
+        self.link.send(packet)
+        return fut
+
+    def submit(self, job: Job) -> None:
+        self.pending.append(job)
+        job._tried.append(self.link.address)
+        if job.when is not None:
+            pkt = pack_req(T.SUBMIT_JOB_EPOCH, job.function, job.unique or b"", str(job.when).encode(), job.data)
+        else:
+            pkt = pack_req(submit_type(job.priority, job.background), job.function, job.unique or b"", job.data)
+        self.link.send(pkt)
+
+    def packet(self, ptype: int, args: tuple) -> None:
+        if ptype in _WORK:
+            handle = args[0]
+            job = self.jobs.get(handle)
+            if job is None:
+                if not handle.endswith(b"\0"):
+                    return
+                # gearmand turns WORK_EXCEPTION into WORK_FAIL for clients without the option, keeping its NUL
+                handle = handle.rstrip(b"\0")
+                job = self.jobs.get(handle)
+                if job is None:
+                    return
+            if type(job) is list:
+                ended = False
+                for j in job:
+                    ended = j._packet(ptype, args) or ended
+            else:
+                ended = job._packet(ptype, args)
+            if ended:
+                del self.jobs[handle]
+        elif ptype == _JOB_CREATED:
+            if not self.pending:
+                return
+            job = self.pending.popleft()
+            if type(job) is not Job:  # a reply out of order: the stream is confused
+                job.set_exception(ConnectionLost("unexpected JOB_CREATED"))
+                return
+            handle = args[0]
+            job._set_created(handle, self.link.address)
+            if not job.background:
+                other = self.jobs.get(handle)
+                if other is None:
+                    self.jobs[handle] = job
+                elif type(other) is list:
+                    other.append(job)
+                else:
+                    self.jobs[handle] = [other, job]
+        elif ptype in _REPLIES:
+            if self.pending:
+                item = self.pending.popleft()
+                if type(item) is not Job and not item.done():
+                    item.set_result((ptype, args))
+        elif ptype == _ERROR:
+            if self.pending:
+                item = self.pending.popleft()
+                err = ServerError(args[0], args[1])
+                if type(item) is Job:
+                    item._fail(err)
+                elif not item.done():
+                    item.set_exception(err)
+
+    def lost(self, link: Link, exc: BaseException | None) -> None:
+        pending, self.pending = self.pending, deque()
+        jobs, self.jobs = self.jobs, {}
+        client = self.client
+        for item in pending:
+            if type(item) is Job:
+                if not item.done() and not client._closing:
+                    client._spawn(client._dispatch(item))  # not created here: safe to send elsewhere
+                else:
+                    item._fail(ConnectionLost(f"connection to {link.address} lost"))
+            elif not item.done():
+                item.set_exception(ConnectionLost(f"connection to {link.address} lost"))
+                item.exception()
+        for job in jobs.values():
+            for j in job if type(job) is list else (job,):
+                j._fail(JobLost(j.handle or b"", link.address))
+
+
+def _ignore(fut: asyncio.Future) -> None:
+    if not fut.cancelled():
+        fut.exception()
+
+
+class AsyncClient:
+    """An asyncio Gearman client for one or more job servers.
+
+    ``servers``: "host:port", "h1:p1,h2", or a list of them (default 127.0.0.1:4730).
+    ``codec``: how payloads and results are encoded (default bytes; ``geartrain.codecs.JSON`` for objects).
+    ``timeout``: default seconds to wait for a result (None: forever).
+    ``wait_for_server``: how long a submission waits for some server to come up before NoServerAvailable.
+    """
+
+    def __init__(
+        self,
+        servers: str | Sequence[str] | None = None,
+        *,
+        codec: Codec = BYTES,
+        ssl: _ssl.SSLContext | None = None,
+        timeout: float | None = None,
+        connect_timeout: float = 5.0,
+        wait_for_server: float = 10.0,
+        max_backoff: float = 10.0,
+        client_id: str | bytes | None = None,
+        exceptions: bool = True,
+    ) -> None:
+        self.addresses = normalize_servers(servers)
+        self.codec = codec
+        self.ssl = ssl
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.wait_for_server = wait_for_server
+        self.max_backoff = max_backoff
+        self.client_id = _b(client_id) if client_id else None
+        self.exceptions = exceptions
+        self.servers = {a: _Server(self, a) for a in self.addresses}
+        self._list = list(self.servers.values())
+        self.ring = HashRing(self.addresses)
+        self._rr = 0
+        self._closing = False
+        self._tasks: set[asyncio.Task] = set()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- choosing a server -----------------------------------------------------------------------------------
+    def _order(self, unique: bytes | None) -> list[_Server]:
+        if unique:
+            return [self.servers[a] for a in self.ring.walk(unique)]
+        n = len(self._list)
+        i = self._rr % n
+        self._rr = i + 1
+        return self._list[i:] + self._list[:i]
+
+    async def _server_for(self, unique: bytes | None) -> _Server:
+        """The server to use now (connecting it if needed); waits up to wait_for_server for one to come up."""
+        deadline = None
+        while True:
+            if self._closing:
+                raise NoServerAvailable("client is closed")
+            order = self._order(unique)
+            for st in order:
+                link = st.link
+                if link.up:
+                    return st
+                if link.retry_in() > 0:
+                    continue
+                try:
+                    await link.connect()
+                except OSError:
+                    continue
+                if link.up:
+                    return st
+            now = time.monotonic()
+            if deadline is None:
+                deadline = now + self.wait_for_server
+            wait = min(st.link.retry_in() for st in order)
+            if now >= deadline:
+                errors = "; ".join(f"{st.link.address}: {st.link.last_error}" for st in order)
+                raise NoServerAvailable(f"no job server available ({errors})")
+            await asyncio.sleep(min(max(wait, 0.01), deadline - now))
+
+    async def _dispatch(self, job: Job) -> None:
+        try:
+            st = await self._server_for(job.unique)
+        except NoServerAvailable as exc:
+            job._fail(exc)
+            return
+        st.submit(job)
+
+    # -- submitting ------------------------------------------------------------------------------------------
+    async def submit_job(
+        self,
+        function: str | bytes,
+        data: Any = b"",
+        *,
+        unique: str | bytes | None = None,
+        priority: int | str | None = None,
+        background: bool = False,
+        when: int | float | None = None,
+        on_data: Callable[[Job, bytes], None] | None = None,
+        on_warning: Callable[[Job, bytes], None] | None = None,
+        on_status: Callable[[Job, int, int], None] | None = None,
+    ) -> Job:
+        """Send a job and return its Job at once (await it for the result; ``await job.created()`` for the handle).
+
+        ``when``: run at this Unix time (SUBMIT_JOB_EPOCH; always a background job).
+        """
+        uniq = _b(unique) if unique is not None else None
+        if when is not None:
+            background = True
+            when = int(when)
+        job = Job(_b(function), self.codec.encode(data), uniq, priority_of(priority), background, when, self.codec,
+                  on_data, on_warning, on_status)
+        # fast path: the chosen server is connected
+        if uniq:
+            st = self.servers[self.ring.node(uniq)]
+        else:
+            i = self._rr % len(self._list)
+            self._rr = i + 1
+            st = self._list[i]
+        if st.link.up:
+            st.submit(job)
+        else:
+            await self._dispatch(job)
+        return job
+
+    async def submit(self, function: str | bytes, data: Any = b"", *, timeout: float | None = None,
+                     **kwargs: Any) -> Any:
+        """Submit a foreground job and return its result (see submit_job for the options)."""
+        job = await self.submit_job(function, data, **kwargs)
+        return await job.result(self.timeout if timeout is None else timeout)
+
+    async def submit_background(self, function: str | bytes, data: Any = b"", **kwargs: Any) -> Job:
+        """Submit a background job; returns its Job once the server accepted it (``.handle``, ``.server``)."""
+        job = await self.submit_job(function, data, background=True, **kwargs)
+        await job.created(self.timeout)
+        return job
+
+    async def submit_many(self, jobs: Iterable[tuple | dict | Task], **kwargs: Any) -> list[Job]:
+        """Submit many jobs at once (tuples (function, data), dicts of submit_job's arguments, or Tasks)."""
+        out = []
+        for spec in jobs:
+            if isinstance(spec, Task):
+                out.append(await self.submit_job(spec.function, spec.data, unique=spec.unique,
+                                                 priority=spec.priority, background=spec.background,
+                                                 when=spec.when, **kwargs))
+            elif isinstance(spec, dict):
+                out.append(await self.submit_job(**{**kwargs, **spec}))
+            else:
+                out.append(await self.submit_job(*spec, **kwargs))
+        return out
+
+    async def run(self, tasks: Iterable[Task], *, timeout: float | None = None, max_in_flight: int | None = None,
+                  on_done: Callable[[Task], None] | None = None) -> list[Task]:
+        """Run every task concurrently (at most max_in_flight at a time); set each task's result or error."""
+        tasks = list(tasks)
+        timeout = self.timeout if timeout is None else timeout
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        limit = max_in_flight or len(tasks) or 1
+        slots = asyncio.Semaphore(limit)
+        waiting: list[asyncio.Future] = []
+
+        def finish(task: Task, job: Job, fut: asyncio.Future) -> None:
+            slots.release()
+            exc = fut.exception()
+            if exc is not None:
+                task.error = exc
+            else:
+                res = fut.result()
+                task.result = res if job.background else job.codec.decode(res)
+            task.handle = job.handle
+            if on_done is not None:
+                on_done(task)
+
+        for task in tasks:
+            await slots.acquire()
+            try:
+                job = await self.submit_job(task.function, task.data, unique=task.unique, priority=task.priority,
+                                            background=task.background, when=task.when)
+            except Exception as exc:  # noqa: BLE001 - reported on the task
+                slots.release()
+                task.error = exc
+                continue
+            fut = job._done
+            fut.add_done_callback(lambda f, t=task, j=job: finish(t, j, f))
+            waiting.append(fut)
+        if waiting:
+            left = None if deadline is None else max(0.0, deadline - loop.time())
+            done, not_done = await asyncio.wait(waiting, timeout=left)
+            if not_done:
+                from .errors import JobTimeout
+
+                for task in tasks:
+                    if task.error is None and task.result is None and not task.background:
+                        task.error = JobTimeout(f"task not done within {timeout}s")
+        return tasks
+
+    # -- status and other requests ------------------------------------------------------------------------
+    async def _ask(self, st: _Server, packet: bytes) -> tuple[int, tuple]:
+        if not st.link.up:
+            await st.link.connect()
+        return await st.request(packet)
+
+    async def get_status(self, handle: str | bytes | Job, server: str | None = None) -> JobStatus:
+        """The status of a job by handle (or Job). Without a server, every server is asked until one knows it."""
+        if isinstance(handle, Job):
+            server = server or handle.server
+            handle = handle.handle or b""
+        h = _b(handle)
+        order = [self.servers[normalize_servers(server)[0]]] if server else self._list
+        status = JobStatus(False, False, 0, 0, handle=h)
+        for st in order:
+            try:
+                _, a = await self._ask(st, pack_req(T.GET_STATUS, h))
+            except (OSError, ConnectionLost):
+                if server:
+                    raise
+                continue
+            status = JobStatus(a[1] == b"1", a[2] == b"1", _int(a[3]), _int(a[4]), handle=a[0],
+                               server=st.link.address)
+            if status.known:
+                return status
+        return status
+
+    async def get_status_unique(self, unique: str | bytes) -> JobStatus:
+        """The status of a job by unique: asks its own server first, then the others."""
+        u = _b(unique)
+        status = JobStatus(False, False, 0, 0, unique=u)
+        for st in self._order(u):
+            try:
+                _, a = await self._ask(st, pack_req(T.GET_STATUS_UNIQUE, u))
+            except (OSError, ConnectionLost):
+                continue
+            status = JobStatus(a[1] == b"1", a[2] == b"1", _int(a[3]), _int(a[4]), unique=a[0],
+                               clients=_int(a[5]) if len(a) > 5 else None, server=st.link.address)
+            if status.known:
+                return status
+        return status
+
+    async def echo(self, data: str | bytes = b"ping", server: str | None = None) -> bytes:
+        """ECHO_REQ round trip to one server (the first by default)."""
+        st = self.servers[normalize_servers(server)[0]] if server else self._list[0]
+        _, a = await self._ask(st, pack_req(T.ECHO_REQ, _b(data)))
+        return a[0]
+
+    async def close(self) -> None:
+        self._closing = True
+        for st in self._list:
+            st.link.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.sleep(0)
+
+
+def _int(b: bytes) -> int:
+    try:
+        return int(b)
+    except ValueError:
+        return 0
+
+
+class SyncJob:
+    """A job from ``Client.submit_job``: ``result(timeout)`` waits; ``cancel()`` (any thread) ends that wait."""
+
+    def __init__(self, client: Client, job: Job) -> None:
+        self._client = client
+        self.job = job
+        self._waits: set[concurrent.futures.Future] = set()
+
+    handle = property(lambda self: self.job.handle)
+    server = property(lambda self: self.job.server)
+    function = property(lambda self: self.job.function)
+    unique = property(lambda self: self.job.unique)
+
+    def done(self) -> bool:
+        return self.job.done()
+
+    def result(self, timeout: float | None = None) -> Any:
+        return self._client._call(self.job.result(timeout), waits=self._waits)
+
+    def cancel(self) -> None:
+        """Make a waiting ``result()`` raise CancelledError (the job itself goes on)."""
+        for w in list(self._waits):
+            w.cancel()
+
+    def events(self) -> Iterator[JobEvent]:
+        agen = self.job.events()
+        while True:
+            try:
+                yield self._client._call(agen.__anext__(), waits=self._waits)
+            except StopAsyncIteration:
+                return
+
+
+class Client:
+    """A blocking Gearman client: the AsyncClient on a private event loop in a background thread.
+
+    Same arguments as AsyncClient. Callbacks (on_data, on_status, on_warning) run in that thread.
+    """
+
+    def __init__(self, servers: str | Sequence[str] | None = None, **kwargs: Any) -> None:
+        self._loop = new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="geartrain-client", daemon=True)
+        self._thread.start()
+        self.aclient: AsyncClient = self._call(self._make(servers, kwargs))
+        self.timeout = self.aclient.timeout
+
+    @staticmethod
+    async def _make(servers: Any, kwargs: dict) -> AsyncClient:
+        return AsyncClient(servers, **kwargs)
+
+    def _call(self, coro: Any, waits: set | None = None) -> Any:
+        if self._loop.is_closed():
+            coro.close()
+            raise RuntimeError("client is closed")
+        cf = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        if waits is not None:
+            waits.add(cf)
+        try:
+            return cf.result()
+        except BaseException:
+            cf.cancel()  # Ctrl-C or cancel(): stop waiting, leave the job alone
+            raise
+        finally:
+            if waits is not None:
+                waits.discard(cf)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def submit(self, function: str | bytes, data: Any = b"", *, timeout: float | None = None, **kwargs: Any) -> Any:
+        """Submit a foreground job and return its result."""
+        return self._call(self.aclient.submit(function, data, timeout=timeout, **kwargs))
+
+    def submit_job(self, function: str | bytes, data: Any = b"", **kwargs: Any) -> SyncJob:
+        """Submit a job and return at once; ``.result(timeout)`` waits for it."""
+        return SyncJob(self, self._call(self.aclient.submit_job(function, data, **kwargs)))
+
+    def submit_background(self, function: str | bytes, data: Any = b"", **kwargs: Any) -> Job:
+        """Submit a background job; returns its Job (``.handle``, ``.server``) once accepted."""
+        return self._call(self.aclient.submit_background(function, data, **kwargs))
+
+    def run(self, tasks: Iterable[Task], **kwargs: Any) -> list[Task]:
+        """Run all tasks concurrently; set each one's ``result`` or ``error`` (see AsyncClient.run)."""
+        return self._call(self.aclient.run(tasks, **kwargs))
+
+    def get_status(self, handle: str | bytes | Job, server: str | None = None) -> JobStatus:
+        return self._call(self.aclient.get_status(handle, server))
+
+    def get_status_unique(self, unique: str | bytes) -> JobStatus:
+        return self._call(self.aclient.get_status_unique(unique))
+
+    def echo(self, data: str | bytes = b"ping", server: str | None = None) -> bytes:
+        return self._call(self.aclient.echo(data, server))
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        try:
+            self._call(self.aclient.close())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(5)
+            self._loop.close()
+
+
+__all__ += ["SyncJob", "to_bytes"]

@@ -1,0 +1,222 @@
+"""Client-side job objects: what was submitted (Task) and how it is going (Job, JobEvent, JobStatus)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import JobException, JobFailed, JobTimeout
+from .protocol.packets import T
+
+HIGH, NORMAL, LOW = 0, 1, 2
+_PRIORITIES = {"high": HIGH, "normal": NORMAL, "low": LOW, HIGH: HIGH, NORMAL: NORMAL, LOW: LOW, None: NORMAL}
+
+
+def priority_of(value: int | str | None) -> int:
+    try:
+        return _PRIORITIES[value.lower() if isinstance(value, str) else value]
+    except KeyError:
+        raise ValueError(f"priority must be high, normal or low, not {value!r}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class JobEvent:
+    """Something a running job sent: kind is data, warning, status, complete, fail or exception.
+
+    ``data`` is the payload (bytes; for ``status`` a (numerator, denominator) tuple of ints).
+    """
+
+    kind: str
+    data: Any
+
+
+@dataclass(frozen=True, slots=True)
+class JobStatus:
+    """The server's answer to GET_STATUS / GET_STATUS_UNIQUE."""
+
+    known: bool
+    running: bool
+    numerator: int
+    denominator: int
+    handle: bytes | None = None
+    unique: bytes | None = None
+    clients: int | None = None
+    server: str | None = None
+
+    @property
+    def percent(self) -> float | None:
+        return 100.0 * self.numerator / self.denominator if self.denominator else None
+
+
+def _int(b: bytes) -> int:
+    try:
+        return int(b)
+    except ValueError:
+        return 0
+
+
+class Job:
+    """One submitted job, as the client sees it. Await it (or ``result()``) for its result."""
+
+    __slots__ = ("function", "data", "unique", "priority", "background", "when", "handle", "server", "numerator",
+                 "denominator", "codec", "on_data", "on_warning", "on_status", "_created", "_done", "_log",
+                 "_wake", "_tried")
+
+    def __init__(self, function: bytes, data: bytes, unique: bytes | None, priority: int, background: bool,
+                 when: int | None, codec: Any, on_data: Callable | None = None, on_warning: Callable | None = None,
+                 on_status: Callable | None = None) -> None:
+        self.function = function
+        self.data = data
+        self.unique = unique
+        self.priority = priority
+        self.background = background
+        self.when = when
+        self.handle: bytes | None = None
+        self.server: str | None = None
+        self.numerator = 0
+        self.denominator = 0
+        self.codec = codec
+        self.on_data = on_data
+        self.on_warning = on_warning
+        self.on_status = on_status
+        loop = asyncio.get_running_loop()
+        self._created: asyncio.Future = loop.create_future()
+        self._done: asyncio.Future = loop.create_future()
+        self._log: list[JobEvent] | None = None
+        self._wake: asyncio.Future | None = None
+        self._tried: list[str] = []
+
+    def __repr__(self) -> str:
+        state = "done" if self._done.done() else ("created" if self.handle else "submitting")
+        return f"<Job {self.function!r} handle={self.handle!r} {state}>"
+
+    def __await__(self):  # noqa: ANN204
+        return self.result().__await__()
+
+    def done(self) -> bool:
+        return self._done.done()
+
+    async def created(self, timeout: float | None = None) -> bytes:
+        """Wait for JOB_CREATED; return the handle."""
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._created), timeout)
+        except TimeoutError:
+            raise JobTimeout(f"no JOB_CREATED within {timeout}s") from None
+
+    async def result(self, timeout: float | None = None) -> Any:
+        """Wait for the result (decoded by the client's codec). Raises JobFailed/JobException/JobTimeout.
+
+        Cancelling this wait (or timing out) does not affect the job.
+        """
+        fut = self._done
+        if not fut.done():
+            if timeout is None:
+                await asyncio.shield(fut)
+            else:
+                try:
+                    await asyncio.wait_for(asyncio.shield(fut), timeout)
+                except TimeoutError:
+                    raise JobTimeout(f"job {self.function!r} not done within {timeout}s") from None
+        return self.codec.decode(fut.result())
+
+    async def events(self) -> AsyncIterator[JobEvent]:
+        """Every WORK_DATA/WARNING/STATUS this job sent (from the start), then its final event."""
+        i = 0
+        while True:
+            log = self._log or []
+            while i < len(log):
+                ev = log[i]
+                i += 1
+                yield ev
+            if self._done.done() and i >= len(self._log or []):
+                exc = self._done.exception()
+                if exc is None:
+                    yield JobEvent("complete", self._done.result())
+                elif isinstance(exc, JobException):
+                    yield JobEvent("exception", exc.data)
+                elif isinstance(exc, JobFailed):
+                    yield JobEvent("fail", b"")
+                else:
+                    raise exc
+                return
+            if self._wake is None or self._wake.done():
+                self._wake = asyncio.get_running_loop().create_future()
+            await asyncio.wait([self._wake, self._done], return_when=asyncio.FIRST_COMPLETED)
+
+    # -- called by the client core -------------------------------------------------------------------------
+    def _event(self, ev: JobEvent) -> None:
+        if self._log is None:
+            self._log = []
+        self._log.append(ev)
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
+    def _packet(self, ptype: int, args: tuple) -> bool:
+        """Apply a WORK_* packet; True when it ended the job."""
+        if ptype == T.WORK_COMPLETE:
+            if not self._done.done():
+                self._done.set_result(args[1])
+            return True
+        if ptype == T.WORK_DATA:
+            self._event(JobEvent("data", args[1]))
+            if self.on_data:
+                self.on_data(self, args[1])
+        elif ptype == T.WORK_STATUS:
+            self.numerator, self.denominator = _int(args[1]), _int(args[2])
+            self._event(JobEvent("status", (self.numerator, self.denominator)))
+            if self.on_status:
+                self.on_status(self, self.numerator, self.denominator)
+        elif ptype == T.WORK_WARNING:
+            self._event(JobEvent("warning", args[1]))
+            if self.on_warning:
+                self.on_warning(self, args[1])
+        elif ptype == T.WORK_FAIL:
+            self._fail(JobFailed(self.handle or b"", f"job {self.function.decode(errors='replace')} failed"))
+            return True
+        elif ptype == T.WORK_EXCEPTION:
+            self._fail(JobException(self.handle or b"", args[1]))
+            return True
+        return False
+
+    def _set_created(self, handle: bytes, server: str) -> None:
+        self.handle = handle
+        self.server = server
+        if not self._created.done():
+            self._created.set_result(handle)
+        if self.background and not self._done.done():
+            self._done.set_result(handle)
+
+    def _fail(self, exc: BaseException) -> None:
+        if not self._created.done():
+            self._created.set_exception(exc)
+            self._created.exception()
+        if not self._done.done():
+            self._done.set_exception(exc)
+            self._done.exception()  # retrieved: an unawaited failed job is not an error
+
+
+class Task:
+    """A job to run with ``Client.run(tasks)`` (the seed's Taskset shape); afterwards ``result`` or ``error``."""
+
+    __slots__ = ("function", "data", "unique", "priority", "background", "when", "result", "error", "handle")
+
+    def __init__(self, function: str | bytes, data: Any = b"", *, unique: str | bytes | None = None,
+                 priority: int | str | None = None, background: bool = False, when: int | None = None) -> None:
+        self.function = function
+        self.data = data
+        self.unique = unique
+        self.priority = priority
+        self.background = background
+        self.when = when
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.handle: bytes | None = None
+
+    def __repr__(self) -> str:
+        return f"<Task {self.function!r} {self.data!r}>"
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None

@@ -1,0 +1,456 @@
+"""Gearman workers: ``AsyncWorker`` (asyncio) and ``Worker`` (blocking), one protocol core.
+
+``AsyncWorker`` connects to every server it is given, registers its functions (CAN_DO, or
+CAN_DO_TIMEOUT when a timeout is set), asks for work with GRAB_JOB_UNIQ so each job's unique is
+known, sleeps with PRE_SLEEP until the server's NOOP (no polling) and reconnects with backoff,
+registering again. It runs up to ``concurrency`` jobs at once and never asks for more jobs than it
+has free slots (grabs in flight + jobs running <= concurrency), so it does not starve its peers.
+
+Handlers take a ``WorkerJob`` and return the result (bytes, str, or anything the codec encodes).
+Raising ``WorkFailed`` (or calling ``job.fail()``) sends WORK_FAIL; any other exception sends
+WORK_EXCEPTION with ``"Type: message"`` and then WORK_FAIL. Coroutine handlers run as tasks;
+plain functions run inline on the loop when concurrency is 1, else in a thread pool.
+
+``stop()`` (and SIGTERM/SIGINT when ``work(handle_signals=True)``) is graceful: no new grabs, jobs
+already assigned run to the end and their results are sent, then the connections close.
+``Worker`` runs an ``AsyncWorker`` on a private event loop in the calling thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import logging
+import signal
+import ssl as _ssl
+import threading
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from .codecs import BYTES, Codec
+from .errors import WorkFailed
+from .protocol import pack_req
+from .protocol.packets import T
+from .transport import Backoff, Link, new_event_loop, normalize_servers
+
+__all__ = ["AsyncWorker", "WorkFailed", "Worker", "WorkerJob"]
+
+log = logging.getLogger("geartrain.worker")
+
+_GRAB = pack_req(T.GRAB_JOB_UNIQ)
+_PRE_SLEEP = pack_req(T.PRE_SLEEP)
+_ASSIGN = {int(T.JOB_ASSIGN), int(T.JOB_ASSIGN_UNIQ), int(T.JOB_ASSIGN_ALL)}
+_NOOP, _NO_JOB, _ERROR = int(T.NOOP), int(T.NO_JOB), int(T.ERROR)
+_JOB_ASSIGN, _JOB_ASSIGN_UNIQ = int(T.JOB_ASSIGN), int(T.JOB_ASSIGN_UNIQ)
+
+Handler = Callable[["WorkerJob"], Any] | Callable[["WorkerJob"], Awaitable[Any]]
+
+
+def _b(value: str | bytes) -> bytes:
+    return value.encode() if isinstance(value, str) else bytes(value)
+
+
+class WorkerJob:
+    """A job given to this worker: ``data`` (decoded by the worker's codec), ``raw``, ``unique``, ``handle``,
+    ``function``; ``send_status``, ``send_data``, ``send_warning`` report progress; ``fail()`` fails it."""
+
+    __slots__ = ("handle", "function", "unique", "raw", "data", "server", "_ws", "_gen", "_loop", "_finished",
+                 "_failed")
+
+    def __init__(self, ws: _WServer, handle: bytes, function: bytes, unique: bytes | None, raw: bytes,
+                 codec: Codec) -> None:
+        self.handle = handle
+        self.function = function
+        self.unique = unique or None
+        self.raw = raw
+        self.data = codec.decode(raw) if codec is not BYTES else raw
+        self.server = ws.link.address
+        self._ws = ws
+        self._gen = ws.generation
+        self._loop = ws.worker._loop
+        self._finished = False
+        self._failed = False
+
+    def __repr__(self) -> str:
+        return f"<WorkerJob {self.function!r} handle={self.handle!r} unique={self.unique!r}>"
+
+    def _send(self, packet: bytes, now: bool = True) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        if threading.get_ident() == self._ws.worker._thread_id:
+            self._ws.send(self._gen, packet, now)
+        else:
+            loop.call_soon_threadsafe(self._ws.send, self._gen, packet, True)
+
+    def send_status(self, numerator: int, denominator: int) -> None:
+        """WORK_STATUS: NUMERATOR of DENOMINATOR done."""
+        self._send(pack_req(T.WORK_STATUS, self.handle, str(int(numerator)).encode(),
+                            str(int(denominator)).encode()))
+
+    def send_data(self, data: str | bytes) -> None:
+        """WORK_DATA: a partial result."""
+        self._send(pack_req(T.WORK_DATA, self.handle, _b(data)))
+
+    def send_warning(self, data: str | bytes) -> None:
+        """WORK_WARNING."""
+        self._send(pack_req(T.WORK_WARNING, self.handle, _b(data)))
+
+    def fail(self) -> None:
+        """Fail the job now (WORK_FAIL); what the handler returns afterwards is ignored."""
+        if not self._finished:
+            self._finished = self._failed = True
+            self._send(pack_req(T.WORK_FAIL, self.handle))
+
+
+class _WServer:
+    """The worker's state for one server."""
+
+    __slots__ = ("worker", "link", "grabs", "sleeping", "empty", "generation", "lost_event", "jobs_done")
+
+    def __init__(self, worker: AsyncWorker, address: str) -> None:
+        self.worker = worker
+        self.link = Link(address, self.packet, self.lost, ssl=worker.ssl, connect_timeout=worker.connect_timeout,
+                         backoff=Backoff(maximum=worker.max_backoff), on_up=self.up)
+        self.grabs = 0
+        self.sleeping = False
+        self.empty = False
+        self.generation = 0
+        self.lost_event: asyncio.Event | None = None
+        self.jobs_done = 0
+
+    def send(self, gen: int, packet: bytes, now: bool = False) -> None:
+        if gen == self.generation and self.link.up:
+            if now:
+                self.link.send_now(packet)
+            else:
+                self.link.send(packet)
+
+    def up(self, link: Link) -> None:
+        self.generation += 1
+        self.grabs = 0
+        self.sleeping = False
+        self.empty = False
+        w = self.worker
+        if w.client_id:
+            link.send(pack_req(T.SET_CLIENT_ID, w.client_id))
+        for name, (_, timeout) in w.functions.items():
+            link.send(self._can_do(name, timeout))
+        log.debug("connected to %s", link.address)
+        w._pump()
+
+    @staticmethod
+    def _can_do(name: bytes, timeout: float | None) -> bytes:
+        if timeout:
+            # gearmand (>= 1.1.19) reads the value as milliseconds
+            return pack_req(T.CAN_DO_TIMEOUT, name, str(max(1, int(timeout * 1000))).encode())
+        return pack_req(T.CAN_DO, name)
+
+    def packet(self, ptype: int, args: tuple) -> None:
+        w = self.worker
+        if ptype in _ASSIGN:
+            self.grabs -= 1
+            w._grabs -= 1
+            if ptype == _JOB_ASSIGN_UNIQ:
+                handle, function, unique, data = args
+            elif ptype == _JOB_ASSIGN:
+                handle, function, data = args
+                unique = None
+            else:
+                handle, function, unique, _reducer, data = args
+            w._start(self, handle, function, unique, data)
+            w._pump()
+        elif ptype == _NO_JOB:
+            self.grabs -= 1
+            w._grabs -= 1
+            self.empty = True
+            if self.grabs == 0 and not w._stopping:
+                self.sleeping = True
+                self.link.send(_PRE_SLEEP)
+            w._pump()
+        elif ptype == _NOOP:
+            if self.sleeping or self.empty:
+                self.sleeping = False
+                self.empty = False
+                w._pump()
+        elif ptype == _ERROR:
+            log.debug("server %s: ERROR %r %r", self.link.address, *args)
+
+    def lost(self, link: Link, exc: BaseException | None) -> None:
+        w = self.worker
+        w._grabs -= self.grabs
+        self.grabs = 0
+        self.sleeping = False
+        self.generation += 1  # results of jobs from the old connection are dropped; the server requeued them
+        if self.lost_event is not None:
+            self.lost_event.set()
+        if not w._stopping:
+            log.info("lost connection to %s (%s); reconnecting", link.address, exc)
+        w._check_done()
+
+
+class AsyncWorker:
+    """An asyncio Gearman worker for one or more job servers.
+
+    ``concurrency``: jobs run at once (and the most it ever asks for). ``threads``: run plain-function
+    handlers in a thread pool (default: when concurrency > 1). ``codec`` decodes ``job.data`` and
+    encodes results. ``client_id`` is sent with SET_CLIENT_ID (shown by the admin ``workers`` command).
+    """
+
+    def __init__(
+        self,
+        servers: str | Sequence[str] | None = None,
+        *,
+        concurrency: int = 1,
+        threads: bool | None = None,
+        codec: Codec = BYTES,
+        ssl: _ssl.SSLContext | None = None,
+        client_id: str | bytes | None = None,
+        connect_timeout: float = 5.0,
+        max_backoff: float = 5.0,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.addresses = normalize_servers(servers)
+        self.concurrency = concurrency
+        self.threads = concurrency > 1 if threads is None else threads
+        self.codec = codec
+        self.ssl = ssl
+        self.client_id = _b(client_id) if client_id else None
+        self.connect_timeout = connect_timeout
+        self.max_backoff = max_backoff
+        self.functions: dict[bytes, tuple[Handler, float | None]] = {}
+        self._is_async: dict[bytes, bool] = {}
+        self.servers = [_WServer(self, a) for a in self.addresses]
+        self.jobs_done = 0
+        self._rr = 0
+        self._grabs = 0
+        self._running = 0
+        self._started = 0
+        self._max_jobs: int | None = None
+        self._stopping = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread_id = 0
+        self._done: asyncio.Future | None = None
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._tasks: set[asyncio.Task] = set()
+
+    # -- registration ----------------------------------------------------------------------------------------
+    def register(self, function: str | bytes, handler: Handler | None = None, *,
+                 timeout: float | None = None) -> Any:
+        """Register HANDLER for FUNCTION (usable as a decorator). TIMEOUT seconds: CAN_DO_TIMEOUT."""
+        if handler is None:
+            return lambda h: self.register(function, h, timeout=timeout) or h
+        name = _b(function)
+        self.functions[name] = (handler, timeout)
+        self._is_async[name] = inspect.iscoroutinefunction(handler)
+        for ws in self.servers:
+            if ws.link.up:
+                ws.link.send(ws._can_do(name, timeout))
+                ws.empty = False
+        if self._loop is not None:
+            self._pump()
+        return None
+
+    def unregister(self, function: str | bytes) -> None:
+        name = _b(function)
+        self.functions.pop(name, None)
+        for ws in self.servers:
+            if ws.link.up:
+                ws.link.send(pack_req(T.CANT_DO, name))
+
+    # -- running ---------------------------------------------------------------------------------------------
+    async def work(self, max_jobs: int | None = None, *, handle_signals: bool = False) -> int:
+        """Serve jobs until stop() (or MAX_JOBS jobs were run); return how many jobs were run."""
+        if not self.functions:
+            raise ValueError("no function registered")
+        self._loop = asyncio.get_running_loop()
+        self._thread_id = threading.get_ident()
+        self._max_jobs = max_jobs
+        self._stopping = False
+        self._done = self._loop.create_future()
+        if self.threads:
+            self._pool = concurrent.futures.ThreadPoolExecutor(self.concurrency, thread_name_prefix="geartrain-job")
+        installed = []
+        if handle_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                try:
+                    self._loop.add_signal_handler(sig, self.stop)
+                    installed.append(sig)
+                except (NotImplementedError, RuntimeError, ValueError):
+                    pass
+        keepers = [self._loop.create_task(self._keep_connected(ws)) for ws in self.servers]
+        try:
+            await self._done
+        finally:
+            for task in keepers:
+                task.cancel()
+            for ws in self.servers:
+                ws.link.close()
+            await asyncio.gather(*keepers, return_exceptions=True)
+            for sig in installed:
+                self._loop.remove_signal_handler(sig)
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
+            await asyncio.sleep(0)
+        return self.jobs_done
+
+    def stop(self) -> None:
+        """Graceful stop: finish the jobs already assigned, send their results, then return from work()."""
+        if self._loop is None:
+            return
+        if threading.get_ident() != self._thread_id:
+            self._loop.call_soon_threadsafe(self.stop)
+            return
+        if not self._stopping:
+            log.info("stopping: %d job(s) running", self._running)
+        self._stopping = True
+        self._check_done()
+
+    async def _keep_connected(self, ws: _WServer) -> None:
+        link = ws.link
+        while not self._stopping:
+            if not link.up:
+                delay = link.retry_in()
+                if delay:
+                    await asyncio.sleep(delay)
+                    continue
+                try:
+                    await link.connect()
+                except OSError as exc:
+                    log.debug("connect to %s failed: %s", link.address, exc)
+                    continue
+            ws.lost_event = asyncio.Event()
+            if link.up:
+                await ws.lost_event.wait()
+
+    def _check_done(self) -> None:
+        if self._stopping and self._running == 0 and self._grabs <= 0 and self._done and not self._done.done():
+            for ws in self.servers:
+                ws.link._flush()
+            self._done.set_result(None)
+
+    def _pump(self) -> None:
+        """Ask servers for jobs while there are free slots (round-robin over awake connections)."""
+        if self._stopping:
+            self._check_done()
+            return
+        free = self.concurrency - self._running - self._grabs
+        if self._max_jobs is not None:
+            free = min(free, self._max_jobs - self._started - self._grabs)
+        servers = self.servers
+        n = len(servers)
+        while free > 0:
+            sent = False
+            for k in range(n):
+                ws = servers[(self._rr + k) % n]
+                if ws.link.up and not ws.sleeping and not ws.empty:
+                    ws.grabs += 1
+                    self._grabs += 1
+                    ws.link.send(_GRAB)
+                    free -= 1
+                    sent = True
+                    self._rr = (self._rr + k + 1) % n
+                    break
+            if not sent:
+                return
+
+    def _start(self, ws: _WServer, handle: bytes, function: bytes, unique: bytes | None, data: bytes) -> None:
+        entry = self.functions.get(function)
+        self._started += 1
+        self._running += 1
+        job = WorkerJob(ws, handle, function, unique, data, self.codec)
+        if entry is None:  # we no longer do this function
+            self._finish(job, None, WorkFailed("function not registered"))
+            return
+        handler = entry[0]
+        if self._is_async[function]:
+            task = self._loop.create_task(self._run_async(job, handler))  # type: ignore[union-attr]
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        elif self._pool is not None:
+            fut = self._loop.run_in_executor(self._pool, handler, job)  # type: ignore[union-attr]
+            fut.add_done_callback(lambda f: self._finish(job, None if f.exception() else f.result(), f.exception()))
+        else:
+            try:
+                result = handler(job)
+            except BaseException as exc:  # noqa: BLE001 - reported to the client
+                if isinstance(exc, KeyboardInterrupt | SystemExit):
+                    self._finish(job, None, exc)
+                    raise
+                self._finish(job, None, exc)
+            else:
+                self._finish(job, result, None)
+
+    async def _run_async(self, job: WorkerJob, handler: Handler) -> None:
+        try:
+            result = await handler(job)  # type: ignore[misc]
+        except asyncio.CancelledError as exc:
+            self._finish(job, None, exc)
+            raise
+        except BaseException as exc:  # noqa: BLE001 - reported to the client
+            self._finish(job, None, exc)
+        else:
+            self._finish(job, result, None)
+
+    def _finish(self, job: WorkerJob, result: Any, exc: BaseException | None) -> None:
+        ws = job._ws
+        if not job._finished:
+            job._finished = True
+            if exc is None:
+                try:
+                    payload = self.codec.encode(result if result is not None else b"")
+                except Exception as enc_exc:  # noqa: BLE001
+                    exc = enc_exc
+                else:
+                    ws.send(job._gen, pack_req(T.WORK_COMPLETE, job.handle, payload))
+            if exc is not None:
+                if not isinstance(exc, WorkFailed):
+                    text = f"{type(exc).__name__}: {exc}".encode(errors="replace")
+                    ws.send(job._gen, pack_req(T.WORK_EXCEPTION, job.handle, text))
+                    if not isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
+                        log.warning("job %r (%r) raised %s", job.handle, job.function, text.decode())
+                ws.send(job._gen, pack_req(T.WORK_FAIL, job.handle))
+        self._running -= 1
+        self.jobs_done += 1
+        ws.jobs_done += 1
+        if self._max_jobs is not None and self.jobs_done >= self._max_jobs:
+            self._stopping = True
+        self._pump()
+        self._check_done()
+
+
+class Worker:
+    """A blocking Gearman worker: an AsyncWorker driven on a private event loop in the calling thread.
+
+    Same arguments as AsyncWorker. ``work()`` blocks until ``stop()`` (from any thread), SIGTERM/SIGINT
+    (in the main thread), or ``max_jobs`` jobs.
+    """
+
+    def __init__(self, servers: str | Sequence[str] | None = None, **kwargs: Any) -> None:
+        self.aworker = AsyncWorker(servers, **kwargs)
+
+    def register(self, function: str | bytes, handler: Handler | None = None, *,
+                 timeout: float | None = None) -> Any:
+        return self.aworker.register(function, handler, timeout=timeout)
+
+    def unregister(self, function: str | bytes) -> None:
+        self.aworker.unregister(function)
+
+    @property
+    def jobs_done(self) -> int:
+        return self.aworker.jobs_done
+
+    def work(self, max_jobs: int | None = None, *, handle_signals: bool | None = None) -> int:
+        if handle_signals is None:
+            handle_signals = threading.current_thread() is threading.main_thread()
+        loop = new_event_loop()
+        try:
+            return loop.run_until_complete(self.aworker.work(max_jobs, handle_signals=handle_signals))
+        finally:
+            loop.close()
+
+    def stop(self) -> None:
+        self.aworker.stop()
