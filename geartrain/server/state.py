@@ -393,8 +393,7 @@ class State:
     @staticmethod
     def record(job: Job) -> StoredJob:
         """The store's record of a background job (the store may give it a key if its unique is empty)."""
-        record = StoredJob(job.function.name, job.unique, job.data, job.priority, int(job.when or 0), job.reducer,
-                           store_key=job.handle if job.unique == b"-" else b"")
+        record = StoredJob(job.function.name, job.unique, job.data, job.priority, int(job.when or 0), job.reducer)
         job.skey = record  # its key is final once the store's add() returned
         return record
 
