@@ -235,6 +235,7 @@ class AsyncWorker:
         self._done: asyncio.Future | None = None
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._tasks: set[asyncio.Task] = set()
+        self._stop_requested = False
 
     # -- registration ----------------------------------------------------------------------------------------
     def register(self, function: str | bytes, handler: Handler | None = None, *,
@@ -270,6 +271,10 @@ class AsyncWorker:
         self._max_jobs = max_jobs
         self._stopping = False
         self._done = self._loop.create_future()
+        if self._stop_requested:
+            self._stop_requested = False
+            self._done = None
+            return self.jobs_done
         if self.threads:
             self._pool = concurrent.futures.ThreadPoolExecutor(self.concurrency, thread_name_prefix="geartrain-job")
         installed = []
@@ -295,14 +300,19 @@ class AsyncWorker:
                 self._pool.shutdown(wait=True)
                 self._pool = None
             await asyncio.sleep(0)
+            self._done = None
         return self.jobs_done
 
     def stop(self) -> None:
         """Graceful stop: finish the jobs already assigned, send their results, then return from work()."""
-        if self._loop is None:
+        if self._loop is None or self._done is None:
+            self._stop_requested = True  # work() has not started yet: it will return at once
             return
         if threading.get_ident() != self._thread_id:
-            self._loop.call_soon_threadsafe(self.stop)
+            try:
+                self._loop.call_soon_threadsafe(self.stop)
+            except RuntimeError:  # the loop is already closed
+                pass
             return
         if not self._stopping:
             log.info("stopping: %d job(s) running", self._running)

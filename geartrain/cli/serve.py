@@ -90,6 +90,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                            "in one thread (gearmand's job logic is single-threaded too)")
     proc.add_argument("--syslog", action="store_true", help="accepted for gearmand compatibility; use --log-file")
     proc.add_argument("--coredump", action="store_true", help="accepted for gearmand compatibility; ignored")
+    add_security_arguments(p)
     add_store_arguments(p)
     p.set_defaults(func=main)
     return p
@@ -120,8 +121,65 @@ def options_from_args(args: argparse.Namespace):  # noqa: ANN201 - imported lazi
         log_file=args.log_file,
         verbose=verbose,
         pid_file=args.pid_file,
+        **security_options(args),
         store=store_from_args(args),
     )
+
+
+def add_security_arguments(p: argparse.ArgumentParser) -> None:
+    """TLS (gearmand's option names), access control and the limits against stalled or hostile peers."""
+    sec = p.add_argument_group("TLS, access control and limits (see the README's Security section)")
+    sec.add_argument("--ssl", action="store_true",
+                     help="speak TLS on the Gearman port (files: the --ssl-* options, else $GEARMAND_CA_CERTIFICATE, "
+                          "$GEARMAND_SERVER_PEM, $GEARMAND_SERVER_KEY, else gearmand's /etc/ssl/certs/gearmand*)")
+    sec.add_argument("--ssl-ca-file", default=None, metavar="FILE",
+                     help="CA certificates that client certificates are checked against")
+    sec.add_argument("--ssl-certificate", default=None, metavar="FILE", help="the server's certificate (PEM)")
+    sec.add_argument("--ssl-key", default=None, metavar="FILE", help="the server certificate's private key (PEM)")
+    sec.add_argument("--ssl-verify-client", default="none", choices=["none", "optional", "required"],
+                     help="ask TLS clients for a certificate signed by --ssl-ca-file: none (default, as gearmand), "
+                          "optional (checked when given), required (refuse clients without one)")
+    sec.add_argument("--acl", default=None, metavar="FILE",
+                     help="access control file (TOML): which functions each peer (by certificate name or address) "
+                          "may register and submit, and who may run state-changing admin commands (default: open)")
+    sec.add_argument("--admin-loopback-only", action="store_true",
+                     help="only loopback peers may run admin commands that change state (cancel job, maxqueue, "
+                          "shutdown, create/drop function)")
+    sec.add_argument("--partial-timeout", type=float, default=60.0, metavar="SECONDS",
+                     help="close (ERROR TIMEOUT, logged) a connection that holds an unfinished packet, or an "
+                          "unfinished TLS handshake, this long (slowloris; default 60, 0: never)")
+    sec.add_argument("--idle-timeout", type=float, default=0.0, metavar="SECONDS",
+                     help="close a connection silent this long that is neither a worker nor waiting for a job "
+                          "(default 0: never)")
+    sec.add_argument("--max-output-buffer", type=_size, default=256 * 1024 * 1024, metavar="BYTES",
+                     help="close (and log) a connection whose unread replies pass BYTES (default 256M)")
+
+
+def security_options(args: argparse.Namespace) -> dict:
+    """The Options fields of add_security_arguments; a bad TLS or ACL file stops the server with its reason."""
+    from ..server.acl import ACLError
+    from ..server.acl import load as load_acl
+    from ..server.tls import TLSError, TLSOptions, server_context
+
+    out: dict = {
+        "admin_loopback_only": args.admin_loopback_only,
+        "partial_timeout": max(args.partial_timeout, 0.0),
+        "idle_timeout": max(args.idle_timeout, 0.0),
+        "write_hard_limit": max(args.max_output_buffer, 1024),
+        "write_high": min(4 * 1024 * 1024, max(args.max_output_buffer, 1024) // 2),
+    }
+    try:
+        if args.ssl:
+            out["ssl_context"] = server_context(TLSOptions(args.ssl_ca_file, args.ssl_certificate, args.ssl_key,
+                                                           args.ssl_verify_client))
+        if args.acl:
+            acl = out["acl"] = load_acl(args.acl)
+            if acl.uses_certificates and not (args.ssl and args.ssl_verify_client != "none"):
+                print("geartrain serve: warning: the ACL names client certificates but clients are not asked for "
+                      "one (use --ssl --ssl-verify-client optional|required)", file=sys.stderr)
+    except (TLSError, ACLError) as exc:
+        raise SystemExit(f"geartrain serve: {exc}") from None
+    return out
 
 
 def main(args: argparse.Namespace) -> int:

@@ -15,12 +15,15 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 import time
 from dataclasses import dataclass, field
 
 from .. import __version__
 from ..protocol.packets import DEFAULT_MAX_PACKET_SIZE
+from .acl import ACL, admin_hook
+from .acl import state_hook as acl_state_hook
 from .commands import Admin
 from .connection import Connection, set_keepalive
 from .group import GroupCommit
@@ -64,6 +67,12 @@ class Options:
     pid_file: str | None = None
     write_high: int = 4 * 1024 * 1024
     write_hard_limit: int = 256 * 1024 * 1024
+    # hardening (docs/reliability.md, server/tls.py, server/acl.py)
+    ssl_context: ssl.SSLContext | None = None  # --ssl: the Gearman port speaks TLS
+    acl: ACL | None = None  # --acl FILE; None: open, as gearmand
+    admin_loopback_only: bool = False  # state-changing admin commands only from loopback
+    partial_timeout: float = 60.0  # seconds a partial packet or TLS handshake may take (slowloris); 0: no limit
+    idle_timeout: float = 0.0  # seconds a connection that neither works nor waits may stay silent; 0: no limit
     store: Store = field(default_factory=MemoryStore)
 
 
@@ -109,6 +118,11 @@ class Server:
         self.max_connections = options.max_connections
         self.write_high = options.write_high
         self.write_hard_limit = options.write_hard_limit
+        self.ssl_context = options.ssl_context
+        self.acl = options.acl
+        self.partial_timeout = options.partial_timeout
+        self.idle_timeout = options.idle_timeout
+        self.sweeper: asyncio.TimerHandle | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.committer: GroupCommit | None = None
         self.state = State(
@@ -122,6 +136,10 @@ class Server:
         self.admin = Admin(self.state, version=VERSION, verbose=lambda: options.verbose.upper(),
                            shutdown=self.request_shutdown)
         self.state.text = self.admin.run
+        if options.acl is not None:  # no ACL: the hooks stay None and cost nothing
+            self.state.acl = acl_state_hook
+        if options.acl is not None or options.admin_loopback_only:
+            self.admin.allowed = admin_hook(options.admin_loopback_only)
         self.flush_scheduled = False
         self.listener: asyncio.AbstractServer | None = None
         self.sockets: list[socket.socket] = []
@@ -153,6 +171,7 @@ class Server:
             lambda: Connection(self), host=opts.listen or None, port=opts.port, backlog=opts.backlog,
             reuse_address=True)
         self.sockets = list(self.listener.sockets)
+        self.arm_sweep()
         self.arm_timer()
 
     @property
@@ -195,6 +214,9 @@ class Server:
                 peer.transport.close()
         if self.timer is not None:
             self.timer.cancel()
+        if self.sweeper is not None:
+            self.sweeper.cancel()
+            self.sweeper = None
         if self.committer is not None:
             await self.committer.drain()
         try:
@@ -255,6 +277,31 @@ class Server:
         delay = max(0.0, nxt - time.time())
         self.timer_at = nxt
         self.timer = self.loop.call_later(min(delay, 3600.0), self._on_timer)
+
+    def arm_sweep(self) -> None:
+        """Look for stalled connections every quarter of the shortest timeout (at most once a second)."""
+        limits = [t for t in (self.partial_timeout, self.idle_timeout) if t > 0]
+        if limits and self.loop is not None:
+            self.sweeper = self.loop.call_later(min(max(min(limits) / 4, 0.05), 1.0), self.sweep)
+
+    def sweep(self) -> None:
+        """Close connections stuck mid-packet past --partial-timeout (slowloris) and, with --idle-timeout,
+        silent ones that neither work nor wait for a job."""
+        self.sweeper = None
+        now = time.time()
+        partial, idle = self.partial_timeout, self.idle_timeout
+        for peer in self.state.peers.values():
+            conn = peer.extra
+            if type(conn) is not Connection or conn.closing:
+                continue
+            if partial and conn.partial_since and now - conn.partial_since > partial:
+                conn.expire(f"no whole packet within --partial-timeout {partial:g}s "
+                            f"({conn.parser.buffered} bytes of an unfinished packet)", b"TIMEOUT",
+                            b"Partial packet not completed in time")
+            elif idle and now - conn.last_rx > idle and not (peer.abilities or peer.client_jobs or peer.jobs):
+                conn.expire(f"silent for --idle-timeout {idle:g}s and neither working nor waiting for a job",
+                            b"TIMEOUT", b"Idle connection closed")
+        self.arm_sweep()
 
     def _on_timer(self) -> None:
         self.timer = None

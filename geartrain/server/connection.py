@@ -5,6 +5,13 @@ packet (a list lookup, no Task, no logging), then ask the server to flush. The s
 every connection that got output this loop turn with one ``transport.write`` each (write
 coalescing). A connection whose peer does not read has its reading paused while our write
 buffer is above the high-water mark, and is closed if that buffer passes a hard limit.
+
+Hostile or broken peers (see docs/reliability.md): with ``--ssl`` the TLS handshake runs here
+(``loop.start_tls``, bounded by ``--partial-timeout``, a failure is logged); a connection that holds
+part of a packet for ``--partial-timeout`` seconds (slowloris) or, with ``--idle-timeout``, sends
+nothing while it neither works nor waits for a job, is sent an ERROR and closed by the server's
+sweep (``Server.sweep``); unusable packets are logged (the first few per connection). With an ACL,
+the connection's rules are chosen once here, from its address and client certificate.
 """
 
 from __future__ import annotations
@@ -28,7 +35,8 @@ log = logging.getLogger("geartrain.server")
 class Connection(asyncio.Protocol):
     """The socket side of one Peer."""
 
-    __slots__ = ("server", "state", "dispatch", "parser", "peer", "transport", "paused", "closing")
+    __slots__ = ("server", "state", "dispatch", "parser", "peer", "transport", "paused", "closing", "rules",
+                 "cert_name", "last_rx", "partial_since", "errors", "tls_task")
 
     def __init__(self, server: Server) -> None:
         self.server = server
@@ -39,6 +47,12 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.paused = False
         self.closing = False
+        self.rules = None  # acl.Rules of this peer when an ACL is configured
+        self.cert_name: str | None = None  # the TLS client certificate's common name
+        self.last_rx = 0.0  # when bytes last arrived (for --idle-timeout)
+        self.partial_since = 0.0  # when the unfinished packet in the parser began (for --partial-timeout)
+        self.errors = 0  # unusable packets seen (only the first few are logged)
+        self.tls_task: asyncio.Task | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
         self.transport = transport
@@ -51,6 +65,10 @@ class Connection(asyncio.Protocol):
             self.closing = True
             transport.abort()
             return
+        if server.ssl_context is not None and self.tls_task is None:
+            transport.pause_reading()  # type: ignore[attr-defined]  # until start_tls takes over (it resumes)
+            self.tls_task = asyncio.ensure_future(self._handshake(transport, host))
+            return  # connection_made runs again with the TLS transport once the handshake is done
         fd = -1
         if sock is not None:
             fd = sock.fileno()
@@ -60,6 +78,33 @@ class Connection(asyncio.Protocol):
         peer.transport = transport
         peer.extra = self
         self.peer = peer
+        self.last_rx = self.state.now or time()
+        if server.acl is not None:
+            self.rules = server.acl.rules_for(self.cert_name, host)
+
+    async def _handshake(self, transport: asyncio.BaseTransport, host: str) -> None:
+        """TLS server handshake on a new connection; log and close on failure or timeout."""
+        server = self.server
+        loop = asyncio.get_running_loop()
+        try:
+            tls = await loop.start_tls(transport, self, server.ssl_context, server_side=True,  # type: ignore[arg-type]
+                                       ssl_handshake_timeout=server.partial_timeout or 60.0)
+        except (TimeoutError, OSError) as exc:
+            from .tls import describe_handshake_error
+
+            log.warning("TLS handshake with %s failed: %s", host, describe_handshake_error(exc))
+            transport.abort()
+            return
+        except Exception:  # noqa: BLE001 - one connection, never the server
+            log.exception("TLS handshake with %s failed", host)
+            transport.abort()
+            return
+        if tls is None or tls.is_closing():
+            return
+        from .tls import peer_common_name
+
+        self.cert_name = peer_common_name(tls.get_extra_info("peercert"))
+        self.connection_made(tls)
 
     def data_received(self, data: bytes) -> None:
         peer = self.peer
@@ -67,7 +112,13 @@ class Connection(asyncio.Protocol):
             return
         events = self.parser.feed(data)
         state = self.state
-        state.now = time()
+        now = state.now = time()
+        self.last_rx = now
+        if self.parser.buffered:
+            if events or not self.partial_since:
+                self.partial_since = now
+        elif self.partial_since:
+            self.partial_since = 0.0
         dispatch = self.dispatch
         try:
             for ptype, args in events:
@@ -75,6 +126,7 @@ class Connection(asyncio.Protocol):
                     dispatch[ptype](peer, args)
                 elif ptype == PARSE_ERROR:
                     state.send(peer, error_packet(*args))
+                    self.parse_error(args)
                 elif ptype == FATAL:
                     state.send(peer, error_packet(*args))
                     log.warning("closing connection fd %d from %s: %s", peer.fd, peer.host, args[1].decode())
@@ -90,6 +142,27 @@ class Connection(asyncio.Protocol):
         server = self.server
         if not server.flush_scheduled:
             server.schedule_flush()
+
+    def parse_error(self, args: tuple[bytes, ...]) -> None:
+        """Log an unusable packet; only the first few of a connection, so a flood cannot flood the log."""
+        self.errors += 1
+        n = self.errors
+        if n <= 3:
+            peer = self.peer
+            log.warning("unusable packet from %s fd %d: %s %s%s", peer.host if peer else "-", peer.fd if peer else -1,
+                        args[0].decode(errors="replace"), args[1].decode(errors="replace"),
+                        "; further ones on this connection are not logged" if n == 3 else "")
+
+    def expire(self, why: str, code: bytes, text: bytes) -> None:
+        """Close this connection from the server's sweep (slowloris, idle): an ERROR, a log line, a close."""
+        peer = self.peer
+        if peer is None or self.closing:
+            return
+        log.warning("closing connection fd %d from %s: %s", peer.fd, peer.host, why)
+        self.closing = True
+        self.state.send(peer, error_packet(code, text))
+        peer.close_after = True
+        self.server.schedule_flush()
 
     def eof_received(self) -> bool | None:
         return None  # close our side too
