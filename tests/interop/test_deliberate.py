@@ -1,15 +1,21 @@
-"""geartrain's DELIBERATE differences from gearmand 1.1.20 (issue #2), tested on our server only.
+"""geartrain's DELIBERATE differences from gearmand 1.1.20, tested on our server only.
 
-These behaviours are left out of the differential sessions on purpose; each test says what
-gearmand 1.1.20 does instead:
+These behaviours are left out of the differential sessions on purpose (issue #2 and the README's
+table "Where geartrain differs from gearmand 1.1.20 on purpose"); each test says what gearmand
+1.1.20 does instead. Asked for by issue #2:
 
 * priorities are global across all the functions a worker can do (gearmand 1.1.20: function by
   function in registration order, so a LOW job of the first function beats a HIGH job of the second);
-* a job taken back from a worker (disconnect, timeout) goes to the HEAD of its queue (gearmand: tail);
+* a job taken back from a worker that died goes to the HEAD of its queue (gearmand: tail);
 * SUBMIT_JOB_SCHED is accepted as a cron-style recurring job (gearmand: ERROR INVALID_COMMAND);
 * CAN_DO_TIMEOUT's timeout is read as seconds (gearmand 1.1.20: milliseconds);
 * a background job that a foreground client joined (same unique) is not dropped when that client
   leaves (gearmand flags it ignored and never runs it).
+
+Further documented choices: CANT_DO/RESET_ABILITIES leave running jobs with the worker, one sleeper
+woken per job by default, an unknown packet type or a packet short of NULs gets an ERROR and the
+connection goes on, `drop function` fails the function's queued jobs, `create function` keeps the
+whole name after a bare "\\n", `shutdown` works.
 """
 
 from __future__ import annotations
@@ -19,10 +25,13 @@ import time
 import pytest
 
 from geartrain.protocol import T
+from tests.conftest import start_geartrain
 
 from .wire import Wire, connect, status_table, wait_for
 
 pytestmark = pytest.mark.interop
+
+NOOP = b"\0RES" + (T.NOOP).to_bytes(4, "big") + bytes(4)
 
 
 def sync(w: Wire) -> None:
@@ -38,6 +47,9 @@ def grab_data(w: Wire) -> bytes | None:
         return None
     assert ptype == T.JOB_ASSIGN, (ptype, args)
     return args[2]
+
+
+# -- asked for by issue #2 -------------------------------------------------------------------------
 
 
 def test_priority_is_global_across_a_workers_functions(geartrain):
@@ -89,23 +101,40 @@ def test_submit_job_sched_is_accepted(geartrain):
 
 
 def test_can_do_timeout_is_in_seconds(geartrain):
-    with connect(geartrain) as c, connect(geartrain) as slow, connect(geartrain) as spare:
+    with connect(geartrain) as c, connect(geartrain) as slow:
         slow.send(T.CAN_DO_TIMEOUT, b"t", b"2")
         handle = c.submit(T.SUBMIT_JOB, b"t", b"", b"work")
         slow.send(T.GRAB_JOB)
         assert slow.expect(T.JOB_ASSIGN)[0] == handle
         started = time.monotonic()
-        spare.send(T.CAN_DO, b"t")
-        spare.send(T.PRE_SLEEP)
-        # read as milliseconds (gearmand) the job would be taken back at once; as seconds, after 2 s
-        assert spare.quiet(1.0) == b""
-        spare.expect(T.NOOP, timeout=10)
+        # read as milliseconds (gearmand, minimum 1 s) the job would be taken back after 1 s; here after 2 s
+        assert c.quiet(1.2) == b""
+        assert c.expect(T.WORK_FAIL, timeout=10) == (handle,)  # without -j: the clients get WORK_FAIL
         assert time.monotonic() - started >= 1.5
-        spare.send(T.GRAB_JOB)
-        assert spare.expect(T.JOB_ASSIGN)[0] == handle  # taken back and handed to another worker
-        spare.send(T.WORK_COMPLETE, handle, b"done by spare")
-        assert c.expect(T.WORK_COMPLETE) == (handle, b"done by spare")
+        # the slow worker's late result is dropped quietly (gearmand: ERROR) and its connection lives on
+        slow.send(T.WORK_COMPLETE, handle, b"too late")
+        assert slow.quiet(0.3) == b""
+        sync(slow)
         assert c.quiet(0.2) == b""
+
+
+def test_can_do_timeout_with_job_retries_retries_elsewhere(tmp_path):
+    server = start_geartrain(tmp_path, "-j", "3")
+    try:
+        with connect(server) as c, connect(server) as slow, connect(server) as spare:
+            slow.send(T.CAN_DO_TIMEOUT, b"t", b"1")
+            handle = c.submit(T.SUBMIT_JOB, b"t", b"", b"work")
+            slow.send(T.GRAB_JOB)
+            assert slow.expect(T.JOB_ASSIGN)[0] == handle
+            spare.send(T.CAN_DO, b"t")
+            spare.send(T.PRE_SLEEP)
+            spare.expect(T.NOOP, timeout=10)
+            spare.send(T.GRAB_JOB)
+            assert spare.expect(T.JOB_ASSIGN)[0] == handle
+            spare.send(T.WORK_COMPLETE, handle, b"done by spare")
+            assert c.expect(T.WORK_COMPLETE) == (handle, b"done by spare")
+    finally:
+        server.stop()
 
 
 @pytest.mark.parametrize("order", ["background-first", "foreground-first"])
@@ -125,3 +154,75 @@ def test_merged_background_job_survives_its_foreground_client(geartrain, order):
         # gearmand 1.1.20: NO_JOB (the job was flagged ignored with its last foreground client)
         assert ptype == T.JOB_ASSIGN_UNIQ, (ptype, args)
         assert args[0] in handles and args[2] == b"shared-unique"
+
+
+# -- further documented choices (README) -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("drop", [(T.CANT_DO, b"f"), (T.RESET_ABILITIES,)])
+def test_dropping_an_ability_leaves_running_jobs_with_the_worker(geartrain, drop):
+    with connect(geartrain) as c, connect(geartrain) as w, connect(geartrain) as a:
+        handle = c.submit(T.SUBMIT_JOB, b"f", b"", b"x")
+        w.send(T.CAN_DO, b"f")
+        w.send(T.GRAB_JOB)
+        assert w.expect(T.JOB_ASSIGN)[0] == handle
+        w.send(*drop)
+        sync(w)
+        assert status_table(a)[b"f"] == (1, 1, 0)  # gearmand: requeued, (1, 0, 0)
+        w.send(T.WORK_COMPLETE, handle, b"finished anyway")
+        assert c.expect(T.WORK_COMPLETE) == (handle, b"finished anyway")
+        assert w.quiet(0.2) == b""  # gearmand: ERROR JOB_NOT_FOUND
+
+
+def test_one_sleeper_woken_per_job_by_default(geartrain):
+    workers = [connect(geartrain) for _ in range(3)]
+    try:
+        for w in workers:
+            w.send(T.CAN_DO, b"f")
+            w.send(T.PRE_SLEEP)
+            sync(w)
+        with connect(geartrain) as c:
+            c.submit(T.SUBMIT_JOB_BG, b"f", b"", b"x")
+            got = [w.quiet(0.3) for w in workers]
+        assert sorted(got) == [b"", b"", NOOP]  # gearmand: all three
+    finally:
+        for w in workers:
+            w.close()
+
+
+def test_unknown_packet_type_gets_an_error_and_the_connection_lives(geartrain):
+    with connect(geartrain) as c:
+        c.send_raw(b"\0REQ" + (43).to_bytes(4, "big") + bytes(4))
+        assert c.expect(T.ERROR)[0] == b"INVALID_COMMAND"  # gearmand closes the connection
+        c.send_raw(b"\0REQ" + (T.SUBMIT_JOB).to_bytes(4, "big") + (5).to_bytes(4, "big") + b"f-no-nuls"[:5])
+        ptype, args = c.packet()
+        assert ptype == T.ERROR, (ptype, args)  # gearmand waits for NULs that never come
+        c.send(T.ECHO_REQ, b"alive")
+        assert c.expect(T.ECHO_RES) == (b"alive",)
+
+
+def test_drop_function_fails_its_queued_jobs(geartrain):
+    with connect(geartrain) as c, connect(geartrain) as a:
+        handle = c.submit(T.SUBMIT_JOB, b"doomed", b"", b"x")
+        assert a.admin_line(b"drop function doomed") == b"OK\r\n"
+        assert c.expect(T.WORK_FAIL) == (handle,)  # gearmand keeps them, pointing at freed memory
+        assert status_table(a) == {}
+        c.send(T.GET_STATUS, handle)
+        assert c.expect(T.STATUS_RES) == (handle, b"0", b"0", b"0", b"0")
+
+
+def test_create_function_keeps_the_whole_name_after_a_bare_newline(geartrain):
+    with connect(geartrain) as a:
+        a.send_raw(b"create function whole\n")
+        assert a.line() == b"OK\r\n"
+        assert status_table(a) == {b"whole": (0, 0, 0)}  # gearmand: "whol"
+
+
+def test_shutdown_admin_command(tmp_path):
+    server = start_geartrain(tmp_path)
+    try:
+        with connect(server) as a:
+            assert a.admin_line(b"shutdown") == b"OK\r\n"  # gearmand: ERR UNKNOWN_COMMAND
+        assert server.proc.wait(10) == 0
+    finally:
+        server.stop()

@@ -18,7 +18,7 @@ from geartrain.protocol.codec import FATAL, PARSE_ERROR
 Packet = tuple[int, tuple[bytes, ...]]
 
 #: How long a read waits for a reply that must come.
-REPLY_TIMEOUT = 5.0
+REPLY_TIMEOUT = 10.0
 
 
 class WireError(AssertionError):
