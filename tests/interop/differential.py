@@ -115,6 +115,8 @@ class Session:
     steps: list[Step]
     #: extra command-line options given to BOTH servers (gearmand's spelling, which geartrain accepts)
     args: tuple[str, ...] = ()
+    #: options for geartrain only, matching what tests.conftest.start_gearmand always gives gearmand
+    geartrain_args: tuple[str, ...] = ()
 
 
 # -- running -------------------------------------------------------------------------------------

@@ -284,6 +284,9 @@ def sessions() -> list[Session]:
             Admin("a", b"maxqueue f"),
             Admin("a", b"maxqueue f 1 2 3"),
         ]),
+        Session("admin_verbose", [
+            Open("a"), Admin("a", b"verbose"), Admin("a", b"VERBOSE"),
+        ], geartrain_args=("--verbose", "INFO")),  # start_gearmand runs gearmand with --verbose INFO
         Session("admin_text_and_binary_mixed", [
             Open("a"),
             Send("a", T.ECHO_REQ, b"before"), Recv("a", T.ECHO_RES),

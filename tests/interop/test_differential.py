@@ -24,7 +24,10 @@ pytestmark = pytest.mark.interop
 
 def _play(kind: str, name: str, tmp: Path) -> Transcript:
     session = SESSIONS[name]
-    server = start_gearmand(tmp, *session.args) if kind == "gearmand" else start_geartrain(tmp, *session.args)
+    if kind == "gearmand":
+        server = start_gearmand(tmp, *session.args)
+    else:
+        server = start_geartrain(tmp, *session.args, *session.geartrain_args)
     try:
         return run(session, server.host, server.port)
     finally:
