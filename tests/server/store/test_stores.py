@@ -128,6 +128,10 @@ def test_add_of_an_existing_key_replaces_it(backend: Backend):
             got = {j.unique: j for j in await store.replay()}
             assert set(got) == {b"same", b"other"}
             assert (got[b"same"].data, got[b"same"].priority) == (b"new", 0)
+            # the same in a big batch (PostgreSQL takes those with COPY, which refuses existing keys)
+            await store.add(jobs(200, tag=b"big") + [StoredJob(b"f", b"same", b"newer", 2)])
+            got = {j.unique: j for j in await store.replay()}
+            assert len(got) == 202 and (got[b"same"].data, got[b"same"].priority) == (b"newer", 2)
         finally:
             await store.close()
 
