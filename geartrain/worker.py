@@ -277,13 +277,20 @@ class AsyncWorker:
             return self.jobs_done
         if self.threads:
             self._pool = concurrent.futures.ThreadPoolExecutor(self.concurrency, thread_name_prefix="geartrain-job")
-        installed = []
+        installed = {}
         if handle_signals:
+            # A Python-level handler (not loop.add_signal_handler) runs even while an inline handler holds
+            # the loop, so no further job is grabbed after the current one.
+            loop = self._loop
+
+            def on_signal(signum: int, frame: object) -> None:
+                self._stopping = True
+                loop.call_soon_threadsafe(self.stop)
+
             for sig in (signal.SIGTERM, signal.SIGINT):
                 try:
-                    self._loop.add_signal_handler(sig, self.stop)
-                    installed.append(sig)
-                except (NotImplementedError, RuntimeError, ValueError):
+                    installed[sig] = signal.signal(sig, on_signal)
+                except (ValueError, OSError):  # not the main thread
                     pass
         keepers = [self._loop.create_task(self._keep_connected(ws)) for ws in self.servers]
         try:
@@ -294,8 +301,8 @@ class AsyncWorker:
             for ws in self.servers:
                 ws.link.close()
             await asyncio.gather(*keepers, return_exceptions=True)
-            for sig in installed:
-                self._loop.remove_signal_handler(sig)
+            for sig, previous in installed.items():
+                signal.signal(sig, previous)
             if self._pool is not None:
                 self._pool.shutdown(wait=True)
                 self._pool = None

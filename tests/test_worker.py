@@ -1,0 +1,183 @@
+"""The worker library (Worker and AsyncWorker) against our server and the C gearmand."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from geartrain.client import AsyncClient, Client
+from geartrain.worker import AsyncWorker
+from tests.conftest import ROOT, need_binary, start_gearmand
+from tests.test_client import FUNCTIONS, worker_thread
+
+
+def test_gearman_cli_client_with_our_worker(any_server):
+    gearman = need_binary("gearman")
+    with worker_thread(any_server.address, FUNCTIONS):
+        out = subprocess.run([gearman, "-h", any_server.host, "-p", str(any_server.port), "-f", "rev", "hello"],
+                             capture_output=True, timeout=20)
+        assert out.returncode == 0
+        assert out.stdout.startswith(b"olleh")
+        out = subprocess.run([gearman, "-h", any_server.host, "-p", str(any_server.port), "-f", "refuse", "x"],
+                             capture_output=True, timeout=20)
+        assert out.returncode != 0
+
+
+def test_job_object_carries_unique_handle_and_function(any_server):
+    seen = {}
+
+    def look(job):
+        seen.update(unique=job.unique, handle=job.handle, function=job.function, data=job.data, server=job.server)
+        return b""
+
+    with worker_thread(any_server.address, {"look": look}), Client(any_server.address) as client:
+        job = client.submit_job("look", b"payload", unique="u-123")
+        job.result(10)
+    assert seen == {"unique": b"u-123", "handle": job.handle, "function": b"look", "data": b"payload",
+                    "server": any_server.address}
+
+
+def test_concurrency_without_greed(any_server):
+    """Two workers of concurrency 2 and four jobs that can only finish together: each worker takes two."""
+    barrier = threading.Barrier(4, timeout=15)
+    by_worker: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def meet(name):
+        def handler(job):
+            with lock:
+                by_worker[name] = by_worker.get(name, 0) + 1
+            barrier.wait()
+            return name.encode()
+        return handler
+
+    with worker_thread(any_server.address, {"meet": meet("a")}, concurrency=2), \
+            worker_thread(any_server.address, {"meet": meet("b")}, concurrency=2), \
+            Client(any_server.address) as client:
+        jobs = [client.submit_job("meet", str(i)) for i in range(4)]
+        results = sorted(j.result(20) for j in jobs)
+    assert results == [b"a", b"a", b"b", b"b"]
+    assert by_worker == {"a": 2, "b": 2}
+
+
+def test_async_worker_runs_coroutines_concurrently(any_server):
+    async def main():
+        running = peak = 0
+
+        async def slow(job):
+            nonlocal running, peak
+            running += 1
+            peak = max(peak, running)
+            await asyncio.sleep(0.2)
+            running -= 1
+            return job.data
+
+        worker = AsyncWorker(any_server.address, concurrency=5)
+        worker.register("slow", slow, timeout=30)
+        serving = asyncio.ensure_future(worker.work())
+        async with AsyncClient(any_server.address) as client:
+            jobs = [await client.submit_job("slow", str(i)) for i in range(15)]
+            results = [await j.result(20) for j in jobs]
+        worker.stop()
+        await asyncio.wait_for(serving, 10)
+        return results, peak
+
+    results, peak = asyncio.run(main())
+    assert results == [str(i).encode() for i in range(15)]
+    assert peak == 5
+
+
+def test_idle_worker_sleeps_and_wakes_on_noop(any_server):
+    async def main():
+        worker = AsyncWorker(any_server.address)
+        worker.register("rev", lambda job: job.data[::-1])
+        serving = asyncio.ensure_future(worker.work())
+        await asyncio.sleep(0.5)
+        ws = worker.servers[0]
+        asleep = (ws.sleeping, ws.grabs)
+        async with AsyncClient(any_server.address) as client:
+            result = await client.submit("rev", b"wake", timeout=10)
+        worker.stop()
+        await asyncio.wait_for(serving, 10)
+        return asleep, result
+
+    asleep, result = asyncio.run(main())
+    assert asleep == (True, 0)  # PRE_SLEEP sent, no GRAB outstanding: nothing polls
+    assert result == b"ekaw"
+
+
+def test_worker_reconnects_and_registers_again(tmp_path):
+    server = start_gearmand(tmp_path)
+    port = server.port
+    try:
+        with worker_thread(server.address, FUNCTIONS, max_backoff=0.3), Client(server.address) as client:
+            assert client.submit("rev", b"one", timeout=10) == b"eno"
+            server.stop()
+            server = start_gearmand(tmp_path, port=port)
+            assert client.submit("rev", b"two", timeout=15) == b"owt"
+    finally:
+        server.stop()
+
+
+WORKER_SCRIPT = """
+import sys, time
+from pathlib import Path
+from geartrain.worker import Worker
+
+marker = Path(sys.argv[2])
+def slow(job):
+    marker.write_text(job.data.decode())
+    time.sleep(1.0)
+    return b"finished " + job.data
+
+w = Worker(sys.argv[1])
+w.register("slow", slow)
+print("served", w.work(), flush=True)
+"""
+
+
+def test_sigterm_finishes_the_running_job_then_exits(any_server, tmp_path: Path):
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER_SCRIPT)
+    marker = tmp_path / "started"
+    proc = subprocess.Popen([sys.executable, str(script), any_server.address, str(marker)], cwd=ROOT,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE)
+    try:
+        with Client(any_server.address) as client:
+            first = client.submit_job("slow", b"1")
+            second = client.submit_job("slow", b"2")
+            deadline = time.monotonic() + 15
+            while not marker.exists() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert marker.read_text() == "1"
+            proc.send_signal(signal.SIGTERM)
+            assert first.result(10) == b"finished 1"
+            assert proc.wait(10) == 0
+            assert proc.stdout.read().strip() == b"served 1"
+            status = client.get_status(second.handle)
+            assert status.known and not status.running  # still queued for the next worker: nothing lost
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.parametrize("max_jobs", [3])
+def test_max_jobs(any_server, max_jobs):
+    with Client(any_server.address) as client:
+        jobs = [client.submit_job("rev", str(i)) for i in range(5)]
+        from geartrain.worker import Worker
+
+        worker = Worker(any_server.address)
+        worker.register("rev", lambda job: job.data)
+        assert worker.work(max_jobs, handle_signals=False) == max_jobs
+        assert [j.result(5) for j in jobs[:max_jobs]] == [b"0", b"1", b"2"]
+        assert client.get_status(jobs[4].handle).known
