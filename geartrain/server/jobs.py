@@ -132,7 +132,8 @@ class Peer:
 
     __slots__ = (
         "id", "fd", "host", "client_id", "out", "holds", "exceptions", "abilities", "funcs", "timeouts", "rr",
-        "sleeping", "noop_sent", "jobs", "client_jobs", "stale", "closed", "close_after", "transport", "extra",
+        "sleeping", "noop_sent", "woken_for", "jobs", "client_jobs", "stale", "closed", "close_after", "transport",
+        "extra",
     )
 
     def __init__(self, id: int, fd: int = -1, host: str = "-") -> None:
@@ -149,6 +150,7 @@ class Peer:
         self.rr = 0
         self.sleeping = False
         self.noop_sent = False
+        self.woken_for: Function | None = None  # the function a NOOP was sent for, until the worker grabs
         self.jobs: dict[bytes, Job] = {}  # running on this worker, by handle
         self.client_jobs: dict[Job, None] = {}  # jobs this connection waits on as a foreground client
         self.stale: set[bytes] = set()  # handles taken away on timeout: late results are ignored

@@ -451,6 +451,7 @@ class State:
         peer.timeouts[f] = timeout
         if peer.sleeping and not peer.noop_sent:
             if f.has_runnable():
+                peer.woken_for = f
                 self._noop(peer)
             else:
                 f.sleepers[peer] = None
@@ -487,6 +488,7 @@ class State:
             q = f.queued
             if q[0] or q[1] or q[2]:
                 # a job is waiting: do not let the worker sleep through it
+                peer.woken_for = f
                 peer.noop_sent = True
                 peer.sleeping = True
                 self.send(peer, _NOOP)
@@ -509,6 +511,7 @@ class State:
             n = len(sleepers)
         while sleepers and n:
             peer = sleepers.popitem(last=False)[0]
+            peer.woken_for = f
             self._noop(peer)
             n -= 1
 
@@ -553,6 +556,12 @@ class State:
                     g.sleepers.pop(peer, None)
             peer.noop_sent = False
         job = self._take(peer) if not self.draining else None
+        woken_for = peer.woken_for
+        if woken_for is not None:
+            peer.woken_for = None
+            if (job is None or job.function is not woken_for) and woken_for.sleepers and woken_for.has_runnable():
+                # woken for F but took other work: pass F's wake-up on to another sleeper
+                self._wake(woken_for, 1)
         if job is None:
             self.send(peer, _NO_JOB)
             return
@@ -738,12 +747,12 @@ class State:
         peer.closed = True
         peer.out.clear()
         self.peers.pop(peer.id, None)
-        woken = peer.noop_sent
+        woken_for = peer.woken_for
+        peer.woken_for = None
         for f in peer.funcs:
             f.sleepers.pop(peer, None)
         for f in peer.abilities:
             f.workers -= 1
-        funcs = peer.funcs
         peer.abilities = []
         peer.funcs = []
         peer.timeouts = {}
@@ -760,11 +769,9 @@ class State:
                 if not job.clients and not job.background and job.state in (QUEUED, DELAYED):
                     self._abandon(job)
             peer.client_jobs = {}
-        if woken:
+        if woken_for is not None and woken_for.has_runnable() and woken_for.sleepers:
             # it was woken for work it will not do now: wake someone else
-            for f in funcs:
-                if f.has_runnable() and f.sleepers:
-                    self._wake(f, 1)
+            self._wake(woken_for, 1)
 
     def _abandon(self, job: Job) -> None:
         """A queued foreground job whose every client left: nobody wants it, drop it (as gearmand)."""

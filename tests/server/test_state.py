@@ -570,3 +570,16 @@ def test_job_not_found_texts_per_packet_type_as_gearmand():
     assert [args[1] for _, args in h.got(w)] == [
         b"Job does not exist on server", b"Job does not exist on server", b"Job given in work result not found",
         b"Job given in work result not found", b"An exception was received for a job that does not exist"]
+
+
+def test_woken_worker_that_takes_other_work_passes_the_wakeup_on():
+    h = Harness()
+    c = h.peer()
+    w1 = _sleep(h, b"f", b"g")
+    w2 = _sleep(h, b"f")
+    h.submit(c, b"f", ptype=T.SUBMIT_JOB_BG)  # wakes w1, asleep longest
+    assert h.names(w1) == ["NOOP"]
+    assert h.got(w2) == []
+    h.submit(c, b"g", ptype=T.SUBMIT_JOB_HIGH_BG)  # no sleeper for g (w1 is awake already)
+    assert h.grab(w1)[1][1] == b"g"  # w1 takes the HIGH g job, not the f job it was woken for
+    assert h.names(w2) == ["NOOP"]  # so f's wake-up goes to w2
