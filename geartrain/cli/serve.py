@@ -58,6 +58,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                      help="refuse (and log) connections beyond N (default 0: no limit besides file descriptors)")
     net.add_argument("--max-packet-size", type=_size, default=64 * 1024 * 1024, metavar="BYTES",
                      help="largest packet accepted; a bigger one closes the connection (default 64M)")
+    net.add_argument("--http-port", type=int, default=0, metavar="PORT",
+                     help="also serve HTTP on PORT: gearmand's HTTP job submission (POST /FUNCTION), a JSON API, "
+                          "Prometheus /metrics and a dashboard at / (default 0: off)")
+    net.add_argument("--http-listen", default=None, metavar="ADDRESS",
+                     help="address of the HTTP listener (default: the same as --listen)")
     net.add_argument("-f", "--file-descriptors", type=int, default=0, metavar="N",
                      help="raise the open-file limit to N")
 
@@ -80,6 +85,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                       help="log to FILE, or 'stderr' (default), or 'none'; SIGHUP reopens it")
     proc.add_argument("--verbose", default="NOTICE", type=str.upper, choices=VERBOSE_LEVELS, metavar="LEVEL",
                       help="log level: " + ", ".join(VERBOSE_LEVELS) + " (default NOTICE)")
+    proc.add_argument("--log-format", default="plain", choices=["plain", "json"],
+                      help="one line per event: plain text (default) or one JSON object per line")
     proc.add_argument("-v", dest="more_verbose", action="count", default=0,
                       help="one level more verbose per -v (deprecated in gearmand; use --verbose)")
     proc.add_argument("-P", "--pid-file", default=None, metavar="FILE", help="write the process id to FILE")
@@ -121,6 +128,9 @@ def options_from_args(args: argparse.Namespace):  # noqa: ANN201 - imported lazi
         log_file=args.log_file,
         verbose=verbose,
         pid_file=args.pid_file,
+        log_format=args.log_format,
+        http_port=args.http_port,
+        http_listen=args.http_listen,
         **security_options(args),
         store=store_from_args(args),
     )

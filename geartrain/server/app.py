@@ -19,6 +19,7 @@ import ssl
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from .. import __version__
 from ..protocol.packets import DEFAULT_MAX_PACKET_SIZE
@@ -27,6 +28,7 @@ from .acl import state_hook as acl_state_hook
 from .commands import Admin
 from .connection import Connection, set_keepalive
 from .group import GroupCommit
+from .logfmt import make_formatter
 from .state import State, default_handle_prefix
 from .store.base import MemoryStore, Store
 
@@ -65,6 +67,9 @@ class Options:
     log_file: str = "stderr"
     verbose: str = "ERROR"
     pid_file: str | None = None
+    log_format: str = "plain"  # or "json" (server/logfmt.py)
+    http_port: int = 0  # 0: no HTTP listener (server/http.py)
+    http_listen: str | None = None  # None: the same address as --listen
     write_high: int = 4 * 1024 * 1024
     write_hard_limit: int = 256 * 1024 * 1024
     # hardening (docs/reliability.md, server/tls.py, server/acl.py)
@@ -79,8 +84,9 @@ class Options:
 class LogFile:
     """The server's log destination: a file (reopened on SIGHUP), stderr, or nothing."""
 
-    def __init__(self, path: str, level: str) -> None:
+    def __init__(self, path: str, level: str, fmt: str = "plain") -> None:
         self.path = path
+        self.fmt = fmt
         self.level_name = level.upper()
         self.handler: logging.Handler | None = None
         root = logging.getLogger("geartrain")
@@ -99,7 +105,7 @@ class LogFile:
             handler = logging.StreamHandler(sys.stderr)
         else:
             handler = logging.FileHandler(self.path)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        handler.setFormatter(make_formatter(self.fmt))
         self.handler = handler
         root.addHandler(handler)
 
@@ -146,6 +152,11 @@ class Server:
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at: float | None = None
         self.stopped: asyncio.Event | None = None
+        # observability (server/http.py, server/metrics.py): bytes on the Gearman port, start time
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.started = time.time()
+        self.http: Any = None  # the HTTP listener, with --http-port
         self.graceful = False
 
     # ------------------------------------------------------------------ start and stop
@@ -172,6 +183,11 @@ class Server:
             reuse_address=True)
         self.sockets = list(self.listener.sockets)
         self.arm_sweep()
+        if opts.http_port:
+            from .http import HttpListener
+
+            self.http = HttpListener(self, opts.http_listen or opts.listen, opts.http_port)
+            await self.http.start()
         self.arm_timer()
 
     @property
@@ -206,6 +222,8 @@ class Server:
         await self.stopped.wait()
 
     async def close(self) -> None:
+        if self.http is not None:
+            self.http.close()
         if self.listener is not None:
             self.listener.close()
         self.flush()
@@ -256,6 +274,7 @@ class Server:
                     data = take(peer)
                     if data:
                         transport.write(data)
+                        self.bytes_out += len(data)
                         conn = peer.extra
                         if conn.paused:
                             conn.check_hard_limit()
@@ -383,7 +402,7 @@ def run(options: Options, *, daemon: bool = False) -> int:
     """Run a server until it is told to stop; the process entry point of `geartrain serve`."""
     if daemon:
         daemonize()
-    logfile = LogFile(options.log_file, options.verbose)
+    logfile = LogFile(options.log_file, options.verbose, options.log_format)
     loop_name = install_uvloop()
     tune_gc()
     try:

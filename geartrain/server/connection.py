@@ -110,6 +110,7 @@ class Connection(asyncio.Protocol):
         peer = self.peer
         if peer is None or self.closing:
             return
+        self.server.bytes_in += len(data)
         events = self.parser.feed(data)
         state = self.state
         now = state.now = time()
