@@ -108,3 +108,21 @@ def test_c_worker_serves_the_gearman_cli(any_server, c_programs, background, gea
     assert (out.returncode, out.stdout) == (0, b"desserts")
     with connect(any_server) as admin:
         assert any(b" c-worker : " in ln for ln in admin.admin("workers"))
+
+
+def test_three_hundred_background_jobs_then_drained_by_priority(any_server, c_programs, background):
+    rc, lines, err = client(c_programs, any_server, "manybg", "300", "record")
+    assert rc == 0, err
+    assert lines == [b"CREATED 300 DISTINCT 300"]
+    with connect(any_server) as admin:
+        assert admin.admin("prioritystatus") == [b"record\t100\t100\t100\t0\n", b".\n"]
+    worker = start_worker(c_programs, any_server, background, "-c", "300", "-f", "record")
+    status, out, err = worker.wait()
+    assert status == 0, err
+    got = [ln.split(b" ")[-1] for ln in out.splitlines()]
+    # every HIGH job, then every NORMAL, then every LOW
+    for k, p in enumerate(b"hnl"):
+        part = got[100 * k:100 * (k + 1)]
+        assert sorted(part) == [b"%c-%04d" % (p, i) for i in range(300) if i % 3 == k]
+        # FIFO within a priority: in submission order, which libgearman 1.1.20 makes the reverse of add_task's
+        assert part in (sorted(part), sorted(part, reverse=True)), part

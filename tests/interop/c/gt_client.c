@@ -8,6 +8,9 @@
  *                                    "FAIL", "EXCEPTION <n> <bytes>".
  *   many N FUNC                      N foreground jobs in flight at once (add_task + run_tasks) to a
  *                                    reversing worker; prints "COMPLETED <c> WRONG <w> FAILED <f>".
+ *   manybg N FUNC                    N background jobs in one run_tasks, priorities high, normal, low in
+ *                                    turn, workloads "h-0000", "n-0001", "l-0002"...; prints
+ *                                    "CREATED <jobs created> DISTINCT <distinct handles>".
  *   status HANDLE                    prints "KNOWN <k> RUNNING <r> NUM <n> DEN <d>".
  */
 #include <libgearman-1.0/gearman.h>
@@ -142,6 +145,46 @@ static int many(gearman_client_st *client, int count, const char *func) {
   return 0;
 }
 
+struct manybg_ctx { int created; char (*handles)[GEARMAN_JOB_HANDLE_SIZE]; };
+
+static gearman_return_t manybg_created(gearman_task_st *task) {
+  struct manybg_ctx *ctx = gearman_task_context(task);
+  snprintf(ctx->handles[ctx->created++], GEARMAN_JOB_HANDLE_SIZE, "%s", gearman_task_job_handle(task));
+  return GEARMAN_SUCCESS;
+}
+
+static int cmp_handle(const void *a, const void *b) { return strcmp(a, b); }
+
+static int manybg(gearman_client_st *client, int count, const char *func) {
+  struct manybg_ctx ctx = {0, calloc((size_t)count, GEARMAN_JOB_HANDLE_SIZE)};
+  gearman_client_set_created_fn(client, manybg_created);
+  for (int i = 0; i < count; i++) {
+    char data[32];
+    const char *prio = "hnl" + i % 3;
+    int n = snprintf(data, sizeof data, "%c-%04d", *prio, i);
+    gearman_return_t ret;
+    gearman_task_st *task;
+    if (i % 3 == 0) task = gearman_client_add_task_high_background(client, NULL, &ctx, func, NULL, data, (size_t)n, &ret);
+    else if (i % 3 == 1) task = gearman_client_add_task_background(client, NULL, &ctx, func, NULL, data, (size_t)n, &ret);
+    else task = gearman_client_add_task_low_background(client, NULL, &ctx, func, NULL, data, (size_t)n, &ret);
+    if (task == NULL || ret != GEARMAN_SUCCESS) {
+      fprintf(stderr, "add_task %d: %s\n", i, gearman_client_error(client));
+      return 1;
+    }
+  }
+  gearman_return_t ret = gearman_client_run_tasks(client);
+  qsort(ctx.handles, (size_t)ctx.created, GEARMAN_JOB_HANDLE_SIZE, cmp_handle);
+  int distinct = 0;
+  for (int i = 0; i < ctx.created; i++) distinct += i == 0 || strcmp(ctx.handles[i], ctx.handles[i - 1]) != 0;
+  printf("CREATED %d DISTINCT %d\n", ctx.created, distinct);
+  free(ctx.handles);
+  if (ret != GEARMAN_SUCCESS) {
+    fprintf(stderr, "run_tasks: %s\n", gearman_client_error(client));
+    return 1;
+  }
+  return 0;
+}
+
 static int status(gearman_client_st *client, const char *handle) {
   bool known = false, running = false;
   uint32_t num = 0, den = 0;
@@ -193,6 +236,8 @@ int main(int argc, char **argv) {
     rc = submit(client, argv[optind + 1], argv[optind + 2], argv[optind + 3], argv[optind + 4]);
   } else if (strcmp(cmd, "many") == 0 && argc - optind == 3) {
     rc = many(client, atoi(argv[optind + 1]), argv[optind + 2]);
+  } else if (strcmp(cmd, "manybg") == 0 && argc - optind == 3) {
+    rc = manybg(client, atoi(argv[optind + 1]), argv[optind + 2]);
   } else if (strcmp(cmd, "status") == 0 && argc - optind == 2) {
     rc = status(client, argv[optind + 1]);
   } else {
