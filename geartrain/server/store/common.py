@@ -79,13 +79,25 @@ def sql_key_and_extra(job: StoredJob, unique_ok: Callable[[bytes], bool] | None 
         key = job.store_key = generated_key()
         real_unique = unique
     else:
+        if not (job.reducer or job.schedule):
+            return unique, None  # the common case, kept cheap
         key = unique
     return key, pack_extra(u=real_unique, r=job.reducer or None, s=job.schedule or None)
+
+
+class Names(dict):
+    """One bytes object per function name during a replay: a million jobs of one function then
+    hold one name, not a million copies of it."""
+
+    def __call__(self, name: bytes) -> bytes:
+        return self.setdefault(name, name)
 
 
 def job_from_row(unique: bytes, function: bytes, priority: int | None, data: bytes | None,
                  when: int | None, extra: bytes | None) -> StoredJob:
     """A StoredJob from one row of gearmand's columns plus geartrain_extra."""
+    if extra is None:  # the common case, kept cheap
+        return StoredJob(function, unique, data or b"", priority if priority in (0, 1, 2) else 1, when or 0)
     fields = unpack_extra(extra)
     job = StoredJob(function=function, unique=unique, data=data or b"",
                     priority=priority if priority in (0, 1, 2) else 1, when=when or 0,

@@ -28,7 +28,7 @@ from asyncmy.cursors import SSCursor
 from asyncmy.errors import InterfaceError, InternalError, OperationalError
 
 from .base import StoredJob, StoreError
-from .common import ConnectedStore, is_text, job_from_row, last_wins, sql_key_and_extra
+from .common import ConnectedStore, Names, is_text, job_from_row, last_wins, sql_key_and_extra
 
 DEFAULT_TABLE = "gearman_queue"
 #: MySQL/MariaDB error numbers that mean the connection is gone
@@ -156,6 +156,7 @@ class MySQLStore(ConnectedStore):
     async def replay_batches(self, size: int = 10_000) -> AsyncIterator[list[StoredJob]]:
         # An unbuffered (server-side streaming) cursor: memory stays at one batch.
         conn = await self._call("replay", _same)
+        names = Names()
         async with self._lock:
             try:
                 cur = conn.cursor(SSCursor)
@@ -165,7 +166,7 @@ class MySQLStore(ConnectedStore):
                         rows = await cur.fetchmany(size)
                         if not rows:
                             break
-                        yield [job_from_row(_bytes(u), _bytes(f), p, d, w, x) for u, f, p, d, w, x in rows]
+                        yield [job_from_row(_bytes(u), names(_bytes(f)), p, d, w, x) for u, f, p, d, w, x in rows]
                 finally:
                     await cur.close()
                 await conn.commit()

@@ -25,7 +25,7 @@ from typing import Any
 import asyncpg
 
 from .base import StoredJob, StoreError
-from .common import ConnectedStore, is_text, job_from_row, last_wins, sql_key_and_extra
+from .common import ConnectedStore, Names, is_text, job_from_row, last_wins, sql_key_and_extra
 
 DEFAULT_TABLE = "queue"
 _COLUMNS = ("unique_key", "function_name", "priority", "data", "when_to_run", "geartrain_extra")
@@ -192,6 +192,7 @@ class PostgresStore(ConnectedStore):
     async def replay_batches(self, size: int = 10_000) -> AsyncIterator[list[StoredJob]]:
         # One read-only transaction with a server-side cursor: memory stays at one batch.
         conn = await self._call("replay", lambda c: _noop(c))
+        names = Names()
         async with self._lock:
             try:
                 async with conn.transaction(readonly=True):
@@ -200,11 +201,14 @@ class PostgresStore(ConnectedStore):
                         rows = await cursor.fetch(size)
                         if not rows:
                             break
-                        yield [job_from_row(u.encode() if u is not None else b"", f.encode() if f is not None else b"",
-                                            p, d, w, x) for u, f, p, d, w, x in rows]
+                        yield [job_from_row(_enc(u), names(_enc(f)), p, d, w, x) for u, f, p, d, w, x in rows]
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 await self._drop()
                 raise StoreError(f"postgres: replay failed: {exc}") from exc
+
+
+def _enc(text: str | None) -> bytes:
+    return text.encode() if text is not None else b""
 
 
 async def _noop(conn: Any) -> Any:

@@ -30,7 +30,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from .base import StoredJob
-from .common import ConnectedStore, generated_key, needs_generated_key, pack_extra, unpack_extra
+from .common import ConnectedStore, Names, generated_key, needs_generated_key, pack_extra, unpack_extra
 
 DEFAULT_PREFIX = "_gear_"
 _SCAN_COUNT = 1000
@@ -214,8 +214,9 @@ class RedisStore(ConnectedStore):
         count = b"%d" % min(_SCAN_COUNT, size)
         cursor = b"0"
         batch: list[StoredJob] = []
+        names = Names()
         while True:
-            cursor, jobs = await self._call("replay", lambda c, cur=cursor: self._page(c, cur, match, count))
+            cursor, jobs = await self._call("replay", lambda c, cur=cursor: self._page(c, cur, match, count, names))
             batch += jobs
             done = cursor == b"0"
             while len(batch) >= size or (done and batch):
@@ -224,7 +225,8 @@ class RedisStore(ConnectedStore):
             if done:
                 return
 
-    async def _page(self, conn: aioredis.Redis, cursor: bytes, match: bytes, count: bytes) -> tuple[bytes, list]:
+    async def _page(self, conn: aioredis.Redis, cursor: bytes, match: bytes, count: bytes,
+                    names: Names) -> tuple[bytes, list]:
         """One SCAN page, every key's fields and side record with it, in one EVALSHA."""
         connection = conn.connection
         await connection.send_packed_command(
@@ -242,6 +244,7 @@ class RedisStore(ConnectedStore):
                 fields[b"unique"] = unique
             job = self._job(key, fields, unpack_extra(extra))
             if job is not None:
+                job.function = names(job.function)
                 jobs.append(job)
         return flat[0] or b"0", jobs
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .base import StoredJob
-from .common import ConnectedStore, job_from_row, last_wins, sql_key_and_extra
+from .common import ConnectedStore, Names, job_from_row, last_wins, sql_key_and_extra
 
 T = TypeVar("T")
 
@@ -139,11 +139,12 @@ class SQLiteStore(ConnectedStore):
 
     async def replay_batches(self, size: int = 10_000) -> AsyncIterator[list[StoredJob]]:
         cursor = await self._call("replay", lambda conn: self._in_thread(conn.execute, self._select), timeout=0)
+        names = Names()
         try:
             while True:
                 rows = await self._in_thread(cursor.fetchmany, size)
                 if not rows:
                     return
-                yield [job_from_row(u, f, p, d, w, x) for u, f, p, d, w, x in rows]
+                yield [job_from_row(u, names(f), p, d, w, x) for u, f, p, d, w, x in rows]
         finally:
             await self._in_thread(cursor.close)
