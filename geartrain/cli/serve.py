@@ -12,6 +12,7 @@ import os
 import resource
 import sys
 
+from .. import __version__
 from ..server.state import valid_prefix
 from ..server.store.options import add_store_arguments, store_from_args
 
@@ -97,9 +98,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                            "in one thread (gearmand's job logic is single-threaded too)")
     proc.add_argument("--syslog", action="store_true", help="accepted for gearmand compatibility; use --log-file")
     proc.add_argument("--coredump", action="store_true", help="accepted for gearmand compatibility; ignored")
+    proc.add_argument("--config-file", default=None, metavar="FILE",
+                      help="read more options from FILE (whitespace-separated, as gearmand's; the command line wins)")
+    proc.add_argument("-V", "--version", action="version", version=f"geartrain {__version__}")
+    proc.add_argument("--check-args", action="store_true", help="check the options and exit (as gearmand)")
+    jobs.add_argument("--hashtable-buckets", type=int, default=991, metavar="N",
+                      help="as gearmand's: only changes the order `show jobs` lists jobs in (default 991)")
+    jobs.add_argument("-r", "--protocol", action="append", default=[], metavar="NAME",
+                      help="gearmand's protocol plugins: 'http' is served with --http-port here")
     add_security_arguments(p)
     add_store_arguments(p)
-    p.set_defaults(func=main)
+    p.set_defaults(func=main, serve_parser=p)
     return p
 
 
@@ -131,6 +140,7 @@ def options_from_args(args: argparse.Namespace):  # noqa: ANN201 - imported lazi
         log_format=args.log_format,
         http_port=args.http_port,
         http_listen=args.http_listen,
+        hash_buckets=max(args.hashtable_buckets, 1),
         **security_options(args),
         store=store_from_args(args),
     )
@@ -192,8 +202,35 @@ def security_options(args: argparse.Namespace) -> dict:
     return out
 
 
+def _merge_config_file(args: argparse.Namespace) -> None:
+    """Options from --config-file fill in whatever the command line left at its default."""
+    import shlex
+
+    parser = args.serve_parser
+    try:
+        with open(args.config_file) as fh:
+            words = shlex.split(fh.read(), comments=True)
+    except OSError as exc:
+        raise SystemExit(f"geartrain serve: cannot read --config-file: {exc}") from None
+    from_file = parser.parse_args(words)
+    for name, value in vars(from_file).items():
+        if name in ("func", "serve_parser", "config_file"):
+            continue
+        if getattr(args, name, None) == parser.get_default(name) and value != parser.get_default(name):
+            setattr(args, name, value)
+
+
 def main(args: argparse.Namespace) -> int:
     from ..server import app
+
+    if args.config_file:
+        _merge_config_file(args)
+    for name in args.protocol:
+        if name.lower() != "http":
+            print(f"geartrain serve: unknown protocol {name!r} (gearmand's only plugin is http)", file=sys.stderr)
+            return 2
+        if not args.http_port:
+            args.http_port = 8080  # gearmand's --http-port default
 
     if args.file_descriptors:
         try:
@@ -207,6 +244,8 @@ def main(args: argparse.Namespace) -> int:
         print("geartrain serve: --job-handle-prefix is too long: handles (PREFIX:N) must stay within 64 bytes",
               file=sys.stderr)
         return 2
+    if args.check_args:
+        return 0
     if args.user:
         _switch_user(args.user)
     return app.run(options, daemon=args.daemon)

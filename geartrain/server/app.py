@@ -70,6 +70,7 @@ class Options:
     log_format: str = "plain"  # or "json" (server/logfmt.py)
     http_port: int = 0  # 0: no HTTP listener (server/http.py)
     http_listen: str | None = None  # None: the same address as --listen
+    hash_buckets: int = 991  # gearmand's --hashtable-buckets: the order `show jobs` lists jobs in
     write_high: int = 4 * 1024 * 1024
     write_hard_limit: int = 256 * 1024 * 1024
     # hardening (docs/reliability.md, server/tls.py, server/acl.py)
@@ -141,6 +142,7 @@ class Server:
         )
         self.admin = Admin(self.state, version=VERSION, verbose=lambda: options.verbose.upper(),
                            shutdown=self.request_shutdown)
+        self.admin.hash_buckets = options.hash_buckets
         self.state.text = self.admin.run
         if options.acl is not None:  # no ACL: the hooks stay None and cost nothing
             self.state.acl = acl_state_hook
