@@ -61,6 +61,13 @@ function sparkline(values, cls) {
     const y = height - pad - (v / max) * (height - 2 * pad);
     return `${x.toFixed(1)},${y.toFixed(1)}`;
   });
+  const base = document.createElementNS(SVG, "line");
+  base.setAttribute("class", "base");
+  base.setAttribute("x1", pad);
+  base.setAttribute("x2", width - pad);
+  base.setAttribute("y1", height - pad + 0.5);
+  base.setAttribute("y2", height - pad + 0.5);
+  svg.append(base);
   const line = document.createElementNS(SVG, "polyline");
   line.setAttribute("class", cls);
   line.setAttribute("points", points.join(" "));
