@@ -316,8 +316,10 @@ class Server:
             if type(conn) is not Connection or conn.closing:
                 continue
             if partial and conn.partial_since and now - conn.partial_since > partial:
-                conn.expire(f"no whole packet within --partial-timeout {partial:g}s "
-                            f"({conn.parser.buffered} bytes of an unfinished packet)", b"TIMEOUT",
+                tls = conn.tls
+                what = "a TLS handshake not finished" if tls is not None and not tls.established else \
+                    f"{conn.parser.buffered} bytes of an unfinished packet"
+                conn.expire(f"no whole packet within --partial-timeout {partial:g}s ({what})", b"TIMEOUT",
                             b"Partial packet not completed in time")
             elif idle and now - conn.last_rx > idle and not (peer.abilities or peer.client_jobs or peer.jobs):
                 conn.expire(f"silent for --idle-timeout {idle:g}s and neither working nor waiting for a job",

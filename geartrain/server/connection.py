@@ -19,11 +19,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 from time import time
 from typing import TYPE_CHECKING
 
 from ..protocol.codec import FATAL, PARSE_ERROR, Parser, error_packet
 from ..protocol.packets import REQ
+from .tls import TLSTransport, describe_tls_error
 
 if TYPE_CHECKING:
     from .app import Server
@@ -36,7 +38,7 @@ class Connection(asyncio.Protocol):
     """The socket side of one Peer."""
 
     __slots__ = ("server", "state", "dispatch", "parser", "peer", "transport", "paused", "closing", "rules",
-                 "cert_name", "last_rx", "partial_since", "errors", "tls_task")
+                 "cert_name", "last_rx", "partial_since", "errors", "tls")
 
     def __init__(self, server: Server) -> None:
         self.server = server
@@ -52,7 +54,7 @@ class Connection(asyncio.Protocol):
         self.last_rx = 0.0  # when bytes last arrived (for --idle-timeout)
         self.partial_since = 0.0  # when the unfinished packet in the parser began (for --partial-timeout)
         self.errors = 0  # unusable packets seen (only the first few are logged)
-        self.tls_task: asyncio.Task | None = None
+        self.tls: TLSTransport | None = None  # with --ssl: the TLS session over the socket
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
         self.transport = transport
@@ -65,10 +67,10 @@ class Connection(asyncio.Protocol):
             self.closing = True
             transport.abort()
             return
-        if server.ssl_context is not None and self.tls_task is None:
-            transport.pause_reading()  # type: ignore[attr-defined]  # until start_tls takes over (it resumes)
-            self.tls_task = asyncio.ensure_future(self._handshake(transport, host))
-            return  # connection_made runs again with the TLS transport once the handshake is done
+        if server.ssl_context is not None:
+            # the TLS session wraps the socket; until its handshake is done no packet is read, and the
+            # sweep treats the handshake as an unfinished packet (--partial-timeout)
+            transport = self.transport = self.tls = TLSTransport(transport, server.ssl_context)  # type: ignore[arg-type]
         fd = -1
         if sock is not None:
             fd = sock.fileno()
@@ -79,38 +81,42 @@ class Connection(asyncio.Protocol):
         peer.extra = self
         self.peer = peer
         self.last_rx = self.state.now or time()
-        if server.acl is not None:
-            self.rules = server.acl.rules_for(self.cert_name, host)
+        if self.tls is not None:
+            self.partial_since = self.last_rx
+        elif server.acl is not None:
+            self.rules = server.acl.rules_for(None, host)
 
-    async def _handshake(self, transport: asyncio.BaseTransport, host: str) -> None:
-        """TLS server handshake on a new connection; log and close on failure or timeout."""
-        server = self.server
-        loop = asyncio.get_running_loop()
+    def tls_received(self, tls: TLSTransport, data: bytes) -> bytes | None:
+        """Decrypt DATA; None when there is nothing (more) to parse: handshake under way, failed, or TLS closed."""
+        peer = self.peer
         try:
-            tls = await loop.start_tls(transport, self, server.ssl_context, server_side=True,  # type: ignore[arg-type]
-                                       ssl_handshake_timeout=server.partial_timeout or 60.0)
-        except (TimeoutError, OSError) as exc:
-            from .tls import describe_handshake_error
-
-            log.warning("TLS handshake with %s failed: %s", host, describe_handshake_error(exc))
-            transport.abort()
-            return
-        except Exception:  # noqa: BLE001 - one connection, never the server
-            log.exception("TLS handshake with %s failed", host)
-            transport.abort()
-            return
-        if tls is None or tls.is_closing():
-            return
-        from .tls import peer_common_name
-
-        self.cert_name = peer_common_name(tls.get_extra_info("peercert"))
-        self.connection_made(tls)
+            data = tls.receive(data)
+        except (ssl.SSLError, OSError) as exc:
+            log.warning("TLS %s with %s fd %d failed: %s", "session" if tls.established else "handshake",
+                        peer.host if peer else "-", peer.fd if peer else -1, describe_tls_error(exc))
+            self.closing = True
+            tls.abort()
+            return None
+        if tls.fresh:  # the handshake just finished: who is it?
+            tls.fresh = False
+            self.partial_since = 0.0
+            self.cert_name = tls.peer_name()
+            if self.server.acl is not None and peer is not None:
+                self.rules = self.server.acl.rules_for(self.cert_name, peer.host)
+        if data is None:  # close_notify
+            tls.close()
+            return None
+        return data or None
 
     def data_received(self, data: bytes) -> None:
         peer = self.peer
         if peer is None or self.closing:
             return
         self.server.bytes_in += len(data)
+        if self.tls is not None:
+            data = self.tls_received(self.tls, data)  # type: ignore[assignment]
+            if data is None:
+                return
         events = self.parser.feed(data)
         state = self.state
         now = state.now = time()

@@ -8,8 +8,9 @@ defaults. It never asks clients for a certificate. We do the same by default, an
 and (required) refuse a client without one. The certificate's common name is what the ACL file's
 ``cert`` entries match.
 
-The handshake runs in ``Connection`` (``loop.start_tls``) rather than in the listener, so that a failed
-or too slow handshake is logged and bounded by ``--partial-timeout`` like any other stalled peer.
+The session runs in ``Connection`` over the plain socket (``TLSTransport``: an ``ssl.SSLObject`` on memory
+BIOs) rather than in the listener, so that a failed handshake is logged with the peer's address and a
+stalled one is bounded by ``--partial-timeout`` like any other unfinished packet.
 """
 
 from __future__ import annotations
@@ -107,15 +108,125 @@ def peer_common_name(peercert: Any) -> str | None:
 
 
 
-def describe_handshake_error(exc: BaseException) -> str:
-    """A log-friendly reason for a failed handshake, with a hint for the common plain-TCP mistake."""
-    if isinstance(exc, TimeoutError):
-        return "no handshake within --partial-timeout (a stalled or plain-TCP peer)"
+def describe_tls_error(exc: BaseException) -> str:
+    """A log-friendly reason for a failed TLS session, with a hint for the common plain-TCP mistake."""
     text = str(exc) or type(exc).__name__
     reason = getattr(exc, "reason", None)
-    if reason in ("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "UNKNOWN_PROTOCOL") or "wrong version" in text.lower():
+    if reason in ("WRONG_VERSION_NUMBER", "HTTP_REQUEST", "UNKNOWN_PROTOCOL", "RECORD_LAYER_FAILURE") or \
+            "wrong version" in text.lower():
         return f"{text} (the peer is not speaking TLS: a plain-TCP Gearman client on the --ssl port?)"
     return text
 
-__all__ = ["TLSOptions", "TLSError", "server_context", "client_context", "peer_common_name", "VERIFY_MODES",
-           "describe_handshake_error"]
+
+class TLSTransport:
+    """A server-side TLS session over a plain asyncio transport, with the transport methods Connection uses.
+
+    ``Connection.data_received`` hands each read to ``receive()`` and parses the plaintext it returns;
+    ``write()`` encrypts. The TLS state lives in an ``ssl.SSLObject`` over two memory BIOs, so the
+    handshake needs no Task and works the same on asyncio's loop and on uvloop; its failures are raised
+    to the connection, which logs them with the peer's address.
+    """
+
+    __slots__ = ("raw", "incoming", "outgoing", "obj", "established", "fresh", "closed")
+
+    def __init__(self, raw: Any, context: ssl.SSLContext) -> None:
+        self.raw = raw
+        self.incoming = ssl.MemoryBIO()
+        self.outgoing = ssl.MemoryBIO()
+        self.obj = context.wrap_bio(self.incoming, self.outgoing, server_side=True)
+        self.established = False  # handshake done
+        self.fresh = False  # handshake done by the last receive(): the connection looks at the certificate once
+        self.closed = False
+
+    def receive(self, data: bytes) -> bytes | None:
+        """Bytes from the socket -> plaintext (b"" while the handshake runs); None once the peer closed TLS.
+
+        Raises ssl.SSLError for a failed handshake or a broken record.
+        """
+        self.incoming.write(data)
+        obj = self.obj
+        if not self.established:
+            try:
+                obj.do_handshake()
+            except ssl.SSLWantReadError:
+                self._send_pending()
+                return b""
+            except BaseException:
+                self._send_pending()  # the alert, if any, tells the peer why
+                raise
+            self.established = self.fresh = True
+        chunks = []
+        try:
+            while True:
+                chunk = obj.read(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        except ssl.SSLWantReadError:
+            pass
+        except ssl.SSLZeroReturnError:
+            self._send_pending()
+            return None
+        self._send_pending()
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def _send_pending(self) -> None:
+        if self.outgoing.pending and not self.closed:
+            self.raw.write(self.outgoing.read())
+
+    def write(self, data: bytes) -> None:
+        if not self.established or self.closed:
+            return  # nothing can be sent before the handshake; the connection is being closed anyway
+        view = memoryview(data)
+        while view:
+            n = self.obj.write(view)
+            view = view[n:]
+        self._send_pending()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        if self.established:
+            try:
+                self.obj.unwrap()
+            except (ssl.SSLError, OSError):
+                pass
+            self._send_pending()
+        self.closed = True
+        self.raw.close()
+
+    def abort(self) -> None:
+        self.closed = True
+        self.raw.abort()
+
+    def is_closing(self) -> bool:
+        return self.closed or self.raw.is_closing()
+
+    def peer_name(self) -> str | None:
+        """The common name of the client's certificate (None without one)."""
+        return peer_common_name(self.obj.getpeercert())
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "peercert":
+            return self.obj.getpeercert()
+        if name == "ssl_object":
+            return self.obj
+        if name == "cipher":
+            return self.obj.cipher()
+        return self.raw.get_extra_info(name, default)
+
+    def get_write_buffer_size(self) -> int:
+        return self.raw.get_write_buffer_size() + self.outgoing.pending
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        self.raw.set_write_buffer_limits(high=high, low=low)
+
+    def pause_reading(self) -> None:
+        self.raw.pause_reading()
+
+    def resume_reading(self) -> None:
+        self.raw.resume_reading()
+
+
+__all__ = ["TLSOptions", "TLSError", "TLSTransport", "server_context", "client_context", "peer_common_name",
+           "VERIFY_MODES", "describe_tls_error"]
