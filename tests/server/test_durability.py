@@ -257,12 +257,7 @@ def take(server: Server, count: int, wait: float = 5.0) -> list[tuple[bytes, byt
     return got
 
 
-@pytest.mark.parametrize("unique", [
-    b"",
-    pytest.param(b"-", marks=pytest.mark.xfail(
-        strict=True, reason="state.record() files '-' jobs under store_key=job.handle; handles restart at 1, so "
-        "a new '-' job overwrites a replayed one's record. Fix: leave store_key empty, the store generates one.")),
-])
+@pytest.mark.parametrize("unique", [b"", b"-"])
 def test_keyless_jobs_keep_their_identity_across_restarts(unique: bytes, tmp_path: Path):
     """Jobs with an empty unique (or '-', coalesce by data) are stored under generated keys: after a
     restart they still have that unique, and new such jobs never take over a replayed job's record."""
