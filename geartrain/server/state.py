@@ -16,6 +16,7 @@ import heapq
 import itertools
 import socket
 from bisect import bisect_left
+from collections import OrderedDict
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -52,6 +53,9 @@ _UNIQUE_TOO_LARGE = error_packet(ErrorCode.ARGUMENT_TOO_LARGE, b"Unique value to
 _HANDLE_TOO_LARGE = error_packet(ErrorCode.ARGUMENT_TOO_LARGE, b"Job handle too large")
 _QUEUE_FULL = error_packet(ErrorCode.QUEUE_ERROR, b"Job queue is full")
 _UNKNOWN_OPTION = error_packet(ErrorCode.UNKNOWN_OPTION, b"Server does not recognize given option")
+
+#: a worker with more functions than this is served from State.ready rather than by walking its list
+_MANY_FUNCTIONS = 16
 
 #: how a job ended, for the metrics counters and the log
 COMPLETED, FAILED, EXCEPTION = "completed", "failed", "exception"
@@ -133,6 +137,10 @@ class State:
         self.schedule_keys: dict[tuple[bytes, bytes], Schedule] = {}
         self.next_peer_id = 0
         self.draining = False  # graceful shutdown: hand out no new jobs
+        # per priority, the functions that may have runnable jobs (a superset: emptied ones are dropped lazily)
+        self.ready: tuple[dict[Function, None], ...] = ({}, {}, {})
+        # sleeping workers with many functions: kept here once instead of in each function's sleepers
+        self.wide_sleepers: OrderedDict[Peer, None] = OrderedDict()
         # server-wide counters (per-function ones live on Function)
         self.submitted = 0
         self.completed = 0
@@ -386,8 +394,10 @@ class State:
             f.queues[p].appendleft(job)
         else:
             f.queues[p].append(job)
+        if not f.queued[p]:
+            self.ready[p][f] = None
         f.queued[p] += 1
-        if f.sleepers:
+        if f.sleepers or self.wide_sleepers:
             self._wake(f, self.worker_wakeup)
 
     @staticmethod
@@ -453,7 +463,7 @@ class State:
             if f.has_runnable():
                 peer.woken_for = f
                 self._noop(peer)
-            else:
+            elif peer not in self.wide_sleepers:
                 f.sleepers[peer] = None
 
     def _cant_do(self, peer: Peer, args: tuple[bytes, ...]) -> None:
@@ -484,7 +494,12 @@ class State:
 
     def _pre_sleep(self, peer: Peer, args: tuple[bytes, ...]) -> None:
         funcs = peer.funcs
-        for f in funcs:
+        if len(funcs) > _MANY_FUNCTIONS:
+            mine = peer.timeouts
+            waiting = [f for ready in self.ready for f in ready if f in mine]
+        else:
+            waiting = funcs
+        for f in waiting:
             q = f.queued
             if q[0] or q[1] or q[2]:
                 # a job is waiting: do not let the worker sleep through it
@@ -495,25 +510,39 @@ class State:
                 return
         peer.sleeping = True
         peer.noop_sent = False
-        for f in funcs:
-            f.sleepers[peer] = None
+        if len(funcs) > _MANY_FUNCTIONS:
+            self.wide_sleepers[peer] = None  # one entry, not one per function
+        else:
+            for f in funcs:
+                f.sleepers[peer] = None
+
+    def _unsleep(self, peer: Peer) -> None:
+        """Take PEER off every list of sleepers."""
+        if self.wide_sleepers.pop(peer, 0) is None:
+            return
+        for g in peer.funcs:
+            g.sleepers.pop(peer, None)
 
     def _noop(self, peer: Peer) -> None:
         peer.noop_sent = True
-        for g in peer.funcs:
-            g.sleepers.pop(peer, None)
+        self._unsleep(peer)
         self.send(peer, _NOOP)
 
     def _wake(self, f: Function, n: int) -> None:
         """Wake up to N (0 = all) sleeping workers of F, longest asleep first (round-robin over sleepers)."""
         sleepers = f.sleepers
+        wide = self.wide_sleepers
         if not n:
-            n = len(sleepers)
+            n = len(sleepers) + len(wide)
         while sleepers and n:
             peer = sleepers.popitem(last=False)[0]
             peer.woken_for = f
             self._noop(peer)
             n -= 1
+        if n and wide:
+            for peer in [p for p in wide if f in p.timeouts][:n]:
+                peer.woken_for = f
+                self._noop(peer)
 
     def _take(self, peer: Peer) -> Job | None:
         """The next job for PEER: highest priority first across all its functions, round-robin among them."""
@@ -533,6 +562,8 @@ class State:
             return None
         if not n:
             return None
+        if n > _MANY_FUNCTIONS:
+            return self._take_many(peer)
         rr = peer.rr
         for p in (HIGH, NORMAL, LOW):
             for i in range(n):
@@ -548,18 +579,47 @@ class State:
                     return job
         return None
 
+    def _take_many(self, peer: Peer) -> Job | None:
+        """_take for a worker with many functions (CI systems register thousands): walk the functions that
+        have jobs (State.ready) instead of the worker's list; a served function moves to the back."""
+        mine = peer.timeouts
+        for p in (HIGH, NORMAL, LOW):
+            ready = self.ready[p]
+            if not ready:
+                continue
+            empty = []
+            found = None
+            for f in ready:
+                if not f.queued[p]:
+                    empty.append(f)
+                elif f in mine:
+                    found = f
+                    break
+            for f in empty:
+                del ready[f]
+            if found is not None:
+                dq = found.queues[p]
+                job = dq.popleft()
+                while job.state != QUEUED:
+                    job = dq.popleft()
+                found.queued[p] -= 1
+                del ready[found]
+                if found.queued[p]:
+                    ready[found] = None
+                return job
+        return None
+
     def _grab(self, kind: int, peer: Peer, args: tuple[bytes, ...]) -> None:
         if peer.sleeping:
             peer.sleeping = False
             if not peer.noop_sent:
-                for g in peer.funcs:
-                    g.sleepers.pop(peer, None)
+                self._unsleep(peer)
             peer.noop_sent = False
         job = self._take(peer) if not self.draining else None
         woken_for = peer.woken_for
         if woken_for is not None:
             peer.woken_for = None
-            if (job is None or job.function is not woken_for) and woken_for.sleepers and woken_for.has_runnable():
+            if (job is None or job.function is not woken_for) and woken_for.has_runnable():
                 # woken for F but took other work: pass F's wake-up on to another sleeper
                 self._wake(woken_for, 1)
         if job is None:
@@ -749,8 +809,7 @@ class State:
         self.peers.pop(peer.id, None)
         woken_for = peer.woken_for
         peer.woken_for = None
-        for f in peer.funcs:
-            f.sleepers.pop(peer, None)
+        self._unsleep(peer)
         for f in peer.abilities:
             f.workers -= 1
         peer.abilities = []
@@ -769,7 +828,7 @@ class State:
                 if not job.clients and not job.background and job.state in (QUEUED, DELAYED):
                     self._abandon(job)
             peer.client_jobs = {}
-        if woken_for is not None and woken_for.has_runnable() and woken_for.sleepers:
+        if woken_for is not None and woken_for.has_runnable():
             # it was woken for work it will not do now: wake someone else
             self._wake(woken_for, 1)
 

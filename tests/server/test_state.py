@@ -583,3 +583,43 @@ def test_woken_worker_that_takes_other_work_passes_the_wakeup_on():
     h.submit(c, b"g", ptype=T.SUBMIT_JOB_HIGH_BG)  # no sleeper for g (w1 is awake already)
     assert h.grab(w1)[1][1] == b"g"  # w1 takes the HIGH g job, not the f job it was woken for
     assert h.names(w2) == ["NOOP"]  # so f's wake-up goes to w2
+
+
+def test_worker_with_many_functions_priorities_and_every_function_served():
+    h = Harness()
+    c = h.peer()
+    names = [b"fn%d" % i for i in range(40)]
+    w = h.worker(*names)
+    other = h.worker(b"unrelated")
+    h.submit(c, b"unrelated", ptype=T.SUBMIT_JOB_HIGH_BG)
+    for name in names[::-1]:
+        h.submit(c, name, data=b"low", ptype=T.SUBMIT_JOB_LOW_BG)
+    for name in names[:5]:
+        h.submit(c, name, data=b"normal", ptype=T.SUBMIT_JOB_BG)
+    h.submit(c, names[30], data=b"high", ptype=T.SUBMIT_JOB_HIGH_BG)
+    got = [h.grab(w)[1] for _ in range(46)]
+    assert [data for _, _, data in got] == [b"high"] + [b"normal"] * 5 + [b"low"] * 40
+    assert sorted(name for _, name, data in got if data == b"low") == sorted(names)
+    assert h.grab(w) == ("NO_JOB", ())
+    assert h.grab(other)[1][1] == b"unrelated"
+    # PRE_SLEEP of such a worker still sees a waiting job
+    h.submit(c, names[7], ptype=T.SUBMIT_JOB_BG)
+    h.send(w, T.PRE_SLEEP)
+    assert h.names(w) == ["NOOP"]
+
+
+def test_sleeping_worker_with_many_functions_is_woken_for_any_of_them():
+    h = Harness()
+    c = h.peer()
+    names = [b"fn%d" % i for i in range(40)]
+    wide = _sleep(h, *names)
+    assert all(not h.state.functions[n].sleepers for n in names)  # one entry, not forty
+    h.submit(c, b"other", ptype=T.SUBMIT_JOB_BG)
+    assert h.got(wide) == []
+    h.submit(c, names[33], ptype=T.SUBMIT_JOB_BG)
+    assert h.names(wide) == ["NOOP"]
+    h.submit(c, names[34], ptype=T.SUBMIT_JOB_BG)
+    assert h.got(wide) == []  # one NOOP per sleep
+    assert h.grab(wide)[1][1] == names[33]
+    h.state.disconnect(wide)
+    assert not h.state.wide_sleepers
