@@ -13,7 +13,7 @@ from ._support import worker_thread
 def test_status_workers_version_pid(any_server):
     client = gearman.GearmanClient([any_server.address])
     for i in range(3):
-        client.submit_job("queued_task", str(i), background=True)
+        client.submit_job("queued_task", str(i), background=True, poll_timeout=10)
     admin = gearman.GearmanAdminClient([any_server.address])
     status = {row["task"]: row for row in admin.get_status()}
     assert status["queued_task"] == {"task": "queued_task", "queued": 3, "running": 0, "workers": 0}

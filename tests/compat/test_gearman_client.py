@@ -88,7 +88,7 @@ def test_priorities_order_the_queue(any_server):
     client = gearman.GearmanClient([any_server.address])
     for name, priority in (("low", gearman.PRIORITY_LOW), ("none", gearman.PRIORITY_NONE),
                            ("high", gearman.PRIORITY_HIGH)):
-        request = client.submit_job("ordered", name, priority=priority, background=True)
+        request = client.submit_job("ordered", name, priority=priority, background=True, poll_timeout=10)
         assert request.complete and request.state == gearman.JOB_CREATED
     seen = []
     done = threading.Event()
@@ -106,7 +106,7 @@ def test_priorities_order_the_queue(any_server):
 
 def test_get_job_status_of_queued_running_and_finished_jobs(any_server):
     client = gearman.GearmanClient([any_server.address])
-    queued = client.submit_job("status_task", "q", background=True)
+    queued = client.submit_job("status_task", "q", background=True, poll_timeout=10)
     status = client.get_job_status(queued, poll_timeout=10).status
     assert (status["known"], status["running"]) == (True, False)
     assert status["handle"] == queued.job.handle
@@ -132,7 +132,7 @@ def test_same_unique_is_one_job_with_one_result_for_both(any_server):
     client = gearman.GearmanClient([any_server.address])
     requests = client.submit_multiple_jobs([dict(task="uniq", data="a", unique="same-key"),
                                             dict(task="uniq", data="a", unique="same-key")],
-                                           wait_until_complete=False)
+                                           wait_until_complete=False, poll_timeout=10)
     assert requests[0].job.handle == requests[1].job.handle
     runs = []
 
@@ -167,7 +167,7 @@ def test_finished_requests_are_not_kept(any_server):
     with worker_thread([any_server], {"echo": echo}):
         for i in range(20):
             assert client.submit_job("echo", str(i), poll_timeout=10).result == str(i)
-        client.submit_job("echo", "bg", background=True)
+        client.submit_job("echo", "bg", background=True, poll_timeout=10)
     states = [c.state for c in client.connection_list]
     assert all(not s.awaiting and not s.by_handle for s in states)
 
@@ -175,7 +175,7 @@ def test_finished_requests_are_not_kept(any_server):
 def test_abandoned_requests_are_freed(any_server):
     client = gearman.GearmanClient([any_server.address])
     for i in range(200):  # nobody works "abandoned": each request times out and the program drops it
-        client.submit_job("abandoned", str(i), wait_until_complete=False)
+        client.submit_job("abandoned", str(i), wait_until_complete=False, poll_timeout=10)
     gc.collect()
     state = client.connection_list[0].state
     assert sum(len(watchers) for watchers in state.by_handle.values()) == 0
@@ -192,7 +192,7 @@ def test_lost_connection_gives_job_unknown_then_resubmits(any_server):
     proxy = CountingProxy(any_server)
     try:
         client = gearman.GearmanClient([proxy.address])
-        request = client.submit_job("later", "payload", wait_until_complete=False, max_retries=1)
+        request = client.submit_job("later", "payload", wait_until_complete=False, max_retries=1, poll_timeout=10)
         assert request.state == gearman.JOB_CREATED
         proxy.drop()
         client.wait_until_jobs_completed([request], poll_timeout=10)
@@ -210,7 +210,8 @@ def test_lost_connection_gives_job_unknown_then_resubmits(any_server):
 
 def test_server_error_reply_fails_the_request(any_server):
     client = gearman.GearmanClient([any_server.address])
-    first = client.submit_job("capped", "1", background=True)  # maxqueue only applies to a known function
+    # maxqueue only applies to a function the server knows
+    first = client.submit_job("capped", "1", background=True, poll_timeout=10)
     admin = gearman.GearmanAdminClient([any_server.address])
     assert admin.send_maxqueue("capped", 1) == "OK"
     second = client.submit_job("capped", "2", background=True, poll_timeout=10)

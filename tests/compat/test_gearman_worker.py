@@ -57,7 +57,7 @@ def test_worker_sleeps_until_noop_instead_of_polling(any_server):
 def test_worker_takes_jobs_queued_before_it_started(any_server):
     client = gearman.GearmanClient([any_server.address])
     for i in range(5):
-        client.submit_job("backlog", str(i), background=True)
+        client.submit_job("backlog", str(i), background=True, poll_timeout=10)
     seen = []
     done = threading.Event()
 
@@ -88,7 +88,8 @@ def test_worker_takes_turns_between_busy_servers(any_server, tmp_path):
     try:
         for server, tag in ((any_server, "a"), (other, "b")):
             client = gearman.GearmanClient([server.address])
-            client.submit_multiple_jobs([dict(task="busy", data=tag) for _ in range(10)], background=True)
+            client.submit_multiple_jobs([dict(task="busy", data=tag) for _ in range(10)], background=True,
+                                        poll_timeout=10)
         seen = []
         done = threading.Event()
 
@@ -155,7 +156,7 @@ def test_after_job_and_after_poll_can_stop_the_loop(any_server):
 
     worker = OneJobWorker([any_server.address])
     worker.register_task("one", lambda w, j: "ok")
-    gearman.GearmanClient([any_server.address]).submit_job("one", "", background=True)
+    gearman.GearmanClient([any_server.address]).submit_job("one", "", background=True, poll_timeout=10)
     worker.work(poll_timeout=5)  # returns after the first job
     assert calls == ["after_job"]
     assert all(not c.connected for c in worker.connection_list)
