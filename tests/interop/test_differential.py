@@ -10,6 +10,7 @@ version (see differential.py).
 from __future__ import annotations
 
 import difflib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -40,8 +41,11 @@ def _diff(want: Transcript, got: Transcript) -> str:
 
 @pytest.mark.parametrize("name", list(SESSIONS))
 def test_same_replies_as_gearmand(name: str, tmp_path: Path) -> None:
-    want = _play("gearmand", name, tmp_path)
+    # the two servers are separate processes on separate ports: play both at once
+    with ThreadPoolExecutor(2) as pool:
+        oracle = pool.submit(_play, "gearmand", name, tmp_path)
+        ours = pool.submit(_play, "geartrain", name, tmp_path)
+        want, got = oracle.result(), ours.result()
     bad = type_mismatches(want)
     assert not bad, f"session {name!r} does not describe gearmand any more: {bad}\n" + "\n".join(want.lines)
-    got = _play("geartrain", name, tmp_path)
     assert got.lines == want.lines, f"session {name!r} differs from gearmand:\n{_diff(want, got)}"
