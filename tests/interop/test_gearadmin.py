@@ -117,3 +117,10 @@ def test_server_version(any_server, gearadmin_bin):
     rc, out, _ = admin(gearadmin_bin, any_server, "--server-version")
     assert rc == 0
     assert re.fullmatch(rb"[\w.+~-]*\d+\.\d+[\w.+~-]*\n", out), out  # one token holding a version number
+
+
+def test_server_verbose(any_server, gearadmin_bin):
+    rc, out, _ = admin(gearadmin_bin, any_server, "--server-verbose")
+    assert rc == 0
+    assert out in {b"%s\n" % level for level in
+                   (b"FATAL", b"ALERT", b"CRITICAL", b"ERROR", b"WARNING", b"NOTICE", b"INFO", b"DEBUG")}, out

@@ -120,3 +120,11 @@ def test_worker_count_then_exit(any_server, gearman_bin, background):
     assert worker.wait()[0] == 0
     with connect(any_server) as admin:
         assert wait_for(lambda: status_table(admin)[b"rev"][2] == 0)
+
+
+def test_server_from_the_environment(any_server, gearman_bin, background):
+    env = {"GEARMAN_SERVER": any_server.address}
+    background([gearman_bin, "-w", "-f", "rev", "--", "rev"], env=env)
+    wait_workers(any_server, b"rev")
+    out = run([gearman_bin, "-f", "rev", "env"], env=env)
+    assert (out.returncode, out.stdout) == (0, b"vne")
