@@ -7,10 +7,15 @@ Each test names the gearmand bug it steps around (all seen on the Debian gearman
   then cannot match the handle and waits forever;
 * a 64-byte unique is accepted but stored cut to 63 bytes: the worker gets the wrong unique and the
   workload with a NUL in front, a second submission with that unique is not coalesced, and
-  GET_STATUS_UNIQUE with it closes the connection.
+  GET_STATUS_UNIQUE with it closes the connection;
+* an epoch job (SUBMIT_JOB_EPOCH) wakes the sleeping workers when it is submitted, too early (their
+  GRAB_JOB gets NO_JOB), and nothing wakes them when its time comes (gearmand issue #101, fixed
+  upstream only in 2026).
 """
 
 from __future__ import annotations
+
+import time
 
 import pytest
 
@@ -56,3 +61,17 @@ def test_a_64_byte_unique_is_kept_whole(geartrain):
         w.send(T.CAN_DO, b"f")
         w.send(T.GRAB_JOB_UNIQ)
         assert w.expect(T.JOB_ASSIGN_UNIQ) == (handle, b"f", UNIQUE_64, b"data")
+
+
+def test_an_epoch_job_wakes_a_sleeping_worker_when_its_time_comes(geartrain):
+    with connect(geartrain) as c, connect(geartrain) as w:
+        w.send(T.CAN_DO, b"later")
+        w.send(T.PRE_SLEEP)
+        when = int(time.time()) + 2
+        c.send(T.SUBMIT_JOB_EPOCH, b"later", b"", str(when).encode(), b"on time")
+        (handle,) = c.expect(T.JOB_CREATED)
+        assert w.quiet(0.5) == b""  # not yet (gearmand 1.1.20: a NOOP now, and none at the time)
+        w.expect(T.NOOP, timeout=10)
+        assert time.time() >= when - 1
+        w.send(T.GRAB_JOB)
+        assert w.expect(T.JOB_ASSIGN) == (handle, b"later", b"on time")
