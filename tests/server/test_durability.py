@@ -286,3 +286,81 @@ def test_keyless_jobs_keep_their_identity_across_restarts(unique: bytes, tmp_pat
         assert {u for u, _ in got} == {unique}
     finally:
         server.stop()
+
+
+def local_ports(pid: int, remote_port: int) -> list[int]:
+    """Local ports of PID's TCP connections to 127.0.0.1:REMOTE_PORT (from /proc)."""
+    inodes = set()
+    fd_dir = Path(f"/proc/{pid}/fd")
+    for fd in fd_dir.iterdir():
+        try:
+            target = str(fd.readlink())
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = []
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote, inode = fields[1], fields[2], fields[9]
+        if inode in inodes and int(remote.split(":")[1], 16) == remote_port:
+            ports.append(int(local.split(":")[1], 16))
+    return ports
+
+
+async def kill_server_connections(backend: Backend, pid: int) -> int:
+    """End, from the database side, every connection the server PID has to it; how many."""
+    ports = local_ports(pid, PORTS[backend.kind])
+    if backend.kind == "postgres":
+        rows = await backend.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE client_port = ANY($1)",
+                                 ports)
+        return len(rows)
+    if backend.kind == "mysql":
+        rows = await backend.sql("SELECT id, host FROM information_schema.processlist")
+        ids = [i for i, host in rows if any(str(host).endswith(f":{p}") for p in ports)]
+        for i in ids:
+            await backend.sql(f"KILL {int(i)}")
+        return len(ids)
+    for p in ports:
+        await backend.redis("CLIENT", "KILL", "ADDR", f"127.0.0.1:{p}")
+    return len(ports)
+
+
+@pytest.mark.parametrize("kind", [k for k in KINDS if k != "sqlite"])
+def test_database_kills_our_connection_during_load(kind: str, tmp_path: Path):
+    """pg_terminate_backend / KILL / CLIENT KILL of the server's connection, five times while jobs
+    are submitted and worked: the server replaces it by itself and every acknowledged job runs."""
+    need_service(kind)
+    backend = Backend(kind, tmp_path)
+    server = start_geartrain(tmp_path, "--queue", backend.url)
+    acked: set[bytes] = set()
+    seen: set[bytes] = set()
+    stop = threading.Event()
+    threads = [threading.Thread(target=submitter, args=(server, 0, acked, stop)),
+               threading.Thread(target=worker, args=(server, seen, stop))]
+    try:
+        for t in threads:
+            t.start()
+        killed = 0
+        for _ in range(5):
+            time.sleep(0.3)
+            killed += asyncio.run(kill_server_connections(backend, server.proc.pid))
+        time.sleep(0.3)
+        stop.set()
+        for t in threads:
+            t.join(15)
+        assert killed >= 5 and server.proc.poll() is None
+        stop = threading.Event()
+        drain = threading.Thread(target=worker, args=(server, seen, stop, 0.0))
+        drain.start()
+        deadline = time.monotonic() + 30
+        while not acked <= seen and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stop.set()
+        drain.join(15)
+        assert acked and acked <= seen, f"{len(acked - seen)} acknowledged job(s) never ran"
+    finally:
+        stop.set()
+        server.stop()
+        asyncio.run(backend.drop())
+    assert "lost" in server.log.read_text()
