@@ -99,7 +99,7 @@ class MySQLStore(ConnectedStore):
             return True
         if isinstance(exc, OperationalError | InternalError) and exc.args and exc.args[0] in _GONE:
             return True
-        return bool(getattr(conn, "_writer", None) is None)
+        return not conn.connected
 
     # -- the interface ---------------------------------------------------------------------
 
