@@ -364,3 +364,35 @@ def test_database_kills_our_connection_during_load(kind: str, tmp_path: Path):
         server.stop()
         asyncio.run(backend.drop())
     assert "lost" in server.log.read_text()
+
+
+def test_completed_failed_excepted_and_cancelled_jobs_leave_the_store(tmp_path: Path):
+    backend = Backend("sqlite", tmp_path)
+    server = start_geartrain(tmp_path, "--queue", backend.url)
+    try:
+        handles = submit_bg(server, b"complete", b"fail", b"exception", b"cancel", unique=b"")
+        assert asyncio.run(backend.count()) == 4
+        admin = socket.create_connection((server.host, server.port), timeout=10)
+        admin.sendall(b"cancel job " + handles[3] + b"\r\n")
+        assert admin.recv(100).startswith(b"OK")
+        admin.close()
+        peer = Peer(server)
+        peer.send(pack_req(T.CAN_DO, FUNC))
+        endings = (b"complete", b"fail", b"exception")
+        for _ in range(3):
+            peer.send(pack_req(T.GRAB_JOB_UNIQ))
+            ptype, args = peer.recv()
+            assert ptype == T.JOB_ASSIGN_UNIQ and args[3] in endings
+            handle, data = args[0], args[3]
+            how = {b"complete": (T.WORK_COMPLETE, handle, b"r"), b"fail": (T.WORK_FAIL, handle),
+                   b"exception": (T.WORK_EXCEPTION, handle, b"e")}[data]
+            peer.send(pack_req(*how))
+        peer.send(pack_req(T.GRAB_JOB_UNIQ))
+        assert peer.recv()[0] == T.NO_JOB  # the cancelled job is gone
+        deadline = time.monotonic() + 10
+        while asyncio.run(backend.count()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert asyncio.run(backend.count()) == 0
+        peer.close()
+    finally:
+        server.stop()
