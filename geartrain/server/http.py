@@ -193,7 +193,12 @@ class HttpConnection(asyncio.Protocol):
         if not self.rejected:
             self.h11.receive_data(b"")
             self._process()
-        return None
+        # A client that half-closed after a background submission still gets the handle (it comes within
+        # a loop turn, or a store commit). Waiting for a foreground job, the end of its input is taken as
+        # the client leaving (it cannot be told from a full close): the connection closes, and a job still
+        # queued for nobody else is dropped, as for a Gearman client.
+        pending = self.pending
+        return True if self.busy and (pending is None or pending.background) else None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.listener.connections.discard(self)

@@ -275,3 +275,62 @@ def test_json_access_log(web: Web) -> None:
     hit = [e for e in events if e.get("target") == "/api/server?logged=1"]
     assert hit and hit[0]["status"] == 200 and hit[0]["method"] == "GET" and hit[0]["level"] == "INFO"
     assert any(e["level"] == "NOTICE" and "HTTP listening" in e["message"] for e in events)
+
+
+def test_full_queue_is_a_503(web: Web) -> None:
+    with web.wire() as admin:
+        assert admin.admin_line("create function http_full") == b"OK\r\n"
+        assert admin.admin_line("maxqueue http_full 1") == b"OK\r\n"
+    submit_bg(web, "http_full", b"1")
+    status, headers, body = web.request("POST", "/http_full", b"2", {"X-Gearman-Background": "true"})
+    assert status == 503 and headers["x-gearman-command"] == "ERROR"
+    assert json.loads(body)["status"] == 503
+
+
+def test_half_closed_client_still_gets_its_answer(web: Web) -> None:
+    with socket.create_connection(("127.0.0.1", web.port), timeout=10) as sock:
+        sock.sendall(b"POST /half_closed HTTP/1.1\r\nHost: x\r\nX-Gearman-Background: true\r\n"
+                     b"Content-Length: 1\r\n\r\nh")
+        sock.shutdown(socket.SHUT_WR)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 200 ") and b"x-gearman-command: JOB_CREATED" in reply
+
+
+def test_durable_queue_answers_after_the_commit(tmp_path: Path) -> None:
+    port = free_port()
+    db = tmp_path / "q.db"
+    server = start_geartrain(tmp_path, "--http-port", str(port), "--queue", f"sqlite:///{db}")
+    try:
+        wait_port(port, server.proc)
+        web = Web(server, port)
+        handle = submit_bg(web, "durable_http", b"kept")
+        assert web.json("GET", f"/api/jobs/{handle}")[1]["state"] == "queued"
+    finally:
+        server.stop()
+    server = start_geartrain(tmp_path, "--http-port", str(port), "--queue", f"sqlite:///{db}")
+    try:
+        wait_port(port, server.proc)
+        functions = Web(server, port).json("GET", "/api/functions")[1]["functions"]
+        assert [(f["name"], f["total"]) for f in functions] == [("durable_http", 1)]
+    finally:
+        server.stop()
+
+
+def test_exception_data_is_the_body_under_exceptions(tmp_path: Path) -> None:
+    port = free_port()
+    server = start_geartrain(tmp_path, "--http-port", str(port), "--exceptions")
+    try:
+        wait_port(port, server.proc)
+        web = Web(server, port)
+        with web.wire() as worker:
+            worker.send(T.CAN_DO, b"fg_exc")
+            fg = Foreground(web, "/fg_exc", b"x")
+            fg.start()
+            handle = grab(worker)[0]
+            worker.send(T.WORK_EXCEPTION, handle, b"it broke")
+            status, headers, body = fg.get()
+        assert (status, headers["x-gearman-command"], body) == (500, "WORK_EXCEPTION", b"it broke")
+    finally:
+        server.stop()
