@@ -66,11 +66,18 @@ def unpack_extra(blob: bytes | None) -> dict[str, bytes]:
     return out
 
 
-def sql_key_and_extra(job: StoredJob, unique_ok: Callable[[bytes], bool] | None = None) -> tuple[bytes, bytes | None]:
-    """The unique to file JOB under in a SQL table, and its geartrain_extra value (u/r/s fields).
+INT32_MAX = 2**31 - 1
+
+
+def sql_row(job: StoredJob, unique_ok: Callable[[bytes], bool] | None = None,
+            max_when: int = 2**63 - 1) -> tuple[bytes, int, bytes | None]:
+    """How JOB goes in a SQL table: the unique to file it under, the when_to_run value, and its
+    geartrain_extra record (u: real unique, r: reducer, s: schedule, w: a run-at time too big for
+    the column, which then holds MAX_WHEN — gearmand's MySQL/PostgreSQL columns are 32-bit).
 
     Sets job.store_key when a generated key is used (empty unique, or one the column cannot hold)."""
     unique = job.unique
+    when = job.when
     real_unique = None
     if job.store_key:
         key = job.store_key
@@ -79,10 +86,14 @@ def sql_key_and_extra(job: StoredJob, unique_ok: Callable[[bytes], bool] | None 
         key = job.store_key = generated_key()
         real_unique = unique
     else:
-        if not (job.reducer or job.schedule):
-            return unique, None  # the common case, kept cheap
+        if not (job.reducer or job.schedule) and 0 <= when <= max_when:
+            return unique, when, None  # the common case, kept cheap
         key = unique
-    return key, pack_extra(u=real_unique, r=job.reducer or None, s=job.schedule or None)
+    big_when = None
+    if not 0 <= when <= max_when:
+        big_when = b"%d" % when
+        when = max_when if when > 0 else 0
+    return key, when, pack_extra(u=real_unique, r=job.reducer or None, s=job.schedule or None, w=big_when)
 
 
 class Names(dict):
@@ -100,7 +111,7 @@ def job_from_row(unique: bytes, function: bytes, priority: int | None, data: byt
         return StoredJob(function, unique, data or b"", priority if priority in (0, 1, 2) else 1, when or 0)
     fields = unpack_extra(extra)
     job = StoredJob(function=function, unique=unique, data=data or b"",
-                    priority=priority if priority in (0, 1, 2) else 1, when=when or 0,
+                    priority=priority if priority in (0, 1, 2) else 1, when=int(fields.get("w", when or 0)),
                     reducer=fields.get("r", b""), schedule=fields.get("s", b""))
     if "u" in fields:
         job.store_key = unique

@@ -28,7 +28,7 @@ from asyncmy.cursors import SSCursor
 from asyncmy.errors import InterfaceError, InternalError, OperationalError
 
 from .base import StoredJob, StoreError
-from .common import ConnectedStore, Names, is_text, job_from_row, last_wins, sql_key_and_extra
+from .common import INT32_MAX, ConnectedStore, Names, is_text, job_from_row, last_wins, sql_row
 
 DEFAULT_TABLE = "gearman_queue"
 #: MySQL/MariaDB error numbers that mean the connection is gone
@@ -111,8 +111,8 @@ class MySQLStore(ConnectedStore):
         for job in jobs:
             if not self._binary_keys and not is_text(job.function):
                 raise StoreError("mysql: function names must be UTF-8 without NUL in a VARCHAR queue table")
-            key, extra = sql_key_and_extra(job, unique_ok)
-            rows.append((key, job.function, job.priority, job.data, job.when, extra))
+            key, when, extra = sql_row(job, unique_ok, INT32_MAX)
+            rows.append((key, job.function, job.priority, job.data, when, extra))
         rows = list(last_wins(rows, lambda r: (r[0], r[1])))  # type: ignore[arg-type]
 
         async def op(conn: Any) -> None:

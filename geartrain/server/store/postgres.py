@@ -25,7 +25,7 @@ from typing import Any
 import asyncpg
 
 from .base import StoredJob, StoreError
-from .common import ConnectedStore, Names, is_text, job_from_row, last_wins, sql_key_and_extra
+from .common import INT32_MAX, ConnectedStore, Names, is_text, job_from_row, last_wins, sql_row
 
 DEFAULT_TABLE = "queue"
 _COLUMNS = ("unique_key", "function_name", "priority", "data", "when_to_run", "geartrain_extra")
@@ -143,17 +143,17 @@ class PostgresStore(ConnectedStore):
         for job in jobs:
             if not is_text(job.function):
                 raise StoreError("postgres: function names must be UTF-8 without NUL in gearmand's table")
-            key, extra = sql_key_and_extra(job, is_text)
-            rows.append((key, job, extra))
+            key, when, extra = sql_row(job, is_text, INT32_MAX)
+            rows.append((key, job, when, extra))
             seen.add((key, job.function))
         if len(seen) != len(rows):
             rows = list(last_wins(rows, lambda r: (r[0], r[1].function)))  # type: ignore[arg-type]
-        for key, job, extra in rows:
+        for key, job, when, extra in rows:
             uniques.append(key.decode())
             functions.append(job.function.decode())
             priorities.append(job.priority)
             datas.append(job.data)
-            whens.append(job.when)
+            whens.append(when)
             extras.append(extra)
 
         async def op(conn: asyncpg.Connection) -> None:

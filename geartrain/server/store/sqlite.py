@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .base import StoredJob
-from .common import ConnectedStore, Names, job_from_row, last_wins, sql_key_and_extra
+from .common import ConnectedStore, Names, job_from_row, last_wins, sql_row
 
 T = TypeVar("T")
 
@@ -111,8 +111,8 @@ class SQLiteStore(ConnectedStore):
             return
         rows = []
         for job in jobs:
-            key, extra = sql_key_and_extra(job)
-            rows.append((key, job.function, job.priority, job.data, job.when, extra))
+            key, when, extra = sql_row(job)
+            rows.append((key, job.function, job.priority, job.data, when, extra))
         rows = last_wins(rows, lambda r: (r[0], r[1]))  # type: ignore[arg-type,assignment]
         await self._call("add", lambda conn: self._in_thread(self._write, conn, self._insert, rows))
 

@@ -43,6 +43,7 @@ def test_add_replay_done_round_trip(backend: Backend):
         StoredJob(b"with-dash", b"u-1", b"\x00binary\xff", 0),
         StoredJob(b"f", b"\xffnot utf8", b"", 2),
         StoredJob(b"epoch", b"e1", b"later", 1, when=2_000_000_000),
+        StoredJob(b"epoch", b"e2", b"after 2038", 1, when=5_000_000_000),
         StoredJob(b"reduce", b"r1", b"map me", 1, reducer=b"reducer-fn"),
         StoredJob(b"sched", b"s1", b"cron", 0, schedule=b"*/5 * * * *"),
     ]
