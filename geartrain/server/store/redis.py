@@ -39,8 +39,12 @@ _PRIORITY = {0: b"0", 1: b"1", 2: b"2"}
 _ADD_SCRIPT = b"""
 local n = tonumber(ARGV[1])
 local i = 2
+local sides = redis.call('EXISTS', KEYS[1]) == 1
 for _ = 1, n do
   redis.call('HSET', ARGV[i], 'data', ARGV[i + 1], 'priority', ARGV[i + 2])
+  if sides then
+    redis.call('HDEL', KEYS[1], ARGV[i])  -- a replaced job does not keep an old side record
+  end
   i = i + 3
 end
 while i < #ARGV do
@@ -197,8 +201,8 @@ class RedisStore(ConnectedStore):
     async def done(self, keys: Sequence[tuple[bytes, bytes]]) -> None:
         if not keys:
             return
-        # The side record is deleted with the job whether or not it had one (HDEL of a missing
-        # field is a no-op), so a key reused later never inherits a stale record.
+        # The side record goes with the job whether or not it had one (HDEL of a missing field is
+        # a no-op).
         names = [self.job_key(function, unique) for unique, function in keys]
         commands = [(b"DEL", *names), (b"HDEL", self.extra_key, *names)]
         await self._call("done", lambda conn: _multi(conn, commands))

@@ -316,3 +316,18 @@ def test_unreachable_server_fails_fast_at_open(tmp_path):
             await store.close()
 
         run(go())
+
+
+def test_replaced_job_does_not_keep_an_old_extra_record(backend: Backend):
+    async def go():
+        store = backend.store()
+        await store.open()
+        try:
+            await store.add([StoredJob(b"f", b"k", b"first", 1, when=1234, reducer=b"r")])
+            await store.add([StoredJob(b"f", b"k", b"second", 1)])
+            (job,) = await store.replay()
+            assert (job.data, job.when, job.reducer) == (b"second", 0, b"")
+        finally:
+            await store.close()
+
+    run(go())
