@@ -27,12 +27,9 @@ import pytest
 from geartrain.protocol import T
 from tests.conftest import start_geartrain
 
-from .wire import Wire, connect, status_table, wait_for
+from .wire import Wire, connect, noops, status_table, wait_for
 
 pytestmark = pytest.mark.interop
-
-NOOP = b"\0RES" + (T.NOOP).to_bytes(4, "big") + bytes(4)
-
 
 def sync(w: Wire) -> None:
     """Every packet sent on W so far has been handled by the server."""
@@ -183,8 +180,8 @@ def test_one_sleeper_woken_per_job_by_default(geartrain):
             sync(w)
         with connect(geartrain) as c:
             c.submit(T.SUBMIT_JOB_BG, b"f", b"", b"x")
-            got = [w.quiet(0.3) for w in workers]
-        assert sorted(got) == [b"", b"", NOOP]  # gearmand: all three
+            got = noops(workers, 1)
+        assert sorted(got) == [0, 0, 1]  # gearmand: all three
     finally:
         for w in workers:
             w.close()

@@ -6,7 +6,7 @@ import pytest
 
 from geartrain.protocol import T
 
-from .wire import Wire, connect
+from .wire import Wire, connect, noops
 
 pytestmark = pytest.mark.interop
 
@@ -21,23 +21,18 @@ def sleepers(server, n: int) -> list[Wire]:
     return workers
 
 
-def noop_count(workers: list[Wire]) -> list[bytes]:
-    return [w.quiet(0.3) for w in workers]
-
-
 def test_wakeup_one_wakes_one_sleeper_per_job(start_any):
     server = start_any("--worker-wakeup", "1")
     workers = sleepers(server, 3)
     with connect(server) as c:
         c.submit(T.SUBMIT_JOB_BG, b"f", b"", b"one")
-        got = noop_count(workers)
-        noop = b"\0RES" + (T.NOOP).to_bytes(4, "big") + bytes(4)
-        assert sorted(got) == [b"", b"", noop], got
+        got = noops(workers, 1)
+        assert sorted(got) == [0, 0, 1], got
         # the woken worker takes the job; the others stay asleep and are not woken again for it
-        woken = workers[got.index(noop)]
+        woken = workers[got.index(1)]
         woken.send(T.GRAB_JOB)
         assert woken.expect(T.JOB_ASSIGN)[2] == b"one"
-        assert noop_count(workers) == [b"", b"", b""]
+        assert noops(workers, 0, timeout=0) == [0, 0, 0]
     for w in workers:
         w.close()
 
@@ -48,7 +43,6 @@ def test_wakeup_zero_wakes_every_sleeper_once(start_any):
     with connect(server) as c:
         c.submit(T.SUBMIT_JOB_BG, b"f", b"", b"one")
         c.submit(T.SUBMIT_JOB_BG, b"f", b"", b"two")
-        noop = b"\0RES" + (T.NOOP).to_bytes(4, "big") + bytes(4)
-        assert noop_count(workers) == [noop, noop, noop]  # one NOOP per sleep, not one per job
+        assert noops(workers, 3) == [1, 1, 1]  # one NOOP per sleep, not one per job
     for w in workers:
         w.close()

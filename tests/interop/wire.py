@@ -182,6 +182,19 @@ def connect(server: object, timeout: float = REPLY_TIMEOUT) -> Wire:
     return Wire(server.host, server.port, timeout)  # type: ignore[attr-defined]
 
 
+def noops(workers: list[Wire], expect: int, timeout: float = 5.0, settle: float = 0.3) -> list[int]:
+    """NOOPs received per worker: wait until EXPECT have come in all (or TIMEOUT), then SETTLE more."""
+    noop = b"\0RES" + int(T.NOOP).to_bytes(4, "big") + bytes(4)
+    got = [b""] * len(workers)
+    deadline = time.monotonic() + timeout
+    while sum(g.count(noop) for g in got) < expect and time.monotonic() < deadline:
+        got = [g + w.quiet(0.02) for g, w in zip(got, workers, strict=True)]
+    got = [g + w.quiet(settle) for g, w in zip(got, workers, strict=True)]
+    for g in got:
+        assert g.replace(noop, b"") == b"", f"not only NOOPs: {g!r}"
+    return [g.count(noop) for g in got]
+
+
 def status_table(wire: Wire) -> dict[bytes, tuple[int, int, int]]:
     """The admin ``status`` listing as {function: (total, running, workers)}."""
     out = {}
