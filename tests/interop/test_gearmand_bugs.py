@@ -67,7 +67,7 @@ def test_an_epoch_job_wakes_a_sleeping_worker_when_its_time_comes(geartrain):
     with connect(geartrain) as c, connect(geartrain) as w:
         w.send(T.CAN_DO, b"later")
         w.send(T.PRE_SLEEP)
-        when = int(time.time()) + 2
+        when = int(time.time()) + 3
         c.send(T.SUBMIT_JOB_EPOCH, b"later", b"", str(when).encode(), b"on time")
         (handle,) = c.expect(T.JOB_CREATED)
         assert w.quiet(0.5) == b""  # not yet (gearmand 1.1.20: a NOOP now, and none at the time)
