@@ -90,6 +90,15 @@ class Admin:
 
 
 @dataclass(frozen=True)
+class ReadText:
+    """Read a text reply to an admin line sent by an earlier Raw step (CMD says how to normalise it)."""
+
+    conn: str
+    cmd: bytes
+    listing: bool = False
+
+
+@dataclass(frozen=True)
 class Quiet:
     """Record whatever arrives on CONN within WAIT seconds (normally nothing)."""
 
@@ -104,7 +113,7 @@ class Sleep:
     seconds: float
 
 
-Step = Open | Close | Send | Raw | Recv | Admin | Quiet | Sleep
+Step = Open | Close | Send | Raw | Recv | Admin | ReadText | Quiet | Sleep
 
 
 @dataclass
@@ -224,6 +233,11 @@ def _play(i: int, step: Step, conns: dict[str, Wire], tr: Transcript, host: str,
         w.send_raw(line + step.eol)
         lines = w.listing() if step.listing else [w.line()]
         for ln in _norm_admin(line, lines, tr):
+            tr.lines.append(f"#{i} {step.conn} <- text {ln!r}")
+    elif isinstance(step, ReadText):
+        w = conns[step.conn]
+        lines = w.listing() if step.listing else [w.line()]
+        for ln in _norm_admin(step.cmd, lines, tr):
             tr.lines.append(f"#{i} {step.conn} <- text {ln!r}")
     elif isinstance(step, Quiet):
         got = conns[step.conn].quiet(step.wait)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import time
 
-from geartrain.protocol import T
+from geartrain.protocol import T, pack_req
 
-from .differential import Admin, Close, Open, Quiet, Raw, Recv, Send, Session
+from .differential import Admin, Close, Open, Quiet, Raw, ReadText, Recv, Send, Session, Sleep
 
 H1, H2, H3, H4, H5, H6 = (b"<H%d>" % i for i in range(1, 7))
 
@@ -29,6 +29,15 @@ def _res_packet(ptype: int, payload: bytes = b"") -> bytes:
 
 def _req_packet(ptype: int, payload: bytes = b"") -> bytes:
     return b"\0REQ" + ptype.to_bytes(4, "big") + len(payload).to_bytes(4, "big") + payload
+
+
+def _split(conn: str, data: bytes, *cuts: int) -> list:
+    """Send DATA in pieces cut at the given offsets, with a pause between them."""
+    bounds = [0, *cuts, len(data)]
+    out: list = []
+    for a, b in zip(bounds, bounds[1:], strict=False):
+        out += [Raw(conn, data[a:b]), Sleep(0.05)]
+    return out
 
 
 def sessions() -> list[Session]:
@@ -464,6 +473,25 @@ def sessions() -> list[Session]:
             Open("c"), Open("a"),
             Send("c", T.SUBMIT_JOB_BG, b"", b"", b"x"), Recv("c", T.JOB_CREATED),
             Admin("a", b"status", listing=True),
+        ]),
+        Session("framing", [
+            Open("c"), Open("w"),
+            # fifty submissions in one write, fifty replies in order
+            Raw("c", b"".join(pack_req(T.SUBMIT_JOB_BG, b"f", b"", b"%d" % i) for i in range(50))),
+            Recv("c", *[T.JOB_CREATED] * 50),
+            Send("w", T.CAN_DO, b"f"),
+            Raw("w", pack_req(T.GRAB_JOB) * 51),
+            Recv("w", *[T.JOB_ASSIGN] * 50, T.NO_JOB),
+            # one packet cut inside its header and inside its payload
+            *_split("c", pack_req(T.ECHO_REQ, b"cut into pieces"), 3, 10, 20),
+            Recv("c", T.ECHO_RES),
+            # an admin line cut in two, then a binary packet and a line in one write
+            *_split("c", b"status\r\n", 3),
+            ReadText("c", b"status", listing=True),
+            Raw("c", pack_req(T.ECHO_REQ, b"then text") + b"show unique jobs\r\n" + pack_req(T.ECHO_REQ, b"end")),
+            Recv("c", T.ECHO_RES),
+            ReadText("c", b"show unique jobs", listing=True),
+            Recv("c", T.ECHO_RES),
         ]),
         Session("big_payload", [
             Open("c"), Open("w"),
