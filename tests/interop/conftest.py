@@ -42,9 +42,6 @@ class Background:
                                      stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})}, cwd=cwd,
                                      start_new_session=True)
 
-    def alive(self) -> bool:
-        return self.proc.poll() is None
-
     def stop(self, timeout: float = 5.0) -> tuple[bytes, bytes]:
         """Kill the process (and its process group: gearman -w forks children); return its output."""
         if self.proc.poll() is None:

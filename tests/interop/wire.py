@@ -91,9 +91,6 @@ class Wire:
                     return events[0]
             self._fill(deadline)
 
-    def packets(self, n: int, timeout: float | None = None) -> list[Packet]:
-        return [self.packet(timeout) for _ in range(n)]
-
     def expect(self, ptype: int, timeout: float | None = None) -> tuple[bytes, ...]:
         """Read one packet, which must be of type PTYPE; return its arguments."""
         got, args = self.packet(timeout)
@@ -136,22 +133,6 @@ class Wire:
             self._buf += chunk
         out, self._buf = self._buf, b""
         return out
-
-    def closed_by_peer(self, timeout: float | None = None) -> bool:
-        """True when the server closes this connection (EOF) within TIMEOUT."""
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
-        while time.monotonic() < deadline:
-            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
-            try:
-                chunk = self.sock.recv(65536)
-            except TimeoutError:
-                return False
-            except ConnectionResetError:
-                return True
-            if not chunk:
-                return True
-            self._buf += chunk
-        return False
 
     # -- conveniences -----------------------------------------------------------------------------
     def admin(self, line: bytes | str) -> list[bytes]:
