@@ -1,0 +1,135 @@
+"""Random sequences of packets, disconnects, cancels and timer ticks: the state never raises and its counters,
+queues and indexes always agree with its jobs."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from geartrain.protocol.packets import T
+from geartrain.server.jobs import DELAYED, PENDING, QUEUED, RUNNING
+
+from .helpers import Harness
+
+FUNCS = [b"a", b"b"]
+SUBMITS = [T.SUBMIT_JOB, T.SUBMIT_JOB_BG, T.SUBMIT_JOB_HIGH, T.SUBMIT_JOB_HIGH_BG, T.SUBMIT_JOB_LOW,
+           T.SUBMIT_JOB_LOW_BG]
+GRABS = [T.GRAB_JOB, T.GRAB_JOB_UNIQ, T.GRAB_JOB_ALL]
+
+op = st.one_of(
+    st.tuples(st.just("submit"), st.integers(0, 2), st.sampled_from(SUBMITS), st.sampled_from(FUNCS),
+              st.sampled_from([b"", b"u1", b"u2", b"-"]), st.sampled_from([b"", b"x", b"y"])),
+    st.tuples(st.just("epoch"), st.integers(0, 2), st.sampled_from(FUNCS), st.integers(0, 30)),
+    st.tuples(st.just("can_do"), st.integers(0, 2), st.sampled_from(FUNCS), st.integers(0, 5)),
+    st.tuples(st.just("cant_do"), st.integers(0, 2), st.sampled_from(FUNCS)),
+    st.tuples(st.just("reset"), st.integers(0, 2)),
+    st.tuples(st.just("grab"), st.integers(0, 2), st.sampled_from(GRABS)),
+    st.tuples(st.just("sleep"), st.integers(0, 2)),
+    st.tuples(st.just("result"), st.integers(0, 2),
+              st.sampled_from([T.WORK_COMPLETE, T.WORK_FAIL, T.WORK_EXCEPTION, T.WORK_DATA, T.WORK_STATUS])),
+    st.tuples(st.just("disconnect"), st.integers(0, 2)),
+    st.tuples(st.just("cancel"), st.integers(0, 40)),
+    st.tuples(st.just("tick"), st.integers(0, 20)),
+    st.tuples(st.just("status"), st.integers(0, 40)),
+)
+
+
+def check(h: Harness) -> None:
+    state = h.state
+    by_fp: Counter = Counter()
+    running: Counter = Counter()
+    delayed: Counter = Counter()
+    for handle, job in state.jobs.items():
+        assert job.handle == handle
+        f = job.function
+        assert state.functions.get(f.name) is f
+        if job.state == QUEUED:
+            by_fp[f.name, job.priority] += 1
+        elif job.state == RUNNING:
+            running[f.name] += 1
+            assert job.worker is not None and job.worker.jobs.get(handle) is job
+        elif job.state in (DELAYED, PENDING):
+            delayed[f.name, job.priority] += 1
+        else:
+            raise AssertionError(f"finished job still indexed: {job}")
+        if job.key is not None:
+            assert state.uniques.get(job.key) is job
+        for client in job.clients:
+            assert job in client.client_jobs and not client.closed
+    for name, f in state.functions.items():
+        assert f.running == running[name]
+        for p in range(3):
+            assert f.queued[p] == by_fp[name, p]
+            assert f.delayed[p] == delayed[name, p]
+            assert sum(1 for job in f.queues[p] if job.state == QUEUED) == f.queued[p]
+            if f.queued[p]:
+                assert f in state.ready[p]
+        assert f.workers == sum(peer.abilities.count(f) for peer in state.peers.values())
+        for sleeper in f.sleepers:
+            assert sleeper.sleeping and not sleeper.noop_sent and f in sleeper.timeouts
+    for job in state.uniques.values():
+        assert state.jobs.get(job.handle) is job
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(op, min_size=20, max_size=80), st.integers(0, 3), st.integers(0, 2))
+def test_random_sessions_keep_the_state_consistent(ops, retries, wakeup):
+    h = Harness(job_retries=retries, worker_wakeup=wakeup)
+    peers = [h.peer() for _ in range(3)]
+    created: list[bytes] = []
+
+    def peer(i: int):
+        if peers[i].closed:
+            peers[i] = h.peer()
+        return peers[i]
+
+    for step in ops:
+        kind = step[0]
+        if kind == "submit":
+            _, i, ptype, name, unique, data = step
+            h.send(peer(i), ptype, name, unique, data)
+        elif kind == "epoch":
+            _, i, name, ahead = step
+            h.send(peer(i), T.SUBMIT_JOB_EPOCH, name, b"", str(int(h.state.now) + ahead).encode(), b"e")
+        elif kind == "can_do":
+            _, i, name, timeout = step
+            if timeout:
+                h.send(peer(i), T.CAN_DO_TIMEOUT, name, str(timeout).encode())
+            else:
+                h.send(peer(i), T.CAN_DO, name)
+        elif kind == "cant_do":
+            h.send(peer(step[1]), T.CANT_DO, step[2])
+        elif kind == "reset":
+            h.send(peer(step[1]), T.RESET_ABILITIES)
+        elif kind == "grab":
+            able = [q for q in peers if q.funcs and not q.closed]
+            h.send(able[step[1] % len(able)] if able else peer(step[1]), step[2])  # mostly a registered worker
+        elif kind == "sleep":
+            h.send(peer(step[1]), T.PRE_SLEEP)
+        elif kind == "result":
+            _, i, ptype = step
+            busy = [q for q in peers if q.jobs and not q.closed]
+            p = busy[i % len(busy)] if busy else peer(i)  # mostly a worker that holds a job
+            handles = list(p.jobs) or created[-1:] or [b"H:test:1"]
+            handle = handles[0]
+            if ptype == T.WORK_FAIL:
+                h.send(p, ptype, handle)
+            elif ptype == T.WORK_STATUS:
+                h.send(p, ptype, handle, b"1", b"2")
+            else:
+                h.send(p, ptype, handle, b"r")
+        elif kind == "disconnect":
+            h.state.disconnect(peer(step[1]))
+        elif kind == "cancel":
+            h.state.cancel(b"H:test:%d" % step[1])
+        elif kind == "tick":
+            h.tick(step[1])
+        elif kind == "status":
+            h.send(peer(0), T.GET_STATUS, b"H:test:%d" % step[1])
+        for p in peers:
+            if not p.closed:
+                h.raw(p)
+        created = list(h.state.jobs)
+        check(h)
