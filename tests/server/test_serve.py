@@ -376,3 +376,32 @@ def test_sighup_reopens_log(tmp_path: Path):
         assert s.log.exists() and "reopened" in s.log.read_text()
     finally:
         s.stop()
+
+
+def test_client_that_never_reads_is_closed_not_buffered_forever(tmp_path: Path):
+    s = start_geartrain(tmp_path, "--max-output-buffer", "1M")
+    try:
+        client = socket.socket()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.connect((s.host, s.port))
+        client.sendall(pack_req(T.SUBMIT_JOB, b"flood", b"", b""))
+        time.sleep(0.2)
+        worker = Conn(s)
+        worker.send(T.CAN_DO, b"flood").send(T.GRAB_JOB)
+        name, args = worker.one()
+        assert name == "JOB_ASSIGN"
+        chunk = pack_req(T.WORK_DATA, args[0], b"z" * 65536)
+        for _ in range(64):  # 4 MiB of WORK_DATA for a client that reads nothing
+            worker.raw(chunk)
+        worker.send(T.ECHO_REQ, b"worker fine")
+        assert worker.one(timeout=10) == ("ECHO_RES", (b"worker fine",))
+        deadline = time.monotonic() + 10
+        while "does not read" not in s.log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "does not read" in s.log.read_text()
+        worker.send(T.WORK_COMPLETE, args[0], b"")
+        worker.send(T.ECHO_REQ, b"still fine")
+        assert worker.one() == ("ECHO_RES", (b"still fine",))
+        client.close()
+    finally:
+        s.stop()
