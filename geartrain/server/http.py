@@ -36,9 +36,7 @@ import h11
 from .. import __version__
 from ..protocol.codec import Parser
 from ..protocol.packets import HIGH, LOW, MAX_UNIQUE_SIZE, NORMAL, RES, ErrorCode, T
-from . import api
-from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from .metrics import make_registry, render
+from . import api, metrics
 
 if TYPE_CHECKING:
     from .app import Server
@@ -90,7 +88,7 @@ class HttpListener:
         self.bytes_out = 0
         self.responses: dict[int, int] = {}
         self.connections: set[HttpConnection] = set()
-        self.registry = make_registry(server)
+        self.registry = metrics.make_registry()
         self.static = Static()
         self.listener: asyncio.AbstractServer | None = None
         self.sockets: list[Any] = []
@@ -342,7 +340,10 @@ class HttpConnection(asyncio.Protocol):
     def _get(self, rest: bytes, query: bytes) -> None:
         listener = self.listener
         if rest == b"metrics":
-            self.respond(200, render(listener.registry), METRICS_CONTENT_TYPE.encode())
+            # copy the numbers now; format them in a thread (a big scrape must not hold up the loop)
+            snap = metrics.Snapshot(self.server)
+            future = asyncio.get_running_loop().run_in_executor(None, metrics.render, snap, listener.registry)
+            future.add_done_callback(self._metrics_rendered)
             return
         if rest in (b"", b"dashboard", b"dashboard/"):
             rest = b"dashboard/index.html"
@@ -377,6 +378,16 @@ class HttpConnection(asyncio.Protocol):
             self.json(api.job(server, unquote_to_bytes(route[1])))
         else:
             self.error(404, f"no API endpoint /{rest.decode(errors='replace')} (see /openapi.json)")
+
+    def _metrics_rendered(self, future: asyncio.Future) -> None:
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is not None:
+            log.error("rendering /metrics failed: %r", exc)
+            self.error(500, "internal error (logged)")
+        else:
+            self.respond(200, future.result(), metrics.CONTENT_TYPE.encode())
 
     def _delete(self, rest: bytes) -> None:
         parts = rest.split(b"/")

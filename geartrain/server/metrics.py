@@ -1,8 +1,9 @@
 """Prometheus metrics of a running server, read from its State when scraped.
 
 The job logic only bumps plain integers (Function.submitted, .completed, ..., the queue-wait and
-run-time histogram slots) and the connection layer counts bytes; this Collector turns them into
-metric families on each scrape, so serving jobs never touches prometheus_client.
+run-time histogram slots) and the connection layer counts bytes. A scrape copies those numbers
+on the event loop (``Snapshot``, cheap), then builds the metric families and formats the text in
+a thread (``render``), so neither serving jobs nor a large scrape holds up the loop for long.
 
 Per function (label ``function``): the gauges gearman exporters publish from the admin ``status``
 command (jobs, running, waiting, workers), jobs queued per priority, counters of submitted,
@@ -27,7 +28,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
-from .jobs import TIME_BUCKETS, Function
+from .jobs import TIME_BUCKETS
 
 if TYPE_CHECKING:
     from .app import Server
@@ -50,119 +51,157 @@ def _histogram(counts: list[int], total: float) -> tuple[list[tuple[str, float]]
     return cumulative, total
 
 
-class ServerCollector(Collector):
-    """Reads one Server's state on every scrape."""
+class Snapshot:
+    """The numbers of one scrape, copied from the state on the event loop (about a microsecond per
+    function), so the slow part (building families, formatting text) can run in a thread."""
+
+    __slots__ = ("functions", "connections", "accepted", "workers", "jobs", "dropped", "bytes", "responses",
+                 "started", "queue")
 
     def __init__(self, server: Server) -> None:
-        self.server = server
+        state = server.state
+        self.functions = [
+            (label(f.name), f.total, f.running, f.workers, tuple(f.queued), f.submitted, f.completed, f.failed,
+             f.exceptions, f.retried, f.timeouts, list(f.wait_hist), f.wait_sum, list(f.run_hist), f.run_sum)
+            for f in sorted(state.functions.values(), key=lambda f: f.name)
+        ]
+        self.connections = len(state.peers)
+        self.accepted = state.next_peer_id
+        self.workers = sum(1 for p in state.peers.values() if p.funcs)
+        self.jobs = len(state.jobs)
+        self.dropped = state.dropped
+        http = server.http
+        self.bytes = [("gearman", server.bytes_in, server.bytes_out)]
+        self.responses: dict[int, int] | None = None
+        if http is not None:
+            self.bytes.append(("http", http.bytes_in, http.bytes_out))
+            self.responses = dict(http.responses)
+        self.started = server.started
+        self.queue = server.store.name
+
+
+class SnapshotCollector(Collector):
+    """Metric families of one Snapshot."""
+
+    def __init__(self, snap: Snapshot) -> None:
+        self.snap = snap
 
     def collect(self) -> Iterator[Metric]:
-        server = self.server
-        state = server.state
-        funcs: list[Function] = sorted(state.functions.values(), key=lambda f: f.name)
-        labels = [label(f.name) for f in funcs]
+        snap = self.snap
+        funcs = snap.functions
 
-        def gauge(name: str, doc: str, value_of) -> GaugeMetricFamily:  # noqa: ANN001
-            g = GaugeMetricFamily(name, doc, labels=["function"])
-            for lab, f in zip(labels, funcs, strict=True):
-                g.add_metric([lab], value_of(f))
-            return g
-
-        def counter(name: str, doc: str, value_of) -> CounterMetricFamily:  # noqa: ANN001
-            c = CounterMetricFamily(name, doc, labels=["function"])
-            for lab, f in zip(labels, funcs, strict=True):
-                c.add_metric([lab], value_of(f))
-            return c
+        def per_function(family: type, name: str, doc: str, index: int) -> Metric:
+            m = family(name, doc, labels=["function"])
+            for row in funcs:
+                m.add_metric([row[0]], row[index])
+            return m
 
         # what gearman exporters publish from `status`
-        yield gauge("geartrain_function_jobs", "Jobs of the function in the server (queued, delayed or running), "
-                    "as the admin status command's second column", lambda f: f.total)
-        yield gauge("geartrain_function_jobs_running", "Jobs of the function a worker is running",
-                    lambda f: f.running)
-        yield gauge("geartrain_function_jobs_waiting", "Jobs of the function not running yet (queued or delayed)",
-                    lambda f: f.total - f.running)
-        yield gauge("geartrain_function_workers", "Worker registrations (CAN_DO) for the function",
-                    lambda f: f.workers)
+        yield per_function(GaugeMetricFamily, "geartrain_function_jobs", "Jobs of the function in the server (queued, "
+                           "delayed or running), as the admin status command's second column", 1)
+        yield per_function(GaugeMetricFamily, "geartrain_function_jobs_running", "Jobs of the function a worker is "
+                           "running", 2)
+        waiting = GaugeMetricFamily("geartrain_function_jobs_waiting",
+                                    "Jobs of the function not running yet (queued or delayed)", labels=["function"])
+        for row in funcs:
+            waiting.add_metric([row[0]], row[1] - row[2])
+        yield waiting
+        yield per_function(GaugeMetricFamily, "geartrain_function_workers", "Worker registrations (CAN_DO) for the "
+                           "function", 3)
         queued = GaugeMetricFamily("geartrain_function_jobs_queued", "Runnable jobs of the function per priority",
                                    labels=["function", "priority"])
-        for lab, f in zip(labels, funcs, strict=True):
-            for i, prio in enumerate(("high", "normal", "low")):
-                queued.add_metric([lab, prio], f.queued[i])
+        for row in funcs:
+            for prio, n in zip(("high", "normal", "low"), row[4], strict=True):
+                queued.add_metric([row[0], prio], n)
         yield queued
         # what they cannot have
-        yield counter("geartrain_function_jobs_submitted", "Jobs submitted (new jobs, not joined duplicates)",
-                      lambda f: f.submitted)
-        yield counter("geartrain_function_jobs_completed", "Jobs that ended with WORK_COMPLETE",
-                      lambda f: f.completed)
-        yield counter("geartrain_function_jobs_failed", "Jobs that ended failed (WORK_FAIL, cancelled, "
-                      "too many retries or timed out)", lambda f: f.failed)
-        yield counter("geartrain_function_jobs_exceptions", "Jobs that ended with WORK_EXCEPTION",
-                      lambda f: f.exceptions)
-        yield counter("geartrain_function_jobs_retried", "Jobs requeued after their worker died or timed out",
-                      lambda f: f.retried)
-        yield counter("geartrain_function_jobs_timeouts", "Runs taken back after CAN_DO_TIMEOUT",
-                      lambda f: f.timeouts)
+        yield per_function(CounterMetricFamily, "geartrain_function_jobs_submitted",
+                           "Jobs submitted (new jobs, not joined duplicates)", 5)
+        yield per_function(CounterMetricFamily, "geartrain_function_jobs_completed", "Jobs that ended with "
+                           "WORK_COMPLETE", 6)
+        yield per_function(CounterMetricFamily, "geartrain_function_jobs_failed", "Jobs that ended failed (WORK_FAIL, "
+                           "cancelled, too many retries or timed out)", 7)
+        yield per_function(CounterMetricFamily, "geartrain_function_jobs_exceptions", "Jobs that ended with "
+                           "WORK_EXCEPTION", 8)
+        yield per_function(CounterMetricFamily, "geartrain_function_jobs_retried", "Jobs requeued after their worker "
+                           "died or timed out", 9)
+        yield per_function(CounterMetricFamily, "geartrain_function_jobs_timeouts", "Runs taken back after "
+                           "CAN_DO_TIMEOUT", 10)
+        # a function's histograms appear with its first observation (idle functions cost no series)
         wait = HistogramMetricFamily("geartrain_function_queue_wait_seconds",
                                      "Time from a job becoming runnable to a worker taking it", labels=["function"])
         run = HistogramMetricFamily("geartrain_function_run_seconds",
                                     "Time from a worker taking a job to its result (complete, fail or exception)",
                                     labels=["function"])
-        for lab, f in zip(labels, funcs, strict=True):
-            buckets, total = _histogram(f.wait_hist, f.wait_sum)
-            wait.add_metric([lab], buckets, total)
-            buckets, total = _histogram(f.run_hist, f.run_sum)
-            run.add_metric([lab], buckets, total)
+        for row in funcs:
+            if any(row[11]):
+                wait.add_metric([row[0]], *_histogram(row[11], row[12]))
+            if any(row[13]):
+                run.add_metric([row[0]], *_histogram(row[13], row[14]))
         yield wait
         yield run
 
         # server-wide
         yield GaugeMetricFamily("geartrain_connections", "Open connections (Gearman protocol and HTTP submitters)",
-                                value=len(state.peers))
+                                value=snap.connections)
         yield CounterMetricFamily("geartrain_connections_accepted", "Connections accepted since start",
-                                  value=state.next_peer_id)
+                                  value=snap.accepted)
         yield GaugeMetricFamily("geartrain_workers", "Connections with at least one registered function",
-                                value=sum(1 for p in state.peers.values() if p.funcs))
-        yield GaugeMetricFamily("geartrain_jobs", "Jobs in the server", value=len(state.jobs))
+                                value=snap.workers)
+        yield GaugeMetricFamily("geartrain_jobs", "Jobs in the server", value=snap.jobs)
         yield CounterMetricFamily("geartrain_jobs_dropped", "Foreground jobs dropped because every client left",
-                                  value=state.dropped)
+                                  value=snap.dropped)
         received = CounterMetricFamily("geartrain_received_bytes", "Bytes received", labels=["listener"])
         sent = CounterMetricFamily("geartrain_sent_bytes", "Bytes sent", labels=["listener"])
-        received.add_metric(["gearman"], server.bytes_in)
-        sent.add_metric(["gearman"], server.bytes_out)
-        http = server.http
-        if http is not None:
-            received.add_metric(["http"], http.bytes_in)
-            sent.add_metric(["http"], http.bytes_out)
+        for listener, n_in, n_out in snap.bytes:
+            received.add_metric([listener], n_in)
+            sent.add_metric([listener], n_out)
         yield received
         yield sent
-        if http is not None:
+        if snap.responses is not None:
             requests = CounterMetricFamily("geartrain_http_requests", "HTTP requests answered, by status code",
                                            labels=["code"])
-            for code in sorted(http.responses):
-                requests.add_metric([str(code)], http.responses[code])
+            for code in sorted(snap.responses):
+                requests.add_metric([str(code)], snap.responses[code])
             yield requests
         yield GaugeMetricFamily("geartrain_start_time_seconds", "When the server started (Unix time)",
-                                value=server.started)
+                                value=snap.started)
         from .. import __version__
 
         info = InfoMetricFamily("geartrain", "The server's version and queue")
-        info.add_metric([], {"version": __version__, "queue": server.store.name})
+        info.add_metric([], {"version": __version__, "queue": snap.queue})
         yield info
 
 
-def make_registry(server: Server) -> CollectorRegistry:
-    """A registry of its own per server (tests run several servers in one process)."""
+class _Scrape:
+    """What generate_latest reads: the snapshot's families, then the process collectors'."""
+
+    def __init__(self, snap: Snapshot, base: CollectorRegistry) -> None:
+        self.snap = snap
+        self.base = base
+
+    def collect(self) -> Iterator[Metric]:
+        yield from SnapshotCollector(self.snap).collect()
+        yield from self.base.collect()
+
+
+def make_registry() -> CollectorRegistry:
+    """The process-wide collectors (CPU, memory, file descriptors, GC, Python version)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(ServerCollector(server))
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)
     GCCollector(registry=registry)
     return registry
 
 
-def render(registry: CollectorRegistry) -> bytes:
-    """The text exposition format of every metric in REGISTRY."""
-    return generate_latest(registry)
+def render(snap: Snapshot, base: CollectorRegistry) -> bytes:
+    """The text exposition of a snapshot and BASE's collectors; safe to run in a thread."""
+    return generate_latest(_Scrape(snap, base))  # type: ignore[arg-type]
 
 
-__all__ = ["CONTENT_TYPE", "ServerCollector", "make_registry", "render", "label"]
+def scrape(server: Server, base: CollectorRegistry | None = None) -> bytes:
+    """Snapshot and render in one call (tests, and callers already off the hot path)."""
+    return render(Snapshot(server), base if base is not None else make_registry())
+
+
+__all__ = ["CONTENT_TYPE", "Snapshot", "SnapshotCollector", "make_registry", "render", "scrape", "label"]

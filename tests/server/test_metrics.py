@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from geartrain.protocol.packets import T
-from geartrain.server.metrics import make_registry, render
+from geartrain.server.metrics import scrape
 from tests.conftest import free_port, start_geartrain, wait_port
 from tests.interop.wire import Wire
 from tests.server.helpers import Harness
@@ -53,7 +53,7 @@ def test_counters_gauges_and_histograms_follow_the_state() -> None:
     h.send(worker, T.WORK_FAIL, j2)
     j3 = h.grab(worker)[1][0]
     h.send(worker, T.WORK_EXCEPTION, j3, b"boom")
-    got = samples(render(make_registry(fake_server(h))))
+    got = samples(scrape(fake_server(h)))
 
     assert value(got, "geartrain_function_jobs_submitted_total", function="f") == 4
     assert value(got, "geartrain_function_jobs_completed_total", function="f") == 1
@@ -95,10 +95,13 @@ def test_retries_timeouts_and_binary_names() -> None:
     h.submit(client, b"\xffbin", b"x", ptype=T.SUBMIT_JOB_BG)
     h.grab(w1)
     h.state.disconnect(w1)  # the job comes back
-    got = samples(render(make_registry(fake_server(h))))
+    got = samples(scrape(fake_server(h)))
     assert value(got, "geartrain_function_jobs_retried_total", function="\\xffbin") == 1
     assert value(got, "geartrain_function_jobs_queued", function="\\xffbin", priority="normal") == 1
     assert value(got, "geartrain_function_workers", function="\\xffbin") == 0
+    # it waited once but never ended a run: a wait histogram, no run-time series yet
+    assert value(got, "geartrain_function_queue_wait_seconds_count", function="\\xffbin") == 1
+    assert ("geartrain_function_run_seconds_count", (("function", "\\xffbin"),)) not in got
 
 
 def test_a_running_server_counts_a_real_job(tmp_path) -> None:
