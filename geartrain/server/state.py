@@ -81,6 +81,18 @@ def default_handle_prefix() -> bytes:
     return b"H:" + socket.gethostname().encode(errors="replace")
 
 
+def _compact(f: Function, priority: int) -> None:
+    """Drop the dead entries lazy deletion left in a queue once they outnumber the live ones (amortized O(1)).
+
+    Without it, clients that submit and leave while no worker drains the queue grow it without bound
+    (found by the 100,000-round connect/submit/disconnect test in tests/server/test_faults.py)."""
+    dq = f.queues[priority]
+    if len(dq) > 64 and len(dq) > 2 * f.queued[priority]:
+        live = [job for job in dq if job.state == QUEUED]
+        dq.clear()
+        dq.extend(live)
+
+
 class Schedule:
     """A recurring (SUBMIT_JOB_SCHED) job: each time its cron spec fires, a background run is queued."""
 
@@ -835,13 +847,16 @@ class State:
     def _abandon(self, job: Job) -> None:
         """A queued foreground job whose every client left: nobody wants it, drop it (as gearmand)."""
         f = job.function
-        if job.state == QUEUED:
+        queued = job.state == QUEUED
+        if queued:
             f.queued[job.priority] -= 1
         elif job.state == DELAYED:
             f.delayed[job.priority] -= 1
         job.state = DONE
         self.dropped += 1
         self._forget(job)
+        if queued:
+            _compact(f, job.priority)
 
     def _retry(self, job: Job, why: str) -> None:
         """A job came back from a worker that did not finish it: requeue at the head, or fail it after -j tries."""
@@ -994,11 +1009,14 @@ class State:
         if job is None or job.state not in (QUEUED, DELAYED):
             return False
         f = job.function
-        if job.state == QUEUED:
+        queued = job.state == QUEUED
+        if queued:
             f.queued[job.priority] -= 1
         else:
             f.delayed[job.priority] -= 1
         self._end(job, FAILED)
+        if queued:
+            _compact(f, job.priority)
         return True
 
     def drop_function(self, name: bytes) -> str:
