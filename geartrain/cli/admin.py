@@ -1,0 +1,119 @@
+"""`geartrain admin`: the job servers' admin commands as readable tables, summed over several servers.
+
+    geartrain admin [--servers h:p,...] [--raw] status|workers|prioritystatus|show-jobs|show-unique-jobs|
+                    cancel-job HANDLE|maxqueue FUNC N|create-function FUNC|drop-function FUNC|version|getpid
+
+``--raw`` prints each server's reply text as it came.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from ..adminclient import AdminClient, AdminReply
+from ._servers import add_server_options, servers_from_args
+
+#: sub-command -> (admin protocol line, number of arguments)
+COMMANDS: dict[str, tuple[str, int]] = {
+    "status": ("status", 0),
+    "workers": ("workers", 0),
+    "prioritystatus": ("prioritystatus", 0),
+    "show-jobs": ("show jobs", 0),
+    "show-unique-jobs": ("show unique jobs", 0),
+    "cancel-job": ("cancel job", 1),
+    "maxqueue": ("maxqueue", 2),
+    "create-function": ("create function", 1),
+    "drop-function": ("drop function", 1),
+    "version": ("version", 0),
+    "getpid": ("getpid", 0),
+}
+
+
+def add_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser("admin", help="admin commands (status, workers, ...) as tables", add_help=False,
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_server_options(p)
+    p.add_argument("--raw", action="store_true", help="print the servers' text replies as they are")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for each server")
+    p.add_argument("command", choices=sorted(COMMANDS), metavar="COMMAND", help=", ".join(COMMANDS))
+    p.add_argument("args", nargs="*", help="the command's arguments")
+    p.set_defaults(func=main)
+
+
+def _table(title: str, columns: list[str], rows: list[list[Any]]) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for i, col in enumerate(columns):
+        table.add_column(col, justify="right" if i and all(isinstance(r[i], int) for r in rows) else "left")
+    for row in rows:
+        table.add_row(*(str(c) for c in row))
+    return table
+
+
+def _render(command: str, client: AdminClient, replies: list[AdminReply]) -> Any:
+    multi = len(replies) > 1
+    if command == "status":
+        rows = [[f.function, f.total - f.running, f.running, f.workers]
+                for f in sorted(client.status(replies).values(), key=lambda f: f.function)]
+        return _table("status" + (f" (sum of {len(replies)} servers)" if multi else ""),
+                      ["function", "queued", "running", "workers"], rows)
+    if command == "prioritystatus":
+        rows = [[f.function, f.high, f.normal, f.low, f.workers]
+                for f in sorted(client.priority_status(replies).values(), key=lambda f: f.function)]
+        return _table("priority status" + (f" (sum of {len(replies)} servers)" if multi else ""),
+                      ["function", "high", "normal", "low", "workers"], rows)
+    if command == "workers":
+        rows = []
+        for r in replies:
+            for line in r.lines:
+                head, _, funcs = line.partition(" :")
+                parts = head.split(" ", 2) + ["", "", ""]
+                rows.append([r.server, parts[0], parts[1], parts[2], funcs.strip()])
+        return _table("workers", ["server", "fd", "address", "client id", "functions"], rows)
+    if command == "show-jobs":
+        rows = []
+        for r in replies:
+            for line in r.lines:
+                parts = line.split("\t") + ["", "", "", ""]
+                rows.append([r.server, *parts[:4]])
+        return _table("jobs", ["server", "handle", "retries", "ignore", "queued"], rows)
+    if command == "show-unique-jobs":
+        rows = [[r.server, line] for r in replies for line in r.lines]
+        return _table("unique jobs", ["server", "unique"], rows)
+    rows = [[r.server, r.value if r.ok else "", "ok" if r.ok else r.error] for r in replies]
+    return _table(command, ["server", "reply", "result"], rows)
+
+
+def main(args: argparse.Namespace) -> int:
+    line, nargs = COMMANDS[args.command]
+    if len(args.args) != nargs:
+        print(f"geartrain admin: {args.command} takes {nargs} argument(s)", file=sys.stderr)
+        return 2
+    client = AdminClient(servers_from_args(args), timeout=args.timeout)
+    full = " ".join([line, *args.args])
+    replies = client.command(full)
+    if args.command == "cancel-job":
+        # a handle lives on one server: success anywhere is success
+        failed = all(not r.ok for r in replies)
+    else:
+        failed = any(not r.ok for r in replies)
+    if args.raw:
+        for r in replies:
+            if len(replies) > 1:
+                sys.stdout.write(f"# {r.server}\n")
+            if r.raw:
+                sys.stdout.buffer.write(r.raw)
+            elif r.error:
+                sys.stdout.write(f"ERR {r.error}\n")
+        sys.stdout.flush()
+    else:
+        from rich.console import Console
+
+        Console().print(_render(args.command, client, replies))
+        for r in replies:
+            if not r.ok and args.command != "cancel-job":
+                print(f"geartrain admin: {r.server}: {r.error}", file=sys.stderr)
+    return 1 if failed else 0
