@@ -170,6 +170,7 @@ class HttpConnection(asyncio.Protocol):
         self.started = 0.0
         self.processing = False
         self.timer: asyncio.TimerHandle | None = None
+        self.backlog = 0  # bytes received while busy
 
     # ------------------------------------------------------------------ asyncio side
 
@@ -181,9 +182,18 @@ class HttpConnection(asyncio.Protocol):
         self._arm_timer()
 
     def data_received(self, data: bytes) -> None:
-        self.listener.bytes_in += len(data)
+        listener = self.listener
+        listener.bytes_in += len(data)
         if self.rejected:
             return
+        if self.busy:
+            # pipelined requests wait in h11's buffer while a job runs: bound what a client may pile up
+            self.backlog += len(data)
+            if self.backlog > listener.max_header + listener.max_body and self.transport is not None:
+                log.warning("closing HTTP connection from %s: %d bytes sent while its request was running",
+                            self.host, self.backlog)
+                self.transport.close()
+                return
         self.h11.receive_data(data)
         self._process()
 
@@ -521,6 +531,7 @@ class HttpConnection(asyncio.Protocol):
                      extra={"client": self.host, "method": method, "target": target, "status": status,
                             "bytes": len(body), "ms": round(took, 3)})
         self.busy = False
+        self.backlog = 0
         if close or conn.our_state is h11.MUST_CLOSE or self.rejected:
             transport.close()
             return

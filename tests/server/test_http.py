@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -334,3 +335,30 @@ def test_exception_data_is_the_body_under_exceptions(tmp_path: Path) -> None:
         assert (status, headers["x-gearman-command"], body) == (500, "WORK_EXCEPTION", b"it broke")
     finally:
         server.stop()
+
+
+def test_pipelined_requests_are_answered_in_order(web: Web) -> None:
+    one = b"GET /api/functions/never HTTP/1.1\r\nHost: x\r\n\r\n"
+    two = b"POST /pipelined HTTP/1.1\r\nHost: x\r\nX-Gearman-Background: true\r\nContent-Length: 1\r\n\r\np"
+    three = b"GET /api/server HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    reply = raw(web, one + two + three)
+    statuses = re.findall(rb"HTTP/1\.1 \d{3} [A-Za-z ]+", reply)
+    assert statuses == [b"HTTP/1.1 404 Not Found", b"HTTP/1.1 200 OK", b"HTTP/1.1 200 OK"]
+    assert reply.index(b"JOB_CREATED") < reply.index(b'"version"')
+
+
+def test_a_client_piling_up_data_while_its_job_waits_is_closed(web: Web) -> None:
+    with socket.create_connection(("127.0.0.1", web.port), timeout=10) as sock:
+        sock.sendall(b"POST /pile_up HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nz")
+        assert wait_for(lambda: web.json("GET", "/api/jobs?function=pile_up")[1]["jobs"], timeout=5)
+        try:
+            for _ in range(40):
+                sock.sendall(b"GET /api/server HTTP/1.1\r\nHost: x\r\n" + b"X: " + b"y" * 4000 + b"\r\n\r\n")
+        except OSError:
+            pass  # closed while we were still sending
+        sock.settimeout(10)
+        try:
+            assert sock.recv(65536) == b""
+        except ConnectionResetError:
+            pass
+    assert wait_for(lambda: not web.json("GET", "/api/jobs?function=pile_up")[1]["jobs"], timeout=5)
