@@ -33,9 +33,15 @@ _COLUMNS = ("unique_key", "function_name", "priority", "data", "when_to_run", "g
 _COPY_MIN = 64
 
 
+def name_parts(name: str) -> list[str]:
+    """A table name, optionally schema-qualified, as PostgreSQL resolves it when gearmand writes it
+    unquoted: plain identifiers fold to lower case."""
+    return [part.lower() if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_$]*", part) else part for part in name.split(".")]
+
+
 def quote_ident(name: str) -> str:
-    """A table name, optionally schema-qualified, quoted for SQL."""
-    return ".".join('"' + part.replace('"', '""') + '"' for part in name.split("."))
+    """A table name, optionally schema-qualified, quoted for SQL (naming what gearmand's unquoted name names)."""
+    return ".".join('"' + part.replace('"', '""') + '"' for part in name_parts(name))
 
 
 def parse_conninfo(conninfo: str) -> dict[str, Any]:
@@ -85,8 +91,9 @@ class PostgresStore(ConnectedStore):
         super().__init__()
         self.connect_args = dict(connect)
         self.table = table
-        self.schema, _, self.table_name = table.rpartition(".")
-        self.schema = self.schema or None  # type: ignore[assignment]
+        parts = name_parts(table)
+        self.table_name = parts[-1]
+        self.schema = ".".join(parts[:-1]) or None
         t = quote_ident(table)
         self._insert = (
             f"INSERT INTO {t} (unique_key, function_name, priority, data, when_to_run, geartrain_extra) "

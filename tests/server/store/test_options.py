@@ -98,3 +98,12 @@ def test_conninfo_accepts_a_url():
     assert parse_conninfo("postgresql://u@h/d") == {"dsn": "postgresql://u@h/d"}
     with pytest.raises(ValueError):
         parse_conninfo("host")
+
+
+def test_postgres_table_names_fold_like_gearmands_unquoted_ones():
+    from geartrain.server.store.postgres import quote_ident
+
+    assert quote_ident("MyQueue") == '"myqueue"' and quote_ident("Jobs.Queue") == '"jobs"."queue"'
+    assert quote_ident("odd-name") == '"odd-name"'
+    store = store_from_url("postgresql://h/d?table=Sch.MyQ")
+    assert (store.schema, store.table_name) == ("sch", "myq")
