@@ -142,6 +142,20 @@ class ACL:
                 return entry.rules
         return self.default
 
+    def state_hook(self, peer: Any, action: str, name: bytes) -> bool:
+        """``State.acl``: the connection's rules decide; a denial is logged.
+
+        A peer whose connection chose no rules (an HTTP submission, say) is judged by its address.
+        """
+        rules = getattr(peer.extra, "rules", None)
+        if rules is None:
+            rules = self.rules_for(None, peer.host)
+        if rules.allows(action, name):
+            return True
+        log.warning("permission denied: %s may not %s %r (ACL rules %s)", _describe(peer), action.replace("_", " "),
+                    name, rules.label)
+        return False
+
 
 def _names(value: Any, where: str, key: str) -> list[str]:
     if isinstance(value, str):
@@ -223,21 +237,9 @@ def is_loopback(address: str) -> bool:
 
 
 def _describe(peer: Any) -> str:
-    conn = peer.extra
-    name = getattr(conn, "cert_name", None)
+    name = getattr(peer.extra, "cert_name", None)
     who = f"{peer.host} fd {peer.fd}"
     return f"{who} (certificate {name!r})" if name else who
-
-
-def state_hook(peer: Any, action: str, name: bytes) -> bool:
-    """``State.acl``: the connection's rules decide; a denial is logged."""
-    conn = peer.extra
-    rules = conn.rules if conn is not None else None
-    if rules is None or rules.allows(action, name):
-        return True
-    log.warning("permission denied: %s may not %s %r (ACL rules %s)", _describe(peer), action.replace("_", " "),
-                name, rules.label)
-    return False
 
 
 def admin_hook(loopback_only: bool) -> Any:
@@ -250,8 +252,7 @@ def admin_hook(loopback_only: bool) -> Any:
             log.warning("permission denied: %s may not run admin command %r (--admin-loopback-only)",
                         _describe(peer), command.decode(errors="replace"))
             return False
-        conn = peer.extra
-        rules = conn.rules if conn is not None else None
+        rules = getattr(peer.extra, "rules", None)
         if rules is not None and not rules.admin:
             log.warning("permission denied: %s may not run admin command %r (ACL rules %s)", _describe(peer),
                         command.decode(errors="replace"), rules.label)
@@ -261,5 +262,4 @@ def admin_hook(loopback_only: bool) -> Any:
     return allowed
 
 
-__all__ = ["ACL", "ACLError", "Rules", "OPEN", "STATE_CHANGING", "load", "parse", "is_loopback", "state_hook",
-           "admin_hook"]
+__all__ = ["ACL", "ACLError", "Rules", "OPEN", "STATE_CHANGING", "load", "parse", "is_loopback", "admin_hook"]

@@ -24,7 +24,6 @@ from typing import Any
 from .. import __version__
 from ..protocol.packets import DEFAULT_MAX_PACKET_SIZE
 from .acl import ACL, admin_hook
-from .acl import state_hook as acl_state_hook
 from .commands import Admin
 from .connection import Connection, set_keepalive
 from .group import GroupCommit
@@ -145,7 +144,7 @@ class Server:
         self.admin.hash_buckets = options.hash_buckets
         self.state.text = self.admin.run
         if options.acl is not None:  # no ACL: the hooks stay None and cost nothing
-            self.state.acl = acl_state_hook
+            self.state.acl = options.acl.state_hook
         if options.acl is not None or options.admin_loopback_only:
             self.admin.allowed = admin_hook(options.admin_loopback_only)
         self.flush_scheduled = False

@@ -114,7 +114,7 @@ def test_decisions_are_cached_but_bounded():
 def _harness(text: str) -> tuple[Harness, aclmod.ACL]:
     h = Harness()
     acl = parse(__import__("tomllib").loads(text))
-    h.state.acl = aclmod.state_hook
+    h.state.acl = acl.state_hook
     return h, acl
 
 
@@ -292,3 +292,15 @@ def test_serve_refuses_a_bad_acl_file(tmp_path: Path):
     out = subprocess.run([sys.executable, "-m", "geartrain", "serve", "-p", "0", "--acl", str(path)],
                          capture_output=True, text=True, timeout=30)
     assert out.returncode != 0 and "can_do must be" in out.stderr
+
+
+def test_peer_without_connection_rules_is_judged_by_its_address():
+    """An HTTP submission has a Peer but no Connection rules: its address decides."""
+    h, acl = _harness(ACL_TEXT)
+    outsider = h.peer()
+    outsider.host = "10.0.0.1"
+    h.send(outsider, T.SUBMIT_JOB_BG, b"private", b"", b"x")
+    assert h.got(outsider) == [("ERROR", (b"PERMISSION_DENIED", b"submit not allowed"))]
+    insider = h.peer()
+    insider.host = "127.0.0.2"
+    assert h.submit(insider, b"private", ptype=T.SUBMIT_JOB_BG)
