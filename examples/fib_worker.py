@@ -9,6 +9,7 @@ SIGTERM or Ctrl-C stops it after the job it is running.
 from __future__ import annotations
 
 import argparse
+import sys
 
 import _path  # noqa: F401
 
@@ -32,7 +33,8 @@ def main() -> None:
     args = parser.parse_args()
     worker = Worker(args.host or None, client_id=args.id)
     worker.register("fib", fib_job)
-    worker.work()
+    done = worker.work()
+    print(f"fib_worker: {done} jobs", file=sys.stderr)
 
 
 if __name__ == "__main__":
