@@ -23,7 +23,8 @@ $c->doNormal("refuse", "x");
 echo "fail:", $c->returnCode() == GEARMAN_WORK_FAIL ? "ok" : "rc" . $c->returnCode(), "\n";
 $c->setCompleteCallback(function ($task) { echo "task:", $task->unique(), "=", $task->data(), "\n"; });
 for ($i = 0; $i < 5; $i++) { $c->addTask("rev", "t$i", null, "u$i"); }
-echo "tasks:", $c->runTasks() ? "ok" : "bad", "\n";
+$ok = $c->runTasks();
+echo "tasks:", $ok ? "ok" : "bad", "\n";
 $c->setStatusCallback(function ($task) {
     echo "status:", $task->taskNumerator(), "/", $task->taskDenominator(), "\n";
 });
