@@ -396,3 +396,30 @@ def test_completed_failed_excepted_and_cancelled_jobs_leave_the_store(tmp_path: 
         peer.close()
     finally:
         server.stop()
+
+
+def test_replay_keeps_priority_unique_and_run_at_time(backend: Backend, tmp_path: Path):
+    """LOW, NORMAL and HIGH background jobs and an EPOCH job an hour ahead, then kill -9: the new
+    server hands them out HIGH first with their uniques, and keeps the EPOCH job until its time."""
+    server = start_geartrain(tmp_path, "--queue", backend.url)
+    try:
+        peer = Peer(server)
+        later = b"%d" % (time.time() + 3600)
+        peer.send(pack_req(T.SUBMIT_JOB_LOW_BG, FUNC, b"u-low", b"low"),
+                  pack_req(T.SUBMIT_JOB_BG, FUNC, b"u-normal", b"normal"),
+                  pack_req(T.SUBMIT_JOB_HIGH_BG, FUNC, b"u-high", b"high"),
+                  pack_req(T.SUBMIT_JOB_EPOCH, FUNC, b"u-later", later, b"later"))
+        assert [peer.recv()[0] for _ in range(4)] == [T.JOB_CREATED] * 4
+        peer.close()
+    finally:
+        server.proc.send_signal(signal.SIGKILL)
+        server.proc.wait(10)
+    server = start_geartrain(tmp_path, "--queue", backend.url)
+    try:
+        assert take(server, 4, wait=2.0) == [(b"u-high", b"high"), (b"u-normal", b"normal"), (b"u-low", b"low")]
+        deadline = time.monotonic() + 10
+        while asyncio.run(backend.count()) != 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert asyncio.run(backend.count()) == 1
+    finally:
+        server.stop()
