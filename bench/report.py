@@ -199,5 +199,6 @@ def profile_top(raw_files: list, limit: int = 25) -> str:
 def _frame(frame: str) -> str:
     # "handle (geartrain/server/state.py:120)" -> "handle (geartrain/server/state.py)" so lines aggregate
     name, _, where = frame.partition(" (")
-    file = where.rsplit(":", 1)[0] if where else ""
+    where = where.removesuffix(")")
+    file = where.rsplit(":", 1)[0] if ":" in where else where
     return f"{name} ({file})" if file else name

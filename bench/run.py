@@ -131,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", action="store_true",
                    help="run geartrain's server under py-spy for the selected cases (slows it: figures are not "
                         "comparable); top listings and raw stacks go to bench/results/")
+    p.add_argument("--native", action="store_true", help="with --profile: sample C frames too (py-spy --native)")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
     p.add_argument("--record", action="store_true", help="write the table into docs/benchmarks.md and the chart "
                    "into docs/benchmarks.svg")
@@ -158,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"note: {args.pygearman_python} not found: pygearman rows will be n/a")
         args.pygearman_python = None
     tmp = Path(tempfile.mkdtemp(prefix="geartrain-bench-"))
-    ctx = scenarios.Ctx(sizes=sizes, tmp=tmp, pygearman=args.pygearman_python,
+    ctx = scenarios.Ctx(sizes=sizes, tmp=tmp, pygearman=args.pygearman_python, native=args.native,
                         profile={c.id for c in chosen} if args.profile else set())
     if args.profile:
         RESULTS.mkdir(parents=True, exist_ok=True)

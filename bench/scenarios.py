@@ -55,6 +55,7 @@ class Ctx:
     tmp: Path
     profile: set[str] = field(default_factory=set)  # case ids whose geartrain server runs under py-spy
     pygearman: str | None = None
+    native: bool = False  # py-spy --native: C frames (uvloop, libc) too
     case: str = ""
     round: int = 0
 
@@ -98,8 +99,10 @@ class Profiler:
             raise BenchError("--profile needs py-spy (pip install -e '.[bench]')")
         RESULTS.mkdir(parents=True, exist_ok=True)
         self.out = RESULTS / f"profile-{ctx.case}-r{ctx.round}.txt"
+        # --native cannot sample without pausing the process; plain sampling does not pause it
+        mode = ["--native"] if ctx.native else ["--nonblocking"]
         self.proc = subprocess.Popen([spy, "record", "--pid", str(server.pid), "--rate", "200", "--format", "raw",
-                                      "--nonblocking", "-o", str(self.out)],
+                                      "-o", str(self.out), *mode],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         time.sleep(0.5)  # let it attach
 
@@ -108,10 +111,12 @@ class Profiler:
             return
         self.proc.send_signal(signal.SIGINT)
         try:
-            self.proc.wait(30)
+            _, err = self.proc.communicate(timeout=30)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            self.proc.wait()
+            _, err = self.proc.communicate()
+        if not self.out.exists():
+            raise BenchError(f"py-spy wrote no profile: {err.decode(errors='replace')[-500:]}")
 
 
 # -- load processes -------------------------------------------------------------------------------------------
