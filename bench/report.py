@@ -121,47 +121,57 @@ def markdown(results: dict) -> str:
 
 
 def svg(results: dict) -> str:
-    """Horizontal bars: ratio ours/reference per case, with the 1.0 line (for latency, reference/ours)."""
+    """Bars from the 1x line on a log scale: ours/reference per case (latency: reference/ours, so right = better)."""
+    import math
+
     items = []
     for case in results["cases"]:
-        if case["ratio"] is None:
-            items.append((case["id"], case["title"], None))
-            continue
         r = case["ratio"]
-        items.append((case["id"], case["title"], 1 / r if case["goal"].startswith("<=") and r else r))
-    width, left, right, row, top = 900, 330, 60, 26, 50
-    scale_max = max([2.0] + [v for _, _, v in items if v is not None])
-    scale_max = min(scale_max, 10.0)
+        if r:
+            r = 1 / r if case["goal"].startswith("<=") else r
+        items.append((case["id"], case["title"], r or None))
+    values = [v for _, _, v in items if v]
+    lo = min([0.25] + values) / 1.3
+    hi = max([4.0] + values) * 1.3
+    width, left, right, row, top = 900, 330, 30, 26, 50
     plot = width - left - right
-    height = top + row * len(items) + 50
+    height = top + row * len(items) + 58
 
     def x(v: float) -> float:
-        return left + plot * min(v, scale_max) / scale_max
+        return left + plot * (math.log10(v) - math.log10(lo)) / (math.log10(hi) - math.log10(lo))
 
+    bottom = top + row * len(items)
+    date = html.escape(results["machine"]["date"])
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
            f'font-family="sans-serif" font-size="12">',
            f'<rect width="{width}" height="{height}" fill="white"/>',
            f'<text x="{width / 2}" y="22" text-anchor="middle" font-size="15" font-weight="bold">'
-           f'geartrain / reference (higher is better; latency inverted) — {html.escape(results["machine"]["date"])}'
-           '</text>']
-    for tick in range(0, int(scale_max) + 1):
-        out.append(f'<line x1="{x(tick):.1f}" y1="{top - 6}" x2="{x(tick):.1f}" y2="{top + row * len(items)}" '
-                   f'stroke="#ddd"/>')
-        out.append(f'<text x="{x(tick):.1f}" y="{top + row * len(items) + 16}" text-anchor="middle">{tick}×</text>')
+           f'geartrain vs reference, ratio on a log scale (right of 1× = geartrain better) — {date}</text>']
+    for tick in (0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30, 100, 300, 1000, 3000):
+        if lo <= tick <= hi:
+            out.append(f'<line x1="{x(tick):.1f}" y1="{top - 6}" x2="{x(tick):.1f}" y2="{bottom}" stroke="#ddd"/>')
+            out.append(f'<text x="{x(tick):.1f}" y="{bottom + 16}" text-anchor="middle">{tick:g}×</text>')
+    one = x(1.0)
     for i, (cid, title, v) in enumerate(items):
         y = top + i * row
         label = html.escape(f"{cid}. {title}"[:52])
         out.append(f'<text x="{left - 8}" y="{y + 16}" text-anchor="end">{label}</text>')
         if v is None:
-            out.append(f'<text x="{left + 6}" y="{y + 16}" fill="#888">n/a</text>')
+            out.append(f'<text x="{one + 6:.1f}" y="{y + 16}" fill="#888">n/a</text>')
             continue
+        end = x(v)
         color = "#2a9d4b" if v >= 1.0 else "#d0453a"
-        out.append(f'<rect x="{left}" y="{y + 4}" width="{x(v) - left:.1f}" height="{row - 8}" fill="{color}"/>')
-        out.append(f'<text x="{x(v) + 4:.1f}" y="{y + 16}">{v:.2f}</text>')
-    out.append(f'<line x1="{x(1):.1f}" y1="{top - 6}" x2="{x(1):.1f}" y2="{top + row * len(items)}" '
-               f'stroke="black" stroke-dasharray="4 3"/>')
-    out.append(f'<text x="{left}" y="{height - 12}" fill="#555">green: geartrain ahead of the reference '
-               '(C gearmand -t 1, or libgearman for rows 7 and 8); red: behind</text>')
+        out.append(f'<rect x="{min(one, end):.1f}" y="{y + 4}" width="{max(abs(end - one), 1):.1f}" '
+                   f'height="{row - 8}" fill="{color}"/>')
+        if v >= 1.0:
+            out.append(f'<text x="{end + 4:.1f}" y="{y + 16}">{v:.2f}</text>')
+        else:
+            out.append(f'<text x="{one + 4:.1f}" y="{y + 16}">{v:.2f}</text>')
+    out.append(f'<line x1="{one:.1f}" y1="{top - 6}" x2="{one:.1f}" y2="{bottom}" stroke="black" '
+               'stroke-dasharray="4 3"/>')
+    out.append(f'<text x="12" y="{height - 12}" fill="#555">reference: C gearmand -t 1 (rows 1-6, 9); libgearman '
+               'client / worker through gearmand (rows 7, 8). Medians of '
+               f'{results["rounds"]} round(s).</text>')
     out.append("</svg>")
     return "\n".join(out) + "\n"
 
@@ -202,3 +212,53 @@ def _frame(frame: str) -> str:
     where = where.removesuffix(")")
     file = where.rsplit(":", 1)[0] if ":" in where else where
     return f"{name} ({file})" if file else name
+
+
+def flamegraph(raw_files: list, title: str) -> str:
+    """A flame graph (SVG, root at the bottom, hover for names) from py-spy raw collapsed stacks."""
+    root: dict = {"n": 0, "kids": {}}
+    for path in raw_files:
+        for line in open(path, encoding="utf-8", errors="replace"):
+            stack, _, count = line.rstrip("\n").rpartition(" ")
+            if not stack or not count.isdigit():
+                continue
+            node = root
+            node["n"] += int(count)
+            for frame in stack.split(";"):
+                node = node["kids"].setdefault(_frame(frame), {"n": 0, "kids": {}})
+                node["n"] += int(count)
+    width, row = 1200, 17
+
+    def depth(node: dict) -> int:
+        return 1 + max((depth(k) for k in node["kids"].values()), default=0)
+
+    levels = depth(root)
+    height = levels * row + 40
+    total = root["n"] or 1
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="monospace" '
+           f'font-size="11"><rect width="{width}" height="{height}" fill="#fff"/>',
+           f'<text x="6" y="16" font-family="sans-serif" font-size="13">{html.escape(title)} — {total} samples</text>']
+
+    def draw(name: str, node: dict, x: float, level: int) -> None:
+        w = width * node["n"] / total
+        if w < 0.5:
+            return
+        y = height - (level + 1) * row
+        hue = 20 + (hash(name) % 40)
+        label = html.escape(name)
+        out.append(f'<g><title>{label} ({100 * node["n"] / total:.1f}%)</title>'
+                   f'<rect x="{x:.1f}" y="{y}" width="{max(w - 0.5, 0.5):.1f}" height="{row - 1}" '
+                   f'fill="hsl({hue},85%,60%)"/>')
+        if w > 40:
+            out.append(f'<text x="{x + 3:.1f}" y="{y + 12}">{label[:int(w / 6.6)]}</text>')
+        out.append("</g>")
+        for kname, kid in sorted(node["kids"].items()):
+            draw(kname, kid, x, level + 1)
+            x += width * kid["n"] / total
+
+    x = 0.0
+    for name, kid in sorted(root["kids"].items()):
+        draw(name, kid, x, 0)
+        x += width * kid["n"] / total
+    out.append("</svg>")
+    return "\n".join(out) + "\n"

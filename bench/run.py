@@ -52,7 +52,7 @@ def machine() -> dict:
     gm = "gearmand not installed"
     if servers.gearmand_available():
         out = subprocess.run([servers.GEARMAND, "--version"], capture_output=True, text=True).stdout.strip()
-        gm = out.splitlines()[0] if out else "gearmand"
+        gm = out.splitlines()[0].split(" - ")[0] if out else "gearmand"
     return {"date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"), "cpu": cpu,
             "nproc": os.cpu_count(), "kernel": platform.release(), "python": platform.python_version(), "gearmand": gm,
             "loadavg": os.getloadavg()[0]}
@@ -106,7 +106,8 @@ def write_profiles(case_ids: list[str]) -> None:
         text = report.profile_top(raws)
         out = RESULTS / f"profile-{cid}-top.txt"
         out.write_text(f"py-spy, geartrain server, case {cid}: top functions by self time\n\n{text}")
-        print(f"\nprofile of case {cid} ({out.relative_to(ROOT)}; raw collapsed stacks in "
+        (RESULTS / f"profile-{cid}-flame.svg").write_text(report.flamegraph(raws, f"geartrain server, case {cid}"))
+        print(f"\nprofile of case {cid} ({out.relative_to(ROOT)}, profile-{cid}-flame.svg; raw collapsed stacks in "
               f"{', '.join(p.name for p in raws)}):")
         print("\n".join(text.splitlines()[:18]))
 
