@@ -10,6 +10,7 @@
  *   loadgen worker  -H host -p port -f func -t threads [-n total]
  *       `threads` libgearman workers (one connection each) that echo the workload back; with -n they
  *       all stop once `total` jobs were done between them (otherwise they run until SIGTERM).
+ *   -R (client and worker): plain sockets instead of libgearman (see the raw section below).
  *   loadgen idle    -H host -p port -f func -c conns
  *       opens `conns` raw sockets that send CAN_DO func + PRE_SLEEP and then sit idle; prints
  *       {"ready": conns} once the server answered on every one, then waits until stdin closes.
@@ -46,6 +47,7 @@ struct opts {
   long warmup;
   int background;
   int latency;
+  int raw;
 };
 
 static double now(void) {
@@ -311,6 +313,8 @@ static void *worker_thread(void *p) {
   return NULL;
 }
 
+static void *raw_worker_thread(void *p);
+
 static void on_term(int sig) {
   (void)sig;
   worker_stop = 1;
@@ -326,7 +330,7 @@ static int run_workers(const struct opts *o) {
   double t0 = now();
   for (long i = 0; i < n; i++) {
     args[i].o = o;
-    pthread_create(&tids[i], NULL, worker_thread, &args[i]);
+    pthread_create(&tids[i], NULL, o->raw ? raw_worker_thread : worker_thread, &args[i]);
   }
   for (long i = 0; i < n; i++) pthread_join(tids[i], NULL);
   double t1 = now();
@@ -417,22 +421,239 @@ static int run_idle(const struct opts *o) {
   return 0;
 }
 
+/* ------------------------------------------------------------------ raw-socket client and workers (-R)
+ *
+ * libgearman's client and worker set SO_SNDBUF/SO_RCVBUF to 32 KiB and stall ~40 ms per 64 KiB on
+ * loopback, which caps 1 MiB jobs at a few per second whatever the server does. With -R the client and
+ * workers speak the protocol over plain sockets with the kernel's default buffers instead, so the big
+ * payload case measures the server's buffering, not libgearman's. */
+
+static int raw_connect(const struct opts *o) {
+  struct sockaddr_in sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(o->port);
+  if (inet_pton(AF_INET, o->host, &sa.sin_addr) != 1) die("raw: host must be an IPv4 address", o->host);
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) die("raw: connect failed", strerror(errno));
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  return fd;
+}
+
+/* a growable byte buffer */
+struct buf {
+  unsigned char *p;
+  size_t len, cap, off;
+};
+
+static void buf_reserve(struct buf *b, size_t extra) {
+  if (b->off > 0 && b->off == b->len) b->off = b->len = 0;
+  if (b->len + extra <= b->cap) return;
+  if (b->off > 0) { /* compact before growing */
+    memmove(b->p, b->p + b->off, b->len - b->off);
+    b->len -= b->off;
+    b->off = 0;
+    if (b->len + extra <= b->cap) return;
+  }
+  size_t cap = b->cap ? b->cap : 65536;
+  while (cap < b->len + extra) cap *= 2;
+  b->p = realloc(b->p, cap);
+  if (b->p == NULL) die("out of memory", NULL);
+  b->cap = cap;
+}
+
+static void buf_packet(struct buf *b, uint32_t type, const char *a, size_t alen, const char *c, size_t clen,
+                       const void *data, size_t dlen, int nargs) {
+  /* nargs fields: a [\0 c] [\0 data]; data may be NULL-free binary */
+  size_t body = alen + (nargs >= 2 ? 1 + clen : 0) + (nargs >= 3 ? 1 + dlen : 0);
+  buf_reserve(b, 12 + body);
+  unsigned char *q = b->p + b->len;
+  memcpy(q, "\0REQ", 4);
+  uint32_t t = htonl(type), l = htonl((uint32_t)body);
+  memcpy(q + 4, &t, 4);
+  memcpy(q + 8, &l, 4);
+  q += 12;
+  memcpy(q, a, alen);
+  q += alen;
+  if (nargs >= 2) {
+    *q++ = 0;
+    memcpy(q, c, clen);
+    q += clen;
+  }
+  if (nargs >= 3) {
+    *q++ = 0;
+    memcpy(q, data, dlen);
+    q += dlen;
+  }
+  b->len += 12 + body;
+}
+
+/* the next whole packet in b (type, body, body length), or 0 if more bytes are needed */
+static int buf_next(struct buf *b, uint32_t *type, unsigned char **body, uint32_t *blen) {
+  size_t have = b->len - b->off;
+  if (have < 12) return 0;
+  unsigned char *q = b->p + b->off;
+  uint32_t t, l;
+  memcpy(&t, q + 4, 4);
+  memcpy(&l, q + 8, 4);
+  t = ntohl(t);
+  l = ntohl(l);
+  if (have < 12 + (size_t)l) {
+    buf_reserve(b, 12 + (size_t)l - have); /* make room for the whole packet at once: no quadratic growth */
+    return 0;
+  }
+  *type = t;
+  *body = b->p + b->off + 12;
+  *blen = l;
+  b->off += 12 + (size_t)l;
+  return 1;
+}
+
+static int buf_read(struct buf *b, int fd) {
+  buf_reserve(b, 65536);
+  ssize_t k = read(fd, b->p + b->len, b->cap - b->len);
+  if (k > 0) b->len += (size_t)k;
+  return (int)k;
+}
+
+static int run_raw_client(const struct opts *o, long jobs, int report) {
+  int fd = raw_connect(o);
+  struct buf in = {0}, out = {0};
+  char *payload = malloc((size_t)(o->size > 0 ? o->size : 1));
+  memset(payload, 'x', (size_t)(o->size > 0 ? o->size : 1));
+  long sent = 0, done = 0, failed = 0, inflight = 0;
+  size_t flen = strlen(o->func);
+  double t0 = now(), c0 = cpu_self();
+  while (done + failed < jobs) {
+    while (inflight < o->inflight && sent < jobs && out.len - out.off < (1u << 20)) {
+      buf_packet(&out, 7 /* SUBMIT_JOB */, o->func, flen, "", 0, payload, (size_t)o->size, 3);
+      sent++;
+      inflight++;
+    }
+    struct pollfd p = {fd, POLLIN | (out.len > out.off ? POLLOUT : 0), 0};
+    if (poll(&p, 1, 120000) <= 0) die("raw client: timeout", NULL);
+    if (p.revents & POLLOUT) {
+      ssize_t k = write(fd, out.p + out.off, out.len - out.off);
+      if (k < 0 && errno != EAGAIN && errno != EINTR) die("raw client: write failed", strerror(errno));
+      if (k > 0) out.off += (size_t)k;
+    }
+    if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
+      int k = buf_read(&in, fd);
+      if (k == 0) die("raw client: server closed the connection", NULL);
+      if (k < 0 && errno != EAGAIN && errno != EINTR) die("raw client: read failed", strerror(errno));
+      uint32_t type, blen;
+      unsigned char *body;
+      while (buf_next(&in, &type, &body, &blen)) {
+        if (type == 13 /* WORK_COMPLETE */) {
+          unsigned char *nul = memchr(body, 0, blen);
+          size_t dlen = nul ? blen - (size_t)(nul + 1 - body) : 0;
+          if (dlen == (size_t)o->size) done++; else failed++;
+          inflight--;
+        } else if (type == 14 /* WORK_FAIL */ || type == 25 /* WORK_EXCEPTION */) {
+          if (type == 14) {
+            failed++;
+            inflight--;
+          }
+        } else if (type == 19 /* ERROR */) {
+          die("raw client: server sent ERROR", NULL);
+        }
+      }
+    }
+  }
+  double elapsed = now() - t0;
+  if (report) {
+    printf("{\"mode\": \"client\", \"raw\": true, \"jobs\": %ld, \"ok\": %ld, \"failed\": %ld, \"seconds\": %.6f, "
+           "\"rate\": %.1f, \"client_cpu\": %.4f}\n",
+           jobs, done, failed, elapsed, elapsed > 0 ? (double)done / elapsed : 0.0, cpu_self() - c0);
+    fflush(stdout);
+  }
+  close(fd);
+  free(in.p);
+  free(out.p);
+  free(payload);
+  return failed == 0 ? 0 : 1;
+}
+
+/* read one whole packet into b (blocking, with a poll timeout so SIGTERM/stop is noticed) */
+static int raw_read_packet(int fd, struct buf *b, uint32_t *type, unsigned char **body, uint32_t *blen) {
+  while (!buf_next(b, type, body, blen)) {
+    struct pollfd p = {fd, POLLIN, 0};
+    int r = poll(&p, 1, 200);
+    if (r == 0) {
+      if (worker_stop || (worker_total > 0 && atomic_load(&worker_done) >= worker_total)) return 0;
+      continue;
+    }
+    if (r < 0 && errno == EINTR) continue;
+    int k = buf_read(b, fd);
+    if (k <= 0 && !(k < 0 && (errno == EINTR || errno == EAGAIN))) return -1;
+  }
+  return 1;
+}
+
+static void *raw_worker_thread(void *p) {
+  struct worker_arg *a = (struct worker_arg *)p;
+  const struct opts *o = a->o;
+  int fd = raw_connect(o);
+  struct buf in = {0}, out = {0};
+  buf_packet(&out, 1 /* CAN_DO */, o->func, strlen(o->func), NULL, 0, NULL, 0, 1);
+  a->ok = 1;
+  while (!worker_stop && !(worker_total > 0 && atomic_load(&worker_done) >= worker_total)) {
+    buf_packet(&out, 9 /* GRAB_JOB */, "", 0, NULL, 0, NULL, 0, 1);
+    if (write_all(fd, out.p + out.off, out.len - out.off) < 0) break;
+    out.off = out.len = 0;
+    uint32_t type, blen;
+    unsigned char *body;
+    int r = raw_read_packet(fd, &in, &type, &body, &blen);
+    if (r <= 0) break;
+    if (type == 10 /* NO_JOB */) {
+      buf_packet(&out, 4 /* PRE_SLEEP */, "", 0, NULL, 0, NULL, 0, 1);
+      if (write_all(fd, out.p, out.len) < 0) break;
+      out.off = out.len = 0;
+      do {
+        r = raw_read_packet(fd, &in, &type, &body, &blen);
+      } while (r > 0 && type != 6 /* NOOP */);
+      if (r <= 0) break;
+      continue;
+    }
+    if (type != 11 /* JOB_ASSIGN */) continue;
+    unsigned char *n1 = memchr(body, 0, blen);
+    if (n1 == NULL) break;
+    unsigned char *n2 = memchr(n1 + 1, 0, blen - (size_t)(n1 + 1 - body));
+    if (n2 == NULL) break;
+    size_t hlen = (size_t)(n1 - body), dlen = blen - (size_t)(n2 + 1 - body);
+    long expect = 0;
+    if (atomic_compare_exchange_strong(&worker_first_ns, &expect, 1)) {
+      struct timespec ts;
+      clock_gettime(CLOCK_MONOTONIC, &ts);
+      atomic_store(&worker_first_ns, (long)ts.tv_sec * 1000000000L + ts.tv_nsec);
+    }
+    buf_packet(&out, 13 /* WORK_COMPLETE */, (const char *)body, hlen, (const char *)(n2 + 1), dlen, NULL, 0, 2);
+    atomic_fetch_add(&worker_done, 1);
+  }
+  if (out.len > out.off) write_all(fd, out.p + out.off, out.len - out.off);
+  close(fd);
+  free(in.p);
+  free(out.p);
+  return NULL;
+}
+
 /* ------------------------------------------------------------------ main */
 
 static void usage(void) {
   fprintf(stderr,
           "usage: loadgen client|worker|idle [-H host] [-p port] [-f func] [-n jobs] [-k inflight]\n"
-          "               [-s size] [-b] [-w warmup] [-L] [-t threads] [-c conns]\n");
+          "               [-s size] [-b] [-w warmup] [-L] [-t threads] [-c conns] [-R]\n");
   exit(2);
 }
 
 int main(int argc, char **argv) {
   if (argc < 2) usage();
   const char *mode = argv[1];
-  struct opts o = {"127.0.0.1", 4730, "bench", 1000, 100, 64, 1, 0, 0, 0, 0};
+  struct opts o = {"127.0.0.1", 4730, "bench", 1000, 100, 64, 1, 0, 0, 0, 0, 0};
   int c, jobs_given = 0;
   optind = 2;
-  while ((c = getopt(argc, argv, "H:p:f:n:k:s:bw:Lt:c:")) != -1) {
+  while ((c = getopt(argc, argv, "H:p:f:n:k:s:bw:Lt:c:R")) != -1) {
     switch (c) {
       case 'H': o.host = optarg; break;
       case 'p': o.port = (in_port_t)atoi(optarg); break;
@@ -445,11 +666,19 @@ int main(int argc, char **argv) {
       case 'L': o.latency = 1; break;
       case 't': o.threads = atol(optarg); break;
       case 'c': o.conns = atol(optarg); break;
+      case 'R': o.raw = 1; break;
       default: usage();
     }
   }
   signal(SIGPIPE, SIG_IGN);
-  if (strcmp(mode, "client") == 0) return run_client(&o);
+  if (strcmp(mode, "client") == 0) {
+    if (o.raw) {
+      if (o.background || o.latency) die("-R supports foreground jobs without -L only", NULL);
+      if (o.warmup > 0) run_raw_client(&o, o.warmup, 0);
+      return run_raw_client(&o, o.jobs, 1);
+    }
+    return run_client(&o);
+  }
   if (strcmp(mode, "worker") == 0) {
     if (!jobs_given) o.jobs = 0;
     return run_workers(&o);

@@ -182,6 +182,7 @@ def profile_top(raw_files: list, limit: int = 25) -> str:
 
     self_t: Counter = Counter()
     total_t: Counter = Counter()
+    py_t: Counter = Counter()  # self time charged to the innermost Python frame (C callees included)
     samples = 0
     for path in raw_files:
         for line in open(path, encoding="utf-8", errors="replace"):
@@ -193,6 +194,8 @@ def profile_top(raw_files: list, limit: int = 25) -> str:
             frames = stack.split(";")
             # py-spy puts the thread/process name first when present; frames look like "func (file:line)"
             self_t[_frame(frames[-1])] += n
+            py = [f for f in frames if ".py" in f]
+            py_t[_frame(py[-1]) if py else "(no Python frame)"] += n
             for f in {_frame(fr) for fr in frames}:
                 total_t[f] += n
     if not samples:
@@ -200,6 +203,9 @@ def profile_top(raw_files: list, limit: int = 25) -> str:
     out = [f"{samples} samples", "", "self%   total%  function"]
     for f, n in self_t.most_common(limit):
         out.append(f"{100 * n / samples:5.1f}  {100 * total_t[f] / samples:6.1f}  {f}")
+    out += ["", "by innermost Python function (its C calls, e.g. write/memcpy under --native, included):"]
+    for f, n in py_t.most_common(limit):
+        out.append(f"{100 * n / samples:5.1f}  {f}")
     out += ["", "top by total (inclusive) time:"]
     for f, n in total_t.most_common(limit):
         out.append(f"{100 * n / samples:6.1f}  {f}")

@@ -36,6 +36,7 @@ class Sizes:
     kib: int = 40_000
     mib: int = 24
     mib_inflight: int = 8
+    mib_raw: int = 1_000
     idle: int = 10_000
     lib: int = 30_000
     durable: int = 3_000
@@ -43,7 +44,8 @@ class Sizes:
 
     @classmethod
     def quick(cls) -> Sizes:
-        return cls(echo=300, warmup=20, bg=500, drain=500, latency=100, kib=200, mib=2, mib_inflight=2, idle=200,
+        return cls(echo=300, warmup=20, bg=500, drain=500, latency=100, kib=200, mib=2, mib_inflight=2, mib_raw=4,
+                   idle=200,
                    lib=300, durable=200, timeout=120.0)
 
 
@@ -123,11 +125,11 @@ class Profiler:
 
 
 def client_cmd(ctx: Ctx, kind: str, port: int, *, jobs: int, inflight: int, size: int, func: str,
-               background: bool = False, latency: bool = False) -> list[str]:
+               background: bool = False, latency: bool = False, raw: bool = False) -> list[str]:
     if kind == "c":
         cmd = [str(LOADGEN), "client", "-p", str(port), "-f", func, "-n", str(jobs), "-k", str(inflight),
                "-s", str(size)]
-        return cmd + (["-b"] if background else []) + (["-L"] if latency else [])
+        return cmd + (["-b"] if background else []) + (["-L"] if latency else []) + (["-R"] if raw else [])
     if kind == "geartrain":
         return [python(), str(BENCH / "pyclient.py"), "--port", str(port), "-f", func, "-n", str(jobs),
                 "-k", str(inflight), "-s", str(size)]
@@ -139,9 +141,10 @@ def client_cmd(ctx: Ctx, kind: str, port: int, *, jobs: int, inflight: int, size
     raise ValueError(kind)
 
 
-def start_workers(ctx: Ctx, kind: str, port: int, func: str, count: int) -> list[Background]:
+def start_workers(ctx: Ctx, kind: str, port: int, func: str, count: int, raw: bool = False) -> list[Background]:
     if kind == "c":
-        return [Background([str(LOADGEN), "worker", "-p", str(port), "-f", func, "-t", str(count)], "C workers")]
+        return [Background([str(LOADGEN), "worker", "-p", str(port), "-f", func, "-t", str(count),
+                            *(["-R"] if raw else [])], "C workers")]
     if kind == "geartrain":
         return [Background([python(), str(BENCH / "pyworker.py"), "--port", str(port), "-f", func], "geartrain worker")
                 for _ in range(count)]
@@ -186,8 +189,9 @@ def check(result: dict, jobs: int, what: str) -> dict:
 
 
 def foreground(ctx: Ctx, server_kind: str, *, size: int = 64, inflight: int = 100, jobs: int | None = None,
-               workers: int = 4, worker: str = "c", client: str = "c", idle: int = 0, latency: bool = False) -> dict:
-    """Foreground echo jobs from one client through SERVER_KIND to WORKERS echo workers."""
+               workers: int = 4, worker: str = "c", client: str = "c", idle: int = 0, latency: bool = False,
+               raw: bool = False) -> dict:
+    """Foreground echo jobs from one client through SERVER_KIND to WORKERS echo workers (RAW: plain sockets)."""
     s = ctx.sizes
     jobs = jobs or s.echo
     tmp = ctx.scratch()
@@ -201,15 +205,15 @@ def foreground(ctx: Ctx, server_kind: str, *, size: int = 64, inflight: int = 10
             ready = idler.read_line(timeout=300)
             if ready.get("ready") != idle:
                 raise BenchError(f"idle connections: {ready}")
-        procs = start_workers(ctx, worker, server.port, "echo", workers)
+        procs = start_workers(ctx, worker, server.port, "echo", workers, raw=raw)
         bg.extend(procs)
         ensure_workers(server, procs, "echo", workers if worker == "c" else len(procs))
-        warm = min(s.warmup, jobs)
+        warm = min(s.warmup, max(jobs // 20, 1))
         if warm:
             run_json(client_cmd(ctx, client, server.port, jobs=warm, inflight=min(inflight, warm), size=size,
-                                func="echo"), s.timeout, f"{client} client warm-up")
+                                func="echo", raw=raw), s.timeout, f"{client} client warm-up")
         cmd = client_cmd(ctx, client, server.port, jobs=jobs, inflight=inflight, size=size, func="echo",
-                         latency=latency)
+                         latency=latency, raw=raw)
         wcpu0 = sum(cpu_seconds(p.proc.pid) for p in procs)
         cpu0 = server.cpu()
         prof = Profiler(ctx, server)
@@ -297,6 +301,9 @@ def cases() -> list[Case]:
         Case("5b", 5, "foreground echo, 1 MiB, 8 in flight",
              both(lambda ctx, k: foreground(ctx, k, size=1 << 20, jobs=ctx.sizes.mib,
                                             inflight=ctx.sizes.mib_inflight))),
+        Case("5c", 5, "foreground echo, 1 MiB, 8 in flight, plain-socket client/workers",
+             both(lambda ctx, k: foreground(ctx, k, size=1 << 20, jobs=ctx.sizes.mib_raw,
+                                            inflight=ctx.sizes.mib_inflight, raw=True))),
         Case("6", 6, "scenario 1 beside 10,000 idle workers",
              both(lambda ctx, k: foreground(ctx, k, idle=ctx.sizes.idle))),
         Case("7", 7, "client library -> gearmand -> 4 C workers", [
