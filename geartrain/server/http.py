@@ -29,7 +29,7 @@ import time
 from http import HTTPStatus
 from importlib import resources
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, unquote_to_bytes
+from urllib.parse import parse_qsl, unquote_to_bytes, urlsplit
 
 import h11
 
@@ -53,6 +53,10 @@ RESERVED_PREFIXES = (b"api/", b"dashboard/")
 RESERVED_PATHS = (b"api", b"metrics", b"openapi.json", b"dashboard")
 CONTENT_TYPES = {".html": b"text/html; charset=utf-8", ".js": b"text/javascript; charset=utf-8",
                  ".css": b"text/css; charset=utf-8", ".json": JSON, ".svg": b"image/svg+xml"}
+#: the dashboard's files load nothing from elsewhere and may not be framed by another site
+STATIC_HEADERS = [(b"cache-control", b"no-cache"), (b"x-content-type-options", b"nosniff"),
+                  (b"content-security-policy", b"default-src 'self'; frame-ancestors 'none'"),
+                  (b"referrer-policy", b"no-referrer")]
 #: Gearman ERROR codes -> HTTP status for a refused submission
 ERROR_STATUS = {ErrorCode.QUEUE_ERROR: 503, ErrorCode.PERMISSION_DENIED: 403}
 
@@ -318,7 +322,10 @@ class HttpConnection(asyncio.Protocol):
             return
         rest = path.lstrip(b"/")
         try:
-            if method in (b"POST", b"PUT"):
+            if method in (b"POST", b"PUT", b"DELETE") and self._cross_origin(request):
+                self.error(403, "cross-origin request refused: a web page of another site may not submit or cancel "
+                           "jobs (send no Origin header, or one matching Host)")
+            elif method in (b"POST", b"PUT"):
                 if rest in RESERVED_PATHS or rest.startswith(RESERVED_PREFIXES):
                     self.error(405, f"{method.decode()} {path.decode(errors='replace')} is not a job submission: "
                                "these paths are the server's own", allow=self._allowed(rest))
@@ -336,6 +343,23 @@ class HttpConnection(asyncio.Protocol):
             log.exception("HTTP %s %s failed", method.decode(errors="replace"), path.decode(errors="replace"))
             if self.h11.our_state is h11.SEND_RESPONSE:
                 self.error(500, "internal error (logged)", close=True)
+
+    @staticmethod
+    def _cross_origin(request: h11.Request) -> bool:
+        """A browser sending a request on behalf of a page of another origin (CSRF): its Origin header
+        names another host than the one it sent the request to. Tools (curl, clients) send no Origin."""
+        origin = host = None
+        for name, value in request.headers:
+            if name == b"origin":
+                origin = value
+            elif name == b"host":
+                host = value
+        if origin is None:
+            return False
+        if origin == b"null":
+            return True
+        return urlsplit(origin.decode("ascii", "replace")).netloc.lower() != (host or b"").decode(
+            "ascii", "replace").lower()
 
     @staticmethod
     def _allowed(rest: bytes) -> bytes:
@@ -364,7 +388,7 @@ class HttpConnection(asyncio.Protocol):
             if found is None:
                 self.error(404, "no such file")
             else:
-                self.respond(200, found[0], found[1], headers=[(b"cache-control", b"no-cache")])
+                self.respond(200, found[0], found[1], headers=STATIC_HEADERS)
             return
         parts = rest.split(b"/")
         if parts[0] != b"api":

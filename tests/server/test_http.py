@@ -362,3 +362,28 @@ def test_a_client_piling_up_data_while_its_job_waits_is_closed(web: Web) -> None
         except ConnectionResetError:
             pass
     assert wait_for(lambda: not web.json("GET", "/api/jobs?function=pile_up")[1]["jobs"], timeout=5)
+
+
+@pytest.mark.parametrize(("method", "path", "origin", "status"), [
+    ("POST", "/csrf_fn", "http://evil.example", 403),
+    ("PUT", "/csrf_fn", "null", 403),
+    ("DELETE", "/api/jobs/H:none:1", "http://evil.example:8080", 403),
+    ("POST", "/csrf_fn", "same", 200),  # the dashboard's own origin
+])
+def test_cross_origin_submissions_and_cancels_are_refused(web: Web, method: str, path: str, origin: str,
+                                                          status: int) -> None:
+    host = f"127.0.0.1:{web.port}"
+    headers = {"Origin": f"http://{host}" if origin == "same" else origin, "X-Gearman-Background": "true"}
+    got, _, body = web.request(method, path, b"x", headers)
+    assert got == status, body
+    jobs = web.json("GET", "/api/jobs?function=csrf_fn")[1]["jobs"]
+    assert len(jobs) == (1 if status == 200 else 0)
+    for job in jobs:
+        web.request("DELETE", f"/api/jobs/{job['handle_url']}")
+
+
+def test_dashboard_files_carry_security_headers(web: Web) -> None:
+    status, headers, body = web.request("GET", "/")
+    assert status == 200 and b"<title>geartrain</title>" in body
+    assert "default-src 'self'" in headers["content-security-policy"]
+    assert headers["x-content-type-options"] == "nosniff"
