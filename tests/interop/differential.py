@@ -6,7 +6,8 @@ server and returns a normalised transcript, one string per reply; two servers ag
 transcripts are equal. Normalisation only removes what naturally differs between two servers:
 
 * job handles become ``<H1>``, ``<H2>``... in order of first appearance (learned from
-  JOB_CREATED / JOB_ASSIGN* replies); steps may use the same tokens to send a handle back;
+  JOB_CREATED / JOB_ASSIGN* replies); steps may use the same tokens to send a handle back, or
+  ``<HELD>``: the oldest job the connection was assigned and has not finished yet;
 * the file descriptor that starts each ``workers`` line becomes ``FD``;
 * ``getpid`` and ``version`` replies keep their shape (``OK <digits>\\n``) but not their value;
 * listings that gearmand prints in hash-table order (``status``, ``prioritystatus``, ``show jobs``,
@@ -69,7 +70,7 @@ class Raw:
 
 @dataclass(frozen=True)
 class Recv:
-    """Read one reply packet per listed type (the types are checked against the oracle)."""
+    """Read one reply packet per listed type (checked against the oracle; ANY: whatever comes)."""
 
     conn: str
     types: tuple[int, ...]
@@ -77,6 +78,20 @@ class Recv:
     def __init__(self, conn: str, *types: int) -> None:
         object.__setattr__(self, "conn", conn)
         object.__setattr__(self, "types", types)
+
+
+#: a Recv type that matches any packet
+ANY = -100
+
+#: in a Send argument: the oldest job this connection holds (assigned, not yet finished)
+HELD = b"<HELD>"
+
+
+@dataclass(frozen=True)
+class Drain:
+    """ECHO round trip on CONN, recording every packet that arrives before the echo."""
+
+    conn: str
 
 
 @dataclass(frozen=True)
@@ -113,7 +128,7 @@ class Sleep:
     seconds: float
 
 
-Step = Open | Close | Send | Raw | Recv | Admin | ReadText | Quiet | Sleep
+Step = Open | Close | Send | Raw | Recv | Drain | Admin | ReadText | Quiet | Sleep
 
 
 @dataclass
@@ -131,6 +146,7 @@ class Session:
 # -- running -------------------------------------------------------------------------------------
 
 _ASSIGNS = {T.JOB_CREATED, T.JOB_ASSIGN, T.JOB_ASSIGN_UNIQ, T.JOB_ASSIGN_ALL}
+_PROGRESS = {T.WORK_STATUS, T.WORK_DATA, T.WORK_WARNING}  # results that leave the job with the worker
 _SORTED = (b"status", b"prioritystatus", b"show", b"workers")
 _TOKEN_SEP = re.compile(rb"([\t \n\r]+)")
 
@@ -142,6 +158,7 @@ class Transcript:
     lines: list[str] = field(default_factory=list)
     types: list[tuple[int, tuple[int, ...], tuple[int, ...]]] = field(default_factory=list)
     handles: dict[bytes, bytes] = field(default_factory=dict)  # real handle -> token
+    held: dict[str, list[bytes]] = field(default_factory=dict)  # connection -> jobs assigned, not finished
 
     def learn(self, handle: bytes) -> None:
         if handle not in self.handles:
@@ -214,19 +231,32 @@ def _play(i: int, step: Step, conns: dict[str, Wire], tr: Transcript, host: str,
     elif isinstance(step, Sleep):
         time.sleep(step.seconds)
     elif isinstance(step, Send):
-        conns[step.conn].send(step.ptype, *(tr.token_to_handle(a) for a in step.args))
+        args = [tr.token_to_handle(a) for a in step.args]
+        if HELD in args:
+            held = tr.held.get(step.conn)
+            if not held:
+                tr.lines.append(f"#{i} {step.conn} holds no job: {_name(step.ptype)} not sent")
+                return
+            handle = held[0] if step.ptype in _PROGRESS else held.pop(0)
+            args = [handle if a == HELD else a for a in args]
+        conns[step.conn].send(step.ptype, *args)
     elif isinstance(step, Raw):
         conns[step.conn].send_raw(tr.token_to_handle(step.data))
     elif isinstance(step, Recv):
         seen = []
-        for _ in step.types:
+        for want in step.types:
             ptype, args = conns[step.conn].packet()
-            seen.append(ptype)
-            if ptype in _ASSIGNS and args:
-                tr.learn(args[0])
-            shown = " ".join(_show(tr.norm_arg(a)) for a in args)
-            tr.lines.append(f"#{i} {step.conn} <- {_name(ptype)} {shown}".rstrip())
+            seen.append(ptype if want != ANY else ANY)
+            _record(i, step.conn, ptype, args, tr)
         tr.types.append((i, step.types, tuple(seen)))
+    elif isinstance(step, Drain):
+        w = conns[step.conn]
+        w.send(T.ECHO_REQ, b"drain")
+        while True:
+            ptype, args = w.packet()
+            if ptype == T.ECHO_RES and args == (b"drain",):
+                break
+            _record(i, step.conn, ptype, args, tr)
     elif isinstance(step, Admin):
         w = conns[step.conn]
         line = tr.token_to_handle(step.line)
@@ -244,6 +274,15 @@ def _play(i: int, step: Step, conns: dict[str, Wire], tr: Transcript, host: str,
         tr.lines.append(f"#{i} {step.conn} quiet {tr.norm_text(got)!r}")
     else:  # pragma: no cover - a new step type without a player
         raise TypeError(step)
+
+
+def _record(i: int, conn: str, ptype: int, args: tuple[bytes, ...], tr: Transcript) -> None:
+    if ptype in _ASSIGNS and args:
+        tr.learn(args[0])
+        if ptype != T.JOB_CREATED:
+            tr.held.setdefault(conn, []).append(args[0])
+    shown = " ".join(_show(tr.norm_arg(a)) for a in args)
+    tr.lines.append(f"#{i} {conn} <- {_name(ptype)} {shown}".rstrip())
 
 
 def type_mismatches(tr: Transcript) -> list[str]:

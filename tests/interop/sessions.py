@@ -194,6 +194,17 @@ def sessions() -> list[Session]:
             Send("w", T.WORK_COMPLETE, H2, b"ok"), Recv("c", T.WORK_COMPLETE), Recv("c2", T.WORK_COMPLETE),
             Send("o", T.GET_STATUS_UNIQUE, b"fg-u"), Recv("o", T.STATUS_RES_UNIQUE),
         ]),
+        Session("get_status_unique_same_unique_two_functions", [
+            Open("c"), Open("c2"), Open("o"),
+            Send("c", T.SUBMIT_JOB_BG, b"f", b"shared", b"x"), Recv("c", T.JOB_CREATED),
+            Send("c2", T.SUBMIT_JOB, b"g", b"shared", b"x"), Recv("c2", T.JOB_CREATED),
+            Send("o", T.GET_STATUS_UNIQUE, b"shared"), Recv("o", T.STATUS_RES_UNIQUE),
+            Send("c2", T.SUBMIT_JOB, b"g", b"other", b"x"), Recv("c2", T.JOB_CREATED),
+            Send("c", T.SUBMIT_JOB_BG, b"f", b"other", b"x"), Recv("c", T.JOB_CREATED),
+            Send("o", T.GET_STATUS_UNIQUE, b"other"), Recv("o", T.STATUS_RES_UNIQUE),
+            Send("c", T.SUBMIT_JOB_BG, b"h", b"other", b"x"), Recv("c", T.JOB_CREATED),
+            Send("o", T.GET_STATUS_UNIQUE, b"other"), Recv("o", T.STATUS_RES_UNIQUE),
+        ]),
         Session("unique_coalescing", [
             Open("c1"), Open("c2"), Open("c3"), Open("w"), Open("a"),
             Send("c1", T.SUBMIT_JOB, b"f", b"same", b"first"), Recv("c1", T.JOB_CREATED),

@@ -1,10 +1,10 @@
 """Differential test: each scripted session against the C gearmand and against geartrain, replies compared.
 
-The sessions (sessions.py) are played on a fresh gearmand first: that run must match the packet types
-each session declares (so a session that no longer describes gearmand fails loudly), and its
-normalised transcript is the expectation. Then the same session is played on a fresh geartrain
-and the two transcripts must be equal, byte for byte after normalising job handles, fds, pid and
-version (see differential.py).
+The sessions (sessions.py, and seeded random ones from random_sessions.py) are played on a fresh
+gearmand: that run must match the packet types each session declares (so a session that no longer
+describes gearmand fails loudly), and its normalised transcript is the expectation. The same
+session is played at the same time on a fresh geartrain, and the two transcripts must be equal,
+byte for byte after normalising job handles, fds, pid and version (see differential.py).
 """
 
 from __future__ import annotations
@@ -18,7 +18,11 @@ import pytest
 from tests.conftest import start_gearmand, start_geartrain
 
 from .differential import Transcript, run, type_mismatches
+from .random_sessions import RANDOM_SESSIONS
 from .sessions import SESSIONS
+
+#: the scripted sessions, then seeded random ones (random_sessions.py)
+ALL = {**SESSIONS, **RANDOM_SESSIONS}
 
 pytestmark = pytest.mark.interop
 
@@ -30,7 +34,7 @@ DURABLE = ["submit_every_priority", "grab_variants", "unique_coalescing", "admin
 
 
 def _play(kind: str, name: str, tmp: Path, queue: str = "memory") -> Transcript:
-    session = SESSIONS[name]
+    session = ALL[name]
     if kind == "gearmand":
         server = start_gearmand(tmp, *session.args)
     else:
@@ -46,7 +50,7 @@ def _diff(want: Transcript, got: Transcript) -> str:
     return "\n".join(difflib.unified_diff(want.lines, got.lines, "gearmand", "geartrain", lineterm="", n=2))
 
 
-@pytest.mark.parametrize(("name", "queue"), [(n, "memory") for n in SESSIONS] + [(n, "sqlite") for n in DURABLE])
+@pytest.mark.parametrize(("name", "queue"), [(n, "memory") for n in ALL] + [(n, "sqlite") for n in DURABLE])
 def test_same_replies_as_gearmand(name: str, queue: str, tmp_path: Path) -> None:
     # the two servers are separate processes on separate ports: play both at once
     with ThreadPoolExecutor(2) as pool:
