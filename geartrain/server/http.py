@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import time
 from http import HTTPStatus
 from importlib import resources
@@ -182,6 +183,12 @@ class HttpConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         peername = transport.get_extra_info("peername")
         self.host = peername[0] if isinstance(peername, tuple) else "-"
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            try:  # a response is one write: send it now, not after the ACK of the last one (Nagle)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
         self.listener.connections.add(self)
         self._arm_timer()
 
