@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from geartrain.protocol.packets import T
 from tests.conftest import Server, free_port, start_geartrain, wait_port
@@ -387,3 +389,37 @@ def test_dashboard_files_carry_security_headers(web: Web) -> None:
     assert status == 200 and b"<title>geartrain</title>" in body
     assert "default-src 'self'" in headers["content-security-policy"]
     assert headers["x-content-type-options"] == "nosniff"
+
+
+_METHODS = st.sampled_from([b"GET", b"POST", b"PUT", b"DELETE", b"HEAD", b"OPTIONS", b"BREW", b""])
+_TARGETS = st.sampled_from([b"/", b"/api/jobs", b"/api/jobs/%ZZ", b"/api/functions/%FF", b"/fz", b"/%00",
+                            b"/api/jobs?limit=-1&state=", b"*", b"http://x/fz", b"/metrics"])
+_HEADERS = st.lists(st.tuples(st.sampled_from([b"Content-Length", b"Transfer-Encoding", b"X-Gearman-Unique",
+                                               b"X-Gearman-Background", b"X-Gearman-Priority", b"Origin", b"Host",
+                                               b"Connection", b"X"]),
+                              st.binary(max_size=12)), max_size=5)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(method=_METHODS, target=_TARGETS, headers=_HEADERS, body=st.binary(max_size=64),
+       version=st.sampled_from([b"HTTP/1.1", b"HTTP/1.0", b"HTTP/2", b""]), garbage=st.binary(max_size=32))
+def test_any_request_gets_an_answer_or_a_close_and_the_server_stays_up(web: Web, method: bytes, target: bytes,
+                                                                       headers: list, body: bytes, version: bytes,
+                                                                       garbage: bytes) -> None:
+    head = method + b" " + target + b" " + version + b"\r\n"
+    head += b"".join(name + b": " + value + b"\r\n" for name, value in headers)
+    with socket.create_connection(("127.0.0.1", web.port), timeout=10) as sock:
+        try:
+            sock.sendall(head + b"\r\n" + body + garbage)
+            sock.shutdown(socket.SHUT_WR)
+            reply = b""
+            while chunk := sock.recv(65536):
+                reply += chunk
+        except ConnectionResetError:
+            reply = b""
+    assert reply == b"" or reply.startswith(b"HTTP/1.1 ")
+    for status in re.findall(rb"HTTP/1\.1 (\d{3}) ", reply):
+        assert int(status) < 500 or int(status) == 501  # 501: a transfer-coding h11 does not implement
+    assert web.request("GET", "/api/server")[0] == 200
+    for job in web.json("GET", "/api/jobs?state=queued&limit=1000")[1]["jobs"]:  # keep the server tidy
+        web.request("DELETE", f"/api/jobs/{job['handle_url']}")
