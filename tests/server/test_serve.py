@@ -259,11 +259,15 @@ def test_worker_dies_mid_job_and_another_gets_it(conns, request):
     h1, _ = client.one()[1][0], client.one()[1][0]
     w1.send(T.CAN_DO, f).send(T.GRAB_JOB)
     assert w1.one()[1][0] == h1
-    w2.send(T.CAN_DO, f).send(T.PRE_SLEEP)
+    admin = conns()
+    assert f + b"\t2\t1\t1\n" in admin.text(b"status")
     w1.close()
-    assert w2.one() == ("NOOP", ())
-    w2.send(T.GRAB_JOB)
-    assert w2.one()[1][0] == h1  # back at the head of the queue
+    deadline = time.monotonic() + 5
+    while f + b"\t2\t0\t0\n" not in admin.text(b"status"):  # the server noticed: h1 is queued again
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    w2.send(T.CAN_DO, f).send(T.GRAB_JOB)
+    assert w2.one()[1][0] == h1  # back at the head of the queue, before "second"
     w2.send(T.WORK_COMPLETE, h1, b"ok")
     assert client.one() == ("WORK_COMPLETE", (h1, b"ok"))
 
