@@ -354,25 +354,39 @@ def tune_gc() -> None:
     gc.set_threshold(50_000, 50, 100)
 
 
-def daemonize() -> None:
-    """Detach from the terminal (-d), as gearmand does."""
+def daemonize() -> int:
+    """Detach from the terminal (-d), as gearmand does.
+
+    The first process exits only once the daemon listens and has written its pid file (0) or has
+    failed to start (1), so `systemctl start` (Type=forking, PIDFile=) and scripts see the truth.
+    Returns the pipe the daemon writes b"1" to when it is serving."""
+    r, w = os.pipe()
     if os.fork() > 0:
-        os._exit(0)
+        os.close(w)
+        ok = os.read(r, 1)
+        os._exit(0 if ok == b"1" else 1)
+    os.close(r)
     os.setsid()
     if os.fork() > 0:
         os._exit(0)
     devnull = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(devnull, fd)
+    return w
 
 
-async def serve(options: Options, logfile: LogFile | None = None, loop_name: str = "asyncio") -> int:
+async def serve(options: Options, logfile: LogFile | None = None, loop_name: str = "asyncio",
+                ready_fd: int | None = None) -> int:
     server = Server(options)
     try:
         await server.start()
     except OSError as exc:
         log.critical("could not listen on %s:%d: %s", options.listen, options.port, exc)
         print(f"geartrain serve: could not listen on {options.listen}:{options.port}: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # e.g. the durable queue cannot be opened or replayed
+        log.critical("could not start: %s: %s", type(exc).__name__, exc)
+        print(f"geartrain serve: could not start: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, server.request_shutdown, False)
@@ -388,6 +402,9 @@ async def serve(options: Options, logfile: LogFile | None = None, loop_name: str
     if options.pid_file:
         with open(options.pid_file, "w") as fh:
             fh.write(f"{os.getpid()}\n")
+    if ready_fd is not None:
+        os.write(ready_fd, b"1")
+        os.close(ready_fd)
     try:
         await server.wait_stopped()
     finally:
@@ -403,13 +420,12 @@ async def serve(options: Options, logfile: LogFile | None = None, loop_name: str
 
 def run(options: Options, *, daemon: bool = False) -> int:
     """Run a server until it is told to stop; the process entry point of `geartrain serve`."""
-    if daemon:
-        daemonize()
+    ready_fd = daemonize() if daemon else None
     logfile = LogFile(options.log_file, options.verbose, options.log_format)
     loop_name = install_uvloop()
     tune_gc()
     try:
-        return asyncio.run(serve(options, logfile, loop_name))
+        return asyncio.run(serve(options, logfile, loop_name, ready_fd))
     except KeyboardInterrupt:
         return 0
 

@@ -409,3 +409,28 @@ def test_client_that_never_reads_is_closed_not_buffered_forever(tmp_path: Path):
         client.close()
     finally:
         s.stop()
+
+
+def test_daemon_returns_once_serving_and_fails_when_it_cannot(tmp_path: Path):
+    import subprocess
+    import sys
+
+    port = free_port()
+    pid_file = tmp_path / "d.pid"
+    cmd = [sys.executable, "-m", "geartrain", "serve", "-L", "127.0.0.1", "-p", str(port), "--queue", "memory",
+           "--log-file", str(tmp_path / "d.log"), "-d"]
+    root = Path(__file__).parents[2]
+    first = subprocess.run([*cmd, "-P", str(pid_file)], cwd=root, timeout=30)
+    assert first.returncode == 0
+    pid = int(pid_file.read_text())  # written before the command returned
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass
+        second = subprocess.run(cmd, cwd=root, timeout=30)  # same port: the daemon cannot start
+        assert second.returncode == 1
+    finally:
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while pid_file.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not pid_file.exists()
