@@ -1068,4 +1068,4 @@ def valid_prefix(prefix: bytes) -> bool:
     return len(prefix) + 1 + 10 <= MAX_HANDLE_SIZE
 
 
-__all__ = ["State", "Schedule", "atoi", "default_handle_prefix", "COMPLETED", "FAILED", "EXCEPTION", "LOW"]
+__all__ = ["State", "Schedule", "atoi", "default_handle_prefix", "valid_prefix", "COMPLETED", "FAILED", "EXCEPTION"]
