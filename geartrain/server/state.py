@@ -145,6 +145,8 @@ class State:
         self.epoch_heap: list[tuple[float, int, Job]] = []
         self.timeout_heap: list[tuple[float, int, Job, Peer, int]] = []
         self.sched_heap: list[tuple[float, int, Schedule]] = []
+        self._epoch_limit = 1024  # heap sizes that trigger dropping dead entries (amortized O(1) per push)
+        self._timeout_limit = 1024
         self.schedules: dict[bytes, Schedule] = {}  # by handle
         self.schedule_keys: dict[tuple[bytes, bytes], Schedule] = {}
         self.next_peer_id = 0
@@ -395,7 +397,13 @@ class State:
     def _delay(self, job: Job) -> None:
         job.state = DELAYED
         job.function.delayed[job.priority] += 1
-        heapq.heappush(self.epoch_heap, (job.when, next(self._seq), job))
+        heap = self.epoch_heap
+        heapq.heappush(heap, (job.when, next(self._seq), job))
+        if len(heap) > self._epoch_limit:
+            # cancelled epoch jobs stay in the heap until their time: drop them once they are half of it
+            heap[:] = [e for e in heap if e[2].state == DELAYED]
+            heapq.heapify(heap)
+            self._epoch_limit = max(1024, 2 * len(heap))
 
     def _enqueue(self, job: Job, head: bool = False) -> None:
         f = job.function
@@ -652,7 +660,13 @@ class State:
         if timeout:
             if peer.stale:
                 peer.stale.discard(handle)
-            heapq.heappush(self.timeout_heap, (self.now + timeout, next(self._seq), job, peer, job.attempt))
+            heap = self.timeout_heap
+            heapq.heappush(heap, (self.now + timeout, next(self._seq), job, peer, job.attempt))
+            if len(heap) > self._timeout_limit:
+                # finished jobs' deadlines stay in the heap until due: drop them once they are half of it
+                heap[:] = [e for e in heap if e[2].state == RUNNING and e[2].worker is e[3] and e[2].attempt == e[4]]
+                heapq.heapify(heap)
+                self._timeout_limit = max(1024, 2 * len(heap))
         if kind == _JOB_ASSIGN:
             self.send(peer, pack_res(_JOB_ASSIGN, handle, f.name, job.data))
         elif kind == _JOB_ASSIGN_ALL and job.reducer:

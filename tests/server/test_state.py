@@ -623,3 +623,25 @@ def test_sleeping_worker_with_many_functions_is_woken_for_any_of_them():
     assert h.grab(wide)[1][1] == names[33]
     h.state.disconnect(wide)
     assert not h.state.wide_sleepers
+
+
+def test_timeout_and_epoch_heaps_stay_bounded():
+    h = Harness()
+    c = h.peer()
+    w = h.peer()
+    h.send(w, T.CAN_DO_TIMEOUT, b"f", b"3600")
+    for _ in range(5000):  # quick jobs under a one-hour timeout
+        a = h.submit(c, ptype=T.SUBMIT_JOB_BG)
+        h.grab(w)
+        h.send(w, T.WORK_COMPLETE, a, b"")
+    assert len(h.state.timeout_heap) <= 2048
+    when = str(int(h.state.now) + 3600).encode()
+    for _ in range(5000):  # far-future epoch jobs, cancelled
+        h.send(c, T.SUBMIT_JOB_EPOCH, b"e", b"", when, b"")
+        assert h.state.cancel(h.got(c)[0][1][0])
+    assert len(h.state.epoch_heap) <= 2048
+    # live entries survive the clean-up
+    a = h.submit(c, ptype=T.SUBMIT_JOB_BG)
+    h.grab(w)
+    h.tick(3601)
+    assert a in w.stale
