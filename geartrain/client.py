@@ -37,6 +37,8 @@ _WORK = frozenset(int(t) for t in (T.WORK_COMPLETE, T.WORK_DATA, T.WORK_STATUS, 
 _REPLIES = frozenset(int(t) for t in (T.STATUS_RES, T.STATUS_RES_UNIQUE, T.OPTION_RES, T.ECHO_RES))
 _ERROR = int(T.ERROR)
 _OPT_EXCEPTIONS = pack_req(T.OPTION_REQ, b"exceptions")
+#: _SUBMIT[priority][background] -> packet type
+_SUBMIT = tuple((int(submit_type(p, False)), int(submit_type(p, True))) for p in range(3))
 
 
 def _b(value: str | bytes) -> bytes:
@@ -73,7 +75,7 @@ class _Server:
         if job.when is not None:
             pkt = pack_req(T.SUBMIT_JOB_EPOCH, job.function, job.unique or b"", str(job.when).encode(), job.data)
         else:
-            pkt = pack_req(submit_type(job.priority, job.background), job.function, job.unique or b"", job.data)
+            pkt = pack_req(_SUBMIT[job.priority][job.background], job.function, job.unique or b"", job.data)
         self.link.send(pkt)
 
     def packet(self, ptype: int, args: tuple) -> None:
@@ -187,6 +189,7 @@ class AsyncClient:
         self._rr = 0
         self._closing = False
         self._tasks: set[asyncio.Task] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -262,12 +265,14 @@ class AsyncClient:
 
         ``when``: run at this Unix time (SUBMIT_JOB_EPOCH; always a background job).
         """
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
         uniq = _b(unique) if unique is not None else None
         if when is not None:
             background = True
             when = int(when)
         job = Job(_b(function), self.codec.encode(data), uniq, priority_of(priority), background, when, self.codec,
-                  on_data, on_warning, on_status)
+                  on_data, on_warning, on_status, self._loop)
         # fast path: the chosen server is connected
         if uniq:
             st = self.servers[self.ring.node(uniq)]

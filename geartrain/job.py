@@ -66,7 +66,7 @@ class Job:
 
     def __init__(self, function: bytes, data: bytes, unique: bytes | None, priority: int, background: bool,
                  when: int | None, codec: Any, on_data: Callable | None = None, on_warning: Callable | None = None,
-                 on_status: Callable | None = None) -> None:
+                 on_status: Callable | None = None, loop: asyncio.AbstractEventLoop | None = None) -> None:
         self.function = function
         self.data = data
         self.unique = unique
@@ -81,9 +81,8 @@ class Job:
         self.on_data = on_data
         self.on_warning = on_warning
         self.on_status = on_status
-        loop = asyncio.get_running_loop()
-        self._created: asyncio.Future = loop.create_future()
-        self._done: asyncio.Future = loop.create_future()
+        self._created: asyncio.Future | None = None  # made only when someone waits for JOB_CREATED
+        self._done: asyncio.Future = (loop or asyncio.get_running_loop()).create_future()
         self._log: list[JobEvent] | None = None
         self._wake: asyncio.Future | None = None
         self._tried: list[str] = []
@@ -100,6 +99,12 @@ class Job:
 
     async def created(self, timeout: float | None = None) -> bytes:
         """Wait for JOB_CREATED; return the handle."""
+        if self.handle is not None:
+            return self.handle
+        if self._done.done():  # failed before it was created
+            self._done.result()
+        if self._created is None:
+            self._created = self._done.get_loop().create_future()
         try:
             return await asyncio.wait_for(asyncio.shield(self._created), timeout)
         except TimeoutError:
@@ -183,13 +188,13 @@ class Job:
     def _set_created(self, handle: bytes, server: str) -> None:
         self.handle = handle
         self.server = server
-        if not self._created.done():
+        if self._created is not None and not self._created.done():
             self._created.set_result(handle)
         if self.background and not self._done.done():
             self._done.set_result(handle)
 
     def _fail(self, exc: BaseException) -> None:
-        if not self._created.done():
+        if self._created is not None and not self._created.done():
             self._created.set_exception(exc)
             self._created.exception()
         if not self._done.done():

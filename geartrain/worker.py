@@ -159,6 +159,10 @@ class _WServer:
                 unique = None
             else:
                 handle, function, unique, _reducer, data = args
+            if self.empty and self.grabs == 0 and not w._stopping and self.link.up:
+                # a NO_JOB came back for an earlier grab: the queue ran dry, so sleep until NOOP
+                self.sleeping = True
+                self.link.send(_PRE_SLEEP)
             w._start(self, handle, function, unique, data)
             w._pump()
         elif ptype == _NO_JOB:
@@ -187,6 +191,7 @@ class _WServer:
             self.lost_event.set()
         if not w._stopping:
             log.info("lost connection to %s (%s); reconnecting", link.address, exc)
+        w._pump()  # the grabs it had are free slots again: ask the other servers
         w._check_done()
 
 

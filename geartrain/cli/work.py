@@ -81,7 +81,9 @@ def _make_handler(command: list[str], lines: bool, strip: bool) -> Any:
 
 def _serve(args: argparse.Namespace) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    worker = AsyncWorker(servers_from_args(args), concurrency=args.concurrency, client_id=args.client_id)
+    # the echo handler (no command) is a plain function: run it inline even with several jobs in flight
+    worker = AsyncWorker(servers_from_args(args), concurrency=args.concurrency, client_id=args.client_id,
+                         threads=False)
     handler = _make_handler(command, args.lines, args.lines_strip)
     for fn in args.function:
         worker.register(fn, handler, timeout=args.timeout)
