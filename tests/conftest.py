@@ -60,6 +60,46 @@ def wait_port(port: int, proc: subprocess.Popen | None = None, timeout: float = 
     raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
 
 
+def _listening_inodes(port: int) -> set[str]:
+    """Socket inodes listening on PORT (any address), from /proc/net/tcp{,6}."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            if f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f[9])
+    return inodes
+
+
+def wait_own_port(port: int, proc: subprocess.Popen, timeout: float = 15.0) -> None:
+    """Wait until PROC itself listens on PORT: a free port taken by another process meanwhile is an error."""
+    wait_port(port, proc, timeout)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}; port {port} belongs to another process")
+        try:
+            fds = os.listdir(f"/proc/{proc.pid}/fd")
+        except OSError:
+            return  # no /proc: trust wait_port
+        owned = set()
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{proc.pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                owned.add(target[8:-1])
+        if owned & _listening_inodes(port):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"port {port} is served by another process, not by pid {proc.pid}")
+
+
 @dataclass
 class Server:
     """A running job server: which kind, where, and its process."""
@@ -92,7 +132,7 @@ def start_gearmand(tmp: Path, *args: str, port: int | None = None) -> Server:
     cmd = [binary, "-L", "127.0.0.1", "-p", str(port), "-t", "1", "--log-file", str(log),
            "--verbose", "INFO", *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_port(port, proc)
+    wait_own_port(port, proc)
     return Server("gearmand", "127.0.0.1", port, proc, log)
 
 
@@ -107,7 +147,7 @@ def start_geartrain(tmp: Path, *args: str, port: int | None = None, env: dict | 
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
                             env={**os.environ, **(env or {})})
     try:
-        wait_port(port, proc)
+        wait_own_port(port, proc)
     except Exception:
         proc.kill()
         raise RuntimeError(f"geartrain did not start: {log.read_text() if log.exists() else ''}") from None
