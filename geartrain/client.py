@@ -240,6 +240,10 @@ class AsyncClient:
             await asyncio.sleep(min(max(wait, 0.01), deadline - now))
 
     async def _dispatch(self, job: Job) -> None:
+        if len(job._tried) >= 2 * len(self._list) + 2:  # every server dropped it: do not bounce it forever
+            job._fail(ConnectionLost(f"connections dropped {len(job._tried)} times before the job was accepted "
+                                     f"({', '.join(dict.fromkeys(job._tried))})"))
+            return
         try:
             st = await self._server_for(job.unique)
         except NoServerAvailable as exc:

@@ -234,3 +234,28 @@ def test_submit_reaches_a_server_that_starts_late(tmp_path):
                 server.stop()
 
     assert asyncio.run(main())
+
+
+def test_tls_client_and_worker(tmp_path):
+    """Client and worker over TLS (ssl.SSLContext), against our server with --ssl."""
+    import ssl
+    import subprocess
+
+    from tests.conftest import need_binary, start_geartrain
+
+    openssl = need_binary("openssl")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    server = start_geartrain(tmp_path, "--ssl", "--ssl-certificate", str(cert), "--ssl-key", str(key),
+                             "--ssl-ca-file", str(cert))
+    try:
+        ctx = ssl.create_default_context(cafile=str(cert))
+        with worker_thread(server.address, FUNCTIONS, ssl=ctx), Client(server.address, ssl=ctx) as client:
+            assert client.submit("rev", b"secret", timeout=10) == b"terces"
+        with Client(server.address, wait_for_server=0.5, max_backoff=0.1) as plain:  # no TLS: no talk
+            with pytest.raises(ConnectionError):  # dropped before JOB_CREATED every time, then given up
+                plain.submit("rev", b"x", timeout=20)
+    finally:
+        server.stop()
