@@ -11,6 +11,7 @@ which is tested; the full round trip runs only where libgearman links OpenSSL.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import time
@@ -123,6 +124,31 @@ def test_libgearman_tools_with_dash_s(tls_server: Server, certs: Certs, gearman_
         assert code != 0 or stdout == b""
         wait_log(tls_server, "the peer is not speaking TLS")
     assert tls_server.proc.poll() is None
+
+
+def test_libgearman_built_with_tls(tls_server: Server, certs: Certs, background):
+    """gearman -S (client and worker) and gearadmin -S from a libgearman 1.1.20 built with --enable-ssl.
+
+    Set GEARTRAIN_LIBGEARMAN_TLS_BIN to the directory holding those gearman and gearadmin (docs/reliability.md
+    says how to build them); without it the test is skipped.
+    """
+    where = os.environ.get("GEARTRAIN_LIBGEARMAN_TLS_BIN")
+    if not where:
+        pytest.skip("GEARTRAIN_LIBGEARMAN_TLS_BIN not set (a libgearman built with --enable-ssl)")
+    gearman, gearadmin = str(Path(where) / "gearman"), str(Path(where) / "gearadmin")
+    env = {"GEARMAND_CA_CERTIFICATE": certs.ca, "GEARMAN_CLIENT_PEM": certs.path("client-1.pem"),
+           "GEARMAN_CLIENT_KEY": certs.path("client-1.key")}
+    host = ["-h", tls_server.host, "-p", str(tls_server.port)]
+    out = run([gearman, "-S", *host, "-f", "rev", "-b", "-s"], env=env, timeout=15)
+    assert out.returncode == 0, out.stderr
+    out = run([gearadmin, "-S", *host, "--status"], env=env, timeout=15)
+    assert out.returncode == 0 and out.stdout.startswith(b"rev\t1\t0\t0\n"), out
+    worker = background([gearman, "-S", *host, "-w", "-c", "2", "-f", "rev", "--", "rev"], env=env)
+    out = run([gearman, "-S", *host, "-f", "rev"], input=b"hello\n", env=env, timeout=15)
+    assert out.returncode == 0 and out.stdout == b"olleh\n", out
+    status, _, err = worker.wait(15)
+    assert status == 0, err
+    assert b"rev\t0\t0\t0\n" in run([gearadmin, "-S", *host, "--status"], env=env, timeout=15).stdout
 
 
 # ---------------------------------------------------------------------- helpers
