@@ -6,7 +6,8 @@ libgearman 1.1.20 reads its CA, certificate and key from --ssl options or the en
 and never checks the server's certificate (no SSL_CTX_set_verify in libgearman/universal.cc). The Debian
 build installed here is compiled without TLS: `-S` is accepted and ignored, the tools speak plain TCP
 (and Debian's gearmand likewise accepts --ssl and serves plain TCP). So against our TLS port they fail,
-which is tested; the full round trip runs only where libgearman links OpenSSL.
+which is tested; the full round trip runs where the system libgearman links OpenSSL, and with tools built
+with --enable-ssl named by GEARTRAIN_LIBGEARMAN_TLS_BIN (docs/reliability.md).
 """
 
 from __future__ import annotations
