@@ -52,12 +52,22 @@ def _make_handler(command: list[str], lines: bool, strip: bool) -> Any:
     async def run_command(job: WorkerJob) -> bytes:
         proc = await asyncio.create_subprocess_exec(*command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         assert proc.stdin is not None and proc.stdout is not None
-        proc.stdin.write(job.raw)
-        try:
-            await proc.stdin.drain()
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-        proc.stdin.close()
+        stdin = proc.stdin
+
+        async def feed() -> None:
+            # alongside the reading, so a big payload and a big output cannot block each other
+            try:
+                stdin.write(job.raw)
+                await stdin.drain()
+            except (BrokenPipeError, ConnectionResetError, RuntimeError):
+                pass  # the command exited (or closed stdin) without reading it all
+            finally:
+                try:
+                    stdin.close()
+                except (BrokenPipeError, ConnectionResetError, RuntimeError):
+                    pass
+
+        feeder = asyncio.ensure_future(feed())
         output = b""
         try:
             if lines:
@@ -66,7 +76,9 @@ def _make_handler(command: list[str], lines: bool, strip: bool) -> Any:
             else:
                 output = await proc.stdout.read()
             code = await proc.wait()
+            await feeder
         except asyncio.CancelledError:
+            feeder.cancel()
             proc.kill()
             await proc.wait()
             raise

@@ -93,3 +93,14 @@ def test_processes_and_graceful_sigterm(any_server, cli):
         assert sup.wait(10) == 0
     finally:
         stop(sup)
+
+
+def test_big_payload_through_a_command(any_server, cli):
+    worker = start("work", "--servers", any_server.address, "-f", "cat", "--", "cat")
+    try:
+        wait_workers(any_server.address, "cat", 1)
+        payload = bytes(range(256)) * 4096  # 1 MiB, binary
+        out = cli("submit", "--servers", any_server.address, "-f", "cat", input=payload)
+        assert out.returncode == 0 and out.stdout == payload
+    finally:
+        stop(worker)
