@@ -71,7 +71,7 @@ class _Server:
 
     def submit(self, job: Job) -> None:
         self.pending.append(job)
-        job._tried.append(self.link.address)
+        job._tried += 1
         if job.when is not None:
             pkt = pack_req(T.SUBMIT_JOB_EPOCH, job.function, job.unique or b"", str(job.when).encode(), job.data)
         else:
@@ -190,6 +190,7 @@ class AsyncClient:
         self._closing = False
         self._tasks: set[asyncio.Task] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._names: dict[str | bytes, bytes] = {}
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -240,9 +241,8 @@ class AsyncClient:
             await asyncio.sleep(min(max(wait, 0.01), deadline - now))
 
     async def _dispatch(self, job: Job) -> None:
-        if len(job._tried) >= 2 * len(self._list) + 2:  # every server dropped it: do not bounce it forever
-            job._fail(ConnectionLost(f"connections dropped {len(job._tried)} times before the job was accepted "
-                                     f"({', '.join(dict.fromkeys(job._tried))})"))
+        if job._tried >= 2 * len(self._list) + 2:  # every server dropped it: do not bounce it forever
+            job._fail(ConnectionLost(f"connections dropped {job._tried} times before the job was accepted"))
             return
         try:
             st = await self._server_for(job.unique)
@@ -275,7 +275,12 @@ class AsyncClient:
         if when is not None:
             background = True
             when = int(when)
-        job = Job(_b(function), self.codec.encode(data), uniq, priority_of(priority), background, when, self.codec,
+        fname = self._names.get(function)
+        if fname is None:
+            fname = _b(function)
+            if len(self._names) < 4096:
+                self._names[function] = fname
+        job = Job(fname, self.codec.encode(data), uniq, priority_of(priority), background, when, self.codec,
                   on_data, on_warning, on_status, self._loop)
         # fast path: the chosen server is connected
         if uniq:

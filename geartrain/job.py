@@ -85,7 +85,7 @@ class Job:
         self._done: asyncio.Future = (loop or asyncio.get_running_loop()).create_future()
         self._log: list[JobEvent] | None = None
         self._wake: asyncio.Future | None = None
-        self._tried: list[str] = []
+        self._tried = 0  # how many servers it was sent to
 
     def __repr__(self) -> str:
         state = "done" if self._done.done() else ("created" if self.handle else "submitting")
