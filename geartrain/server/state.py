@@ -802,13 +802,14 @@ class State:
                                  str(atoi(job.denominator) & 0xFFFFFFFF).encode()))
 
     def find_unique(self, unique: bytes) -> Job | None:
-        """A job with this unique, of any function."""
+        """The newest job with this unique, of any function (gearmand's unique table lists newest first)."""
         uniques = self.uniques
+        found = None
         for name in self.functions:
             job = uniques.get((name, unique))
-            if job is not None:
-                return job
-        return None
+            if job is not None and (found is None or _counter(job.handle) > _counter(found.handle)):
+                found = job
+        return found
 
     def _get_status_unique(self, peer: Peer, args: tuple[bytes, ...]) -> None:
         unique = args[0]
@@ -1075,6 +1076,12 @@ class State:
             job.stored = True
             job.skey = stored
         return job
+
+
+def _counter(handle: bytes) -> int:
+    """The N of a handle PREFIX:N (its creation order)."""
+    tail = handle.rpartition(b":")[2]
+    return int(tail) if tail.isdigit() else 0
 
 
 def valid_prefix(prefix: bytes) -> bool:

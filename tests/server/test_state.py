@@ -645,3 +645,15 @@ def test_timeout_and_epoch_heaps_stay_bounded():
     h.grab(w)
     h.tick(3601)
     assert a in w.stale
+
+
+def test_get_status_unique_answers_for_the_newest_job_with_that_unique():
+    h = Harness()
+    c, c2 = h.peer(), h.peer()
+    h.submit(c, b"g", unique=b"shared", ptype=T.SUBMIT_JOB_BG)
+    h.submit(c2, b"f", unique=b"shared")  # newer, in a function created later
+    h.submit(c2, b"zz", unique=b"other")
+    h.submit(c, b"g", unique=b"other", ptype=T.SUBMIT_JOB_BG)  # newer, in a function created earlier
+    h.send(c, T.GET_STATUS_UNIQUE, b"shared")
+    h.send(c, T.GET_STATUS_UNIQUE, b"other")
+    assert [args[-1] for _, args in h.got(c)] == [b"1", b"0"]  # client counts: the f job, then the g job
