@@ -1,0 +1,86 @@
+"""Throughput of the client and worker libraries against the C gearmand (or our server), with C peers.
+
+    python examples/bench_libraries.py [--jobs 200000] [--server gearmand|geartrain] [--repeat 3]
+
+(a) our AsyncClient, 100 jobs in flight, against two C echo workers (tests/examples/echo_worker.c);
+(b) one Python echo worker process (AsyncWorker, inline handler, 32 grabs in flight) serving the C
+echo client (tests/examples/echo_client.c, 100 in flight). Needs cc and libgearman-dev.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import _path  # noqa: F401
+from demo import free_port, start_server, stop
+
+ROOT = Path(__file__).resolve().parent.parent
+SRC = ROOT / "tests" / "examples"
+
+PY_WORKER = """
+import sys
+from geartrain.transport import run
+from geartrain.worker import AsyncWorker
+w = AsyncWorker(sys.argv[1], concurrency=int(sys.argv[2]), threads=False)
+w.register("echo", lambda job: job.raw)
+run(w.work(handle_signals=True))
+"""
+
+
+def build(tmp: str, name: str) -> str:
+    out = f"{tmp}/{name}"
+    subprocess.run(["cc", "-O2", "-o", out, str(SRC / f"{name}.c"), "-lgearman"], check=True)
+    return out
+
+
+def rate(text: str) -> float:
+    m = re.search(r"([\d,]+) jobs/s", text)
+    return float(m.group(1).replace(",", "")) if m else 0.0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--jobs", type=int, default=200000)
+    p.add_argument("--server", choices=["gearmand", "geartrain"], default="gearmand")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--grabs", type=int, default=32, help="the Python worker's jobs in flight")
+    args = p.parse_args()
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/sbin:/usr/bin:/bin"}
+    with tempfile.TemporaryDirectory(prefix="geartrain-libbench-") as tmp:
+        worker_bin, client_bin = build(tmp, "echo_worker"), build(tmp, "echo_client")
+        port = free_port()
+        server = start_server(args.server, port, tmp)
+        address = f"127.0.0.1:{port}"
+        best_a = best_b = 0.0
+        try:
+            for _ in range(args.repeat):
+                workers = [subprocess.Popen([worker_bin, "127.0.0.1", str(port)]) for _ in range(2)]
+                time.sleep(0.3)
+                out = subprocess.run([sys.executable, str(Path(__file__).parent / "throughput.py"), "--host", address,
+                                      "-n", str(args.jobs), "--in-flight", "100"], capture_output=True, text=True,
+                                     env=env)
+                for w in workers:
+                    stop(w)
+                print("AsyncClient -> C echo workers:", out.stdout.strip() or out.stderr.strip(), flush=True)
+                best_a = max(best_a, rate(out.stdout))
+                pyw = subprocess.Popen([sys.executable, "-c", PY_WORKER, address, str(args.grabs)], env=env)
+                time.sleep(0.8)
+                out = subprocess.run([client_bin, "127.0.0.1", str(port), str(args.jobs), "100"], capture_output=True,
+                                     text=True)
+                stop(pyw)
+                print("C echo client -> Python worker:", out.stdout.strip() or out.stderr.strip(), flush=True)
+                best_b = max(best_b, rate(out.stdout))
+        finally:
+            stop(server)
+    print(f"best: AsyncClient {best_a:,.0f} jobs/s; Python echo worker {best_b:,.0f} jobs/s ({args.server})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
