@@ -179,6 +179,12 @@ class Connection(asyncio.Protocol):
         if peer is None:
             return
         self.peer = None
+        if not self.closing and (self.parser.buffered or (self.tls is not None and not self.tls.established)):
+            # it went away mid-packet or mid-handshake (a reset, a half-open peer finally noticed): say so
+            what = "its TLS handshake unfinished" if self.tls is not None and not self.tls.established else \
+                f"{self.parser.buffered} bytes of an unfinished packet"
+            log.info("connection fd %d from %s closed with %s%s", peer.fd, peer.host, what,
+                     f" ({exc})" if exc else "")
         self.state.disconnect(peer)
         self.server.schedule_flush()
 

@@ -318,6 +318,8 @@ def test_half_closed_and_vanished_peers(shared_server: Server):
     b.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     b.close()
     assert b"\n" in admin(shared_server, b"status")
+    wait_log(shared_server, "closed with 7 bytes of an unfinished packet")  # each gets a log line
+    wait_log(shared_server, "closed with 50 bytes of an unfinished packet (")  # with the reset's reason
     assert shared_server.proc.poll() is None
 
 

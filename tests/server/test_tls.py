@@ -231,3 +231,37 @@ def test_serve_refuses_to_start_with_a_bad_certificate(tmp_path: Path):
                          capture_output=True, text=True, timeout=30)
     assert out.returncode != 0
     assert "missing.pem does not exist" in out.stderr
+
+
+def test_garbage_on_the_tls_port(tls_server: Server, certs: Certs):
+    """Random bytes, mutated handshakes and resets on the TLS port: each is refused, none hurts a TLS peer."""
+    import random
+
+    rng = random.Random(7)
+    hello = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(32)
+    with tls_conn(tls_server, certs.client("client-1")) as good:
+        for i in range(200):
+            sock = socket.create_connection((tls_server.host, tls_server.port), timeout=5)
+            kind = i % 4
+            if kind == 0:
+                data = rng.randbytes(rng.randrange(1, 600))
+            elif kind == 1:
+                data = bytearray(hello + rng.randbytes(200))
+                data[rng.randrange(len(data))] ^= 0xFF
+            elif kind == 2:
+                data = hello[: rng.randrange(1, len(hello))]
+            else:
+                data = b"\x15\x03\x03\x00\x02\x02\x28"  # an alert instead of a hello
+            try:
+                sock.sendall(bytes(data))
+                if kind == 2:  # vanish mid-handshake with a reset
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            except OSError:
+                pass
+            sock.close()
+            if i % 50 == 0:
+                good.sendall(pack_req(T.ECHO_REQ, b"%d" % i))
+                assert read_packets(good, 1) == [("ECHO_RES", (b"%d" % i,))]
+    log = wait_log(tls_server, "TLS handshake with 127.0.0.1")
+    assert "Traceback" not in log and "internal error" not in log
+    assert tls_server.proc.poll() is None
