@@ -314,7 +314,7 @@ class Server:
             conn = peer.extra
             if type(conn) is not Connection or conn.closing:
                 continue
-            if partial and conn.partial_since and now - conn.partial_since > partial:
+            if partial and conn.partial_since and not conn.paused and now - conn.partial_since > partial:
                 tls = conn.tls
                 what = "a TLS handshake not finished" if tls is not None and not tls.established else \
                     f"{conn.parser.buffered} bytes of an unfinished packet"
