@@ -259,3 +259,28 @@ def test_tls_client_and_worker(tmp_path):
                 plain.submit("rev", b"x", timeout=20)
     finally:
         server.stop()
+
+
+def test_same_unique_coalesces_and_both_waiters_get_the_result(any_server):
+    calls = []
+
+    def slow_rev(job):
+        calls.append(job.unique)
+        time.sleep(0.2)
+        return job.data[::-1]
+
+    with Client(any_server.address) as client:
+        first = client.submit_job("coalesce", b"abc", unique="same")
+        second = client.submit_job("coalesce", b"abc", unique="same")
+        with worker_thread(any_server.address, {"coalesce": slow_rev}):
+            assert first.result(10) == b"cba"
+            assert second.result(10) == b"cba"
+        assert first.handle == second.handle
+    assert calls == [b"same"]
+
+
+def test_sync_event_stream(any_server):
+    with worker_thread(any_server.address, FUNCTIONS), Client(any_server.address) as client:
+        job = client.submit_job("progress", b"")
+        kinds = [ev.kind for ev in job.events()]
+    assert kinds == ["data", "warning", "status", "data", "status", "complete"]
