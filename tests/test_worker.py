@@ -181,3 +181,25 @@ def test_max_jobs(any_server, max_jobs):
         assert worker.work(max_jobs, handle_signals=False) == max_jobs
         assert [j.result(5) for j in jobs[:max_jobs]] == [b"0", b"1", b"2"]
         assert client.get_status(jobs[4].handle).known
+
+
+def test_pipelined_grabs_survive_a_trickle_of_jobs(any_server):
+    """Several grabs in flight while jobs trickle in: NO_JOB and JOB_ASSIGN interleave, the worker must
+    still go to sleep when the queue runs dry and wake up for the next job."""
+    async def main():
+        worker = AsyncWorker(any_server.address, concurrency=4, threads=False)
+        worker.register("echo", lambda job: job.raw)
+        serving = asyncio.ensure_future(worker.work())
+        async with AsyncClient(any_server.address, timeout=10) as client:
+            jobs = []
+            for i in range(60):
+                jobs.append(await client.submit_job("echo", str(i)))
+                await asyncio.sleep(0.003)
+            results = [await j for j in jobs]
+            await asyncio.sleep(0.3)  # idle: every connection asleep
+            results.append(await client.submit("echo", b"after"))
+        worker.stop()
+        await asyncio.wait_for(serving, 10)
+        return results
+
+    assert asyncio.run(main()) == [str(i).encode() for i in range(60)] + [b"after"]
