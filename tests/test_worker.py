@@ -203,3 +203,44 @@ def test_pipelined_grabs_survive_a_trickle_of_jobs(any_server):
         return results
 
     assert asyncio.run(main()) == [str(i).encode() for i in range(60)] + [b"after"]
+
+
+class FakeLink:
+    """Stands in for a Link: always up, records what the worker sends."""
+
+    address = "fake:4730"
+    up = True
+
+    def __init__(self):
+        self.sent = []
+
+    def send(self, packet):
+        self.sent.append(packet)
+
+    send_now = send
+
+    def _flush(self):
+        pass
+
+
+def test_worker_state_machine_sleeps_after_a_late_assign():
+    """Driven without sockets: NO_JOB for one grab, then JOB_ASSIGN for the last one -> PRE_SLEEP, NOOP -> GRAB."""
+    from geartrain.protocol import pack_req
+    from geartrain.protocol.packets import T
+
+    worker = AsyncWorker("fake:4730", concurrency=2, threads=False)
+    worker.register("echo", lambda job: job.raw)
+    worker._max_jobs = None
+    ws = worker.servers[0]
+    link = ws.link = FakeLink()
+    worker._pump()
+    assert link.sent == [pack_req(T.GRAB_JOB_UNIQ)] * 2
+    link.sent.clear()
+    ws.packet(T.NO_JOB, ())
+    assert link.sent == [] and ws.empty and not ws.sleeping  # one grab still out: not yet asleep
+    ws.packet(T.JOB_ASSIGN_UNIQ, (b"H:1", b"echo", b"u", b"x"))
+    assert link.sent == [pack_req(T.PRE_SLEEP), pack_req(T.WORK_COMPLETE, b"H:1", b"x")]
+    assert ws.sleeping and ws.grabs == 0 and worker._running == 0
+    link.sent.clear()
+    ws.packet(T.NOOP, ())
+    assert link.sent == [pack_req(T.GRAB_JOB_UNIQ)] * 2
