@@ -244,3 +244,18 @@ def test_worker_state_machine_sleeps_after_a_late_assign():
     link.sent.clear()
     ws.packet(T.NOOP, ())
     assert link.sent == [pack_req(T.GRAB_JOB_UNIQ)] * 2
+
+
+def test_registration_packets_on_connect():
+    from geartrain.protocol import pack_req
+    from geartrain.protocol.packets import T
+
+    worker = AsyncWorker("fake:4730", client_id="w-1")
+    worker.register("plain", lambda job: b"")
+    worker.register("timed", lambda job: b"", timeout=1.5)
+    ws = worker.servers[0]
+    link = ws.link = FakeLink()
+    ws.up(link)
+    assert link.sent == [pack_req(T.SET_CLIENT_ID, b"w-1"), pack_req(T.CAN_DO, b"plain"),
+                         pack_req(T.CAN_DO_TIMEOUT, b"timed", b"1500"),  # milliseconds, as gearmand >= 1.1.19 reads
+                         pack_req(T.GRAB_JOB_UNIQ)]
