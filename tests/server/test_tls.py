@@ -265,3 +265,75 @@ def test_garbage_on_the_tls_port(tls_server: Server, certs: Certs):
     log = wait_log(tls_server, "TLS handshake with 127.0.0.1")
     assert "Traceback" not in log and "internal error" not in log
     assert tls_server.proc.poll() is None
+
+
+class _Raw:
+    """A stand-in for the socket transport under TLSTransport: records what is written."""
+
+    def __init__(self) -> None:
+        self.out = b""
+        self.closed = self.aborted = False
+
+    def write(self, data: bytes) -> None:
+        self.out += data
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def is_closing(self) -> bool:
+        return self.closed or self.aborted
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return default
+
+
+def test_tls_transport_without_sockets(certs: Certs):
+    from geartrain.server.tls import TLSTransport
+
+    raw = _Raw()
+    server = TLSTransport(raw, server_context(TLSOptions(certs.ca, certs.path("server.pem"), certs.path("server.key"),
+                                                         "required")))
+    cin, cout = ssl.MemoryBIO(), ssl.MemoryBIO()
+    client = certs.client("worker-1").wrap_bio(cin, cout, server_hostname="localhost")
+    server.write(b"too early")  # nothing may leave before the handshake
+    assert raw.out == b""
+    for _ in range(10):  # drive the handshake by hand
+        try:
+            client.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            pass
+        assert server.receive(cout.read()) == b""
+        cin.write(raw.out)
+        raw.out = b""
+    assert server.receive(cout.read()) == b""  # the client's last flight (TLS 1.3: its Finished)
+    assert server.established and server.fresh and server.peer_name() == "worker-1"
+    client.write(pack_req(T.ECHO_REQ, b"hi"))
+    assert server.receive(cout.read()) == pack_req(T.ECHO_REQ, b"hi")
+    server.write(b"x" * 100_000)  # several records
+    cin.write(raw.out)
+    raw.out = b""
+    got = b""
+    while len(got) < 100_000:
+        got += client.read(65536)
+    assert got == b"x" * 100_000
+    server.close()
+    assert raw.closed and raw.out  # a close_notify went out before the socket closed
+    cin.write(raw.out)
+    assert client.read(10) == b""  # a clean TLS close, not a truncation
+
+
+def test_tls_transport_refuses_plain_bytes(certs: Certs):
+    from geartrain.server.tls import TLSTransport, describe_tls_error
+
+    server = TLSTransport(_Raw(), server_context(TLSOptions(None, certs.path("server.pem"), certs.path("server.key"))))
+    with pytest.raises(ssl.SSLError) as info:
+        server.receive(pack_req(T.ECHO_REQ, b"plain"))
+    assert "not speaking TLS" in describe_tls_error(info.value)
+    assert not server.established
