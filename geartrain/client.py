@@ -219,6 +219,16 @@ class AsyncClient:
             if self._closing:
                 raise NoServerAvailable("client is closed")
             order = self._order(unique)
+            if not unique:
+                # any server will do: take one that is up; probe those due for a retry in the background
+                chosen = None
+                for st in order:
+                    if st.link.up:
+                        chosen = chosen or st
+                    elif st.link.retry_in() == 0 and st.link._connecting is None:
+                        self._spawn(self._probe(st.link))
+                if chosen is not None:
+                    return chosen
             for st in order:
                 link = st.link
                 if link.up:
@@ -239,6 +249,13 @@ class AsyncClient:
                 errors = "; ".join(f"{st.link.address}: {st.link.last_error}" for st in order)
                 raise NoServerAvailable(f"no job server available ({errors})")
             await asyncio.sleep(min(max(wait, 0.01), deadline - now))
+
+    @staticmethod
+    async def _probe(link: Link) -> None:
+        try:
+            await link.connect()
+        except OSError:
+            pass
 
     async def _dispatch(self, job: Job) -> None:
         if job._tried >= 2 * len(self._list) + 2:  # every server dropped it: do not bounce it forever
