@@ -304,3 +304,21 @@ def test_peer_without_connection_rules_is_judged_by_its_address():
     insider = h.peer()
     insider.host = "127.0.0.2"
     assert h.submit(insider, b"private", ptype=T.SUBMIT_JOB_BG)
+
+
+def test_server_wires_the_hooks_only_when_asked():
+    from geartrain.server.app import Options
+    from geartrain.server.app import Server as App
+
+    plain = App(Options())
+    assert plain.state.acl is None and plain.admin.allowed is None  # open: nothing to check, nothing paid
+    strict = App(Options(admin_loopback_only=True))
+    assert strict.state.acl is None
+    remote = SimpleNamespace(host="192.0.2.7", fd=9, extra=None)
+    assert not strict.admin.allowed(remote, b"shutdown")
+    assert strict.admin.allowed(remote, b"status")
+    assert strict.admin.allowed(SimpleNamespace(host="127.0.0.1", fd=9, extra=None), b"shutdown")
+    acl = parse(__import__("tomllib").loads(ACL_TEXT))
+    guarded = App(Options(acl=acl))
+    assert guarded.state.acl == acl.state_hook and guarded.admin.allowed is not None
+    assert not guarded.state.acl(SimpleNamespace(host="10.0.0.1", fd=9, extra=None), "can_do", b"resize")
