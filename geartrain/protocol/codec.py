@@ -119,7 +119,7 @@ class Parser:
             if data[pos] != 0:
                 if not self.text:
                     return self._fatal(events, ErrorCode.INVALID_MAGIC, b"Bad packet magic")
-                nl = data.find(b"\n", pos)
+                nl = data.find(b"\n", pos, pos + self.max_line + 1)
                 if nl < 0:
                     if end - pos > self.max_line:
                         return self._fatal(events, ErrorCode.ARGUMENT_TOO_LARGE, b"Admin line too long")

@@ -109,6 +109,12 @@ def test_endless_admin_line_is_fatal():
     assert p.feed(b"x" * 60)[0][0] == FATAL
 
 
+def test_admin_line_over_the_limit_is_fatal_even_when_it_arrives_whole():
+    p = Parser(max_line=100)
+    assert p.feed(b"x" * 100 + b"\n") == [(TEXT, (b"x" * 100,))]
+    assert p.feed(b"y" * 101 + b"\n")[0][0] == FATAL
+
+
 def test_client_parser_refuses_text():
     p = Parser(RES)
     assert p.feed(b"OK\r\n")[0][0] == FATAL

@@ -436,9 +436,6 @@ def test_fuzz_a_running_server(tmp_path: Path):
         server.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="codec.Parser checks --max-line only while a line has no newline yet: a "
-                   "100 KB admin line that arrives whole in one read is accepted and its 100 KB name echoed back in "
-                   "ERR UNKNOWN_COMMAND. Fix in protocol/codec.py: refuse when nl - pos > max_line too.")
 def test_admin_line_over_the_limit_arriving_whole_is_refused():
     events = Parser(REQ).feed(b"x" * 100_000 + b"\r\n")
     assert events and events[-1][0] == FATAL
