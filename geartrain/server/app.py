@@ -227,6 +227,12 @@ class Server:
             self.http.close()
         if self.listener is not None:
             self.listener.close()
+        if self.committer is not None:
+            # submissions waiting for the store: commit them and answer JOB_CREATED before closing
+            try:
+                await asyncio.wait_for(self.committer.drain(), 10)
+            except asyncio.TimeoutError:
+                log.error("the %s queue did not commit within 10 s of shutdown", self.store.name)
         self.flush()
         for peer in list(self.state.peers.values()):
             if peer.transport is not None:
@@ -237,7 +243,10 @@ class Server:
             self.sweeper.cancel()
             self.sweeper = None
         if self.committer is not None:
-            await self.committer.drain()
+            try:
+                await asyncio.wait_for(self.committer.drain(), 10)  # the dones of what finished meanwhile
+            except asyncio.TimeoutError:
+                log.error("the %s queue did not commit within 10 s of shutdown", self.store.name)
         try:
             await self.store.close()
         except Exception as exc:  # closing a broken store must not hide the shutdown
