@@ -231,7 +231,7 @@ class Server:
             # submissions waiting for the store: commit them and answer JOB_CREATED before closing
             try:
                 await asyncio.wait_for(self.committer.drain(), 10)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.error("the %s queue did not commit within 10 s of shutdown", self.store.name)
         self.flush()
         for peer in list(self.state.peers.values()):
@@ -245,7 +245,7 @@ class Server:
         if self.committer is not None:
             try:
                 await asyncio.wait_for(self.committer.drain(), 10)  # the dones of what finished meanwhile
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 log.error("the %s queue did not commit within 10 s of shutdown", self.store.name)
         try:
             await self.store.close()
