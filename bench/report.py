@@ -65,8 +65,10 @@ def notes(case: dict) -> str:
     for side in case["sides"]:
         if side["status"] == "na":
             out.append(f"{side['label']} n/a: {side['reason']}")
-        elif side["status"] == "error":
-            out.append(f"{side['label']} ERROR: {side['reason'][:200]}")
+        elif side.get("errors"):
+            n = len(side["errors"])
+            out.append(f"{side['label']}: {n} of {n + len(side.get('runs') or [])} runs FAILED "
+                       f"({side['errors'][0][:160]})")
     for side in case["sides"][2:]:
         if side["status"] == "ok":
             out.append(f"{side['label']}: {fmt_value(side, case['metric'])} (CPU {fmt_cpu(side, case['cpu_of'])})")

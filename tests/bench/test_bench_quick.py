@@ -124,3 +124,4 @@ def test_broken_side_fails_the_run_and_na_does_not(monkeypatch: pytest.MonkeyPat
     assert by_id["1"]["ratio"] == 1.0 and len(by_id["1"]["sides"][0]["runs"]) == 2
     assert by_id["2"]["sides"][0]["status"] == "na" and by_id["2"]["sides"][0]["reason"] == "store not built yet"
     assert by_id["3"]["sides"][0]["status"] == ("error" if failing else "ok")
+    assert len(by_id["3"]["sides"][0]["errors"]) == (2 if failing else 0)
