@@ -114,7 +114,8 @@ def print_table(results: dict) -> None:
 def markdown(results: dict) -> str:
     m = results["machine"]
     lines = [f"Run of {m['date']} on {m['cpu']} ({m['nproc']} cores), Linux {m['kernel']}, Python {m['python']}, "
-             f"{m['gearmand']}; {results['rounds']} rounds alternating the servers, medians shown. "
+             f"{m['gearmand']}; load average {m.get('loadavg', 0):.1f} at the start (the machine is shared); "
+             f"{results['rounds']} rounds alternating the servers, medians shown. "
              f"Command: `{results['command']}`.", "",
              "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
     for r in rows(results):
