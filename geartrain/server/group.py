@@ -6,7 +6,11 @@ arriving while a commit is in flight, goes into the next batch: one transaction 
 After ``Store.add`` returns, each callback is called with ``None`` (then the server sends
 JOB_CREATED) or, if the store raised StoreError, with the error text (then ERROR QUEUE_ERROR).
 Adds are committed before dones of the same batch, and batches run one at a time, so a job's
-done never overtakes its add. Only used with a durable store; the memory path never gets here.
+done never overtakes its add. A new add whose key has a delete still waiting drops that delete
+(the add overwrites the row; deleting after it would lose the new job). A failed ``Store.done``
+keeps its keys and retries them in a later batch, after a backoff growing from 0.1 s to 5 s, so a
+finished job is not silently left in the store to run again after the next restart. Only used
+with a durable store; the memory path never gets here.
 """
 
 from __future__ import annotations
@@ -20,6 +24,11 @@ from .store.base import Store, StoredJob, StoreError
 log = logging.getLogger("geartrain.server")
 
 Callback = Callable[[str | None], None]
+Key = tuple[bytes, bytes]
+
+#: seconds before failed deletes are tried again: doubling from the first to the last
+RETRY_MIN = 0.1
+RETRY_MAX = 5.0
 
 
 class GroupCommit:
@@ -31,7 +40,10 @@ class GroupCommit:
         self.after = after or (lambda: None)  # called after callbacks ran (the app flushes output)
         self.loop = loop
         self.adds: list[tuple[StoredJob, Callback]] = []
-        self.dones: list[tuple[bytes, bytes]] = []
+        self.dones: dict[Key, None] = {}  # deletes for the next batch, in order
+        self.failed: dict[Key, None] = {}  # deletes the store refused, waiting for their retry
+        self.backoff = 0.0
+        self.retry_timer: asyncio.TimerHandle | None = None
         self.running = False
         self.scheduled = False
         self.batches = 0
@@ -39,40 +51,58 @@ class GroupCommit:
         self._idle: asyncio.Event | None = None
 
     def add(self, record: StoredJob, callback: Callback) -> None:
+        if self.dones or self.failed:
+            # the add upserts the row: an older delete of the same key must not run after it
+            key = record.key
+            self.dones.pop(key, None)
+            self.failed.pop(key, None)
         self.adds.append((record, callback))
         self._kick()
 
-    def done(self, key: tuple[bytes, bytes]) -> None:
-        self.dones.append(key)
+    def done(self, key: Key) -> None:
+        self.dones[key] = None
         self._kick()
+
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        return self.loop or asyncio.get_event_loop()
 
     def _kick(self) -> None:
         if self.running or self.scheduled:
             return
         self.scheduled = True
-        loop = self.loop or asyncio.get_event_loop()
-        loop.call_soon(self._start)
+        self._loop().call_soon(self._start)
 
     def _start(self) -> None:
         self.scheduled = False
         if self.running or not (self.adds or self.dones):
             return
         self.running = True
-        loop = self.loop or asyncio.get_event_loop()
-        loop.create_task(self._run())
+        self._loop().create_task(self._run())
+
+    def _retry_due(self) -> None:
+        """The backoff after a failed delete is over: put its keys in the next batch."""
+        self.retry_timer = None
+        self._requeue_failed()
+        self._kick()
+
+    def _requeue_failed(self) -> None:
+        if self.failed:
+            failed, self.failed = self.failed, {}
+            failed.update(self.dones)  # the older deletes first
+            self.dones = failed
 
     async def _run(self) -> None:
         try:
             while self.adds or self.dones:
                 adds, self.adds = self.adds, []
-                dones, self.dones = self.dones, []
-                await self.commit(adds, dones)
+                dones, self.dones = self.dones, {}
+                await self.commit(adds, list(dones))
         finally:
             self.running = False
             if self._idle is not None:
                 self._idle.set()
 
-    async def commit(self, adds: list[tuple[StoredJob, Callback]], dones: list[tuple[bytes, bytes]]) -> None:
+    async def commit(self, adds: list[tuple[StoredJob, Callback]], dones: list[Key]) -> None:
         """One batch: store the adds, answer their submitters, then delete the dones."""
         self.batches += 1
         if adds:
@@ -95,12 +125,26 @@ class GroupCommit:
         if dones:
             try:
                 await self.store.done(dones)
-            except Exception as exc:
+            except Exception as exc:  # keep the keys: the jobs are finished and must not run again
                 self.errors += 1
-                log.error("queue store %s: done of %d job(s) failed: %s", self.store.name, len(dones), exc)
+                self.backoff = min(RETRY_MAX, max(RETRY_MIN, self.backoff * 2))
+                log.error("queue store %s: done of %d job(s) failed: %s; retrying in %.1fs", self.store.name,
+                          len(dones), exc, self.backoff)
+                newer = {record.key for record, _ in self.adds} if self.adds else ()
+                for key in dones:
+                    if key not in newer:  # a job added again under the key since: its row must stay
+                        self.failed[key] = None
+                if self.retry_timer is None:
+                    self.retry_timer = self._loop().call_later(self.backoff, self._retry_due)
+            else:
+                self.backoff = 0.0
 
     async def drain(self) -> None:
-        """Wait until every pending write is committed (at shutdown)."""
+        """Wait until every pending write is committed (at shutdown); failed deletes get one more try."""
+        if self.retry_timer is not None:
+            self.retry_timer.cancel()
+            self.retry_timer = None
+        self._requeue_failed()
         while self.running or self.scheduled or self.adds or self.dones:
             if not self.running and (self.adds or self.dones):
                 self.scheduled = False
@@ -112,3 +156,9 @@ class GroupCommit:
                 await self._idle.wait()
             else:
                 await asyncio.sleep(0)
+        if self.retry_timer is not None:
+            self.retry_timer.cancel()
+            self.retry_timer = None
+        if self.failed:
+            log.error("queue store %s: %d finished job(s) could not be deleted; they will run again after a restart",
+                      self.store.name, len(self.failed))

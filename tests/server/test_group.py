@@ -191,3 +191,116 @@ def test_restore_replayed_jobs_and_done_on_finish():
     assert done == [(b"u1", b"f")]
     h.tick(50)
     assert h.grab(w)[1][2] == b"d2"
+
+
+class FailingDoneStore(FakeStore):
+    """done() raises StoreError for the first FAILURES calls."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+        self.refused: list[list[tuple[bytes, bytes]]] = []
+
+    async def done(self, keys: Sequence[tuple[bytes, bytes]]) -> None:
+        if self.failures:
+            self.failures -= 1
+            self.refused.append(list(keys))
+            raise StoreError("connection lost")
+        await super().done(keys)
+
+
+async def _until(predicate, seconds: float = 5.0) -> None:
+    for _ in range(int(seconds / 0.01)):
+        if predicate():
+            return
+        await asyncio.sleep(0.01)
+
+
+def test_a_failed_delete_is_kept_and_retried_not_dropped():
+    async def main() -> None:
+        store = FailingDoneStore(failures=1)
+        h = _setup(store)
+        c = h.peer()
+        w = h.worker(b"f")
+        for u in (b"a", b"b"):
+            h.send(c, T.SUBMIT_JOB_BG, b"f", u, b"d")
+        await _settle()
+        assert h.names(c) == ["JOB_CREATED", "JOB_CREATED"]
+        for _ in range(2):
+            name, args = h.grab(w)
+            h.send(w, T.WORK_COMPLETE, args[0], b"")
+        await _settle()
+        assert store.refused == [[(b"a", b"f"), (b"b", b"f")]]
+        assert len(store.rows) == 2  # still there: the delete failed
+        await _until(lambda: not store.rows)
+        assert store.rows == {}  # retried after the backoff: nothing left to run again after a restart
+        assert store.dones == [[(b"a", b"f"), (b"b", b"f")]]
+
+    asyncio.run(main())
+
+
+def test_failed_deletes_get_one_more_try_at_shutdown():
+    async def main() -> None:
+        store = FailingDoneStore(failures=1)
+        h = _setup(store)
+        c = h.peer()
+        w = h.worker(b"f")
+        h.send(c, T.SUBMIT_JOB_BG, b"f", b"a", b"d")
+        await _settle()
+        name, args = h.grab(w)
+        h.send(w, T.WORK_COMPLETE, args[0], b"")
+        await _settle()
+        assert store.refused and store.rows
+        await h.state.committer.drain()  # before the backoff ran out
+        assert store.rows == {}
+
+    asyncio.run(main())
+
+
+def test_resubmitting_a_finished_unique_keeps_the_new_row():
+    """The delete of a finished job and the add of a new job with the same key in one batch: the add
+    upserts the row, so the older delete must not run after it (it would lose the new job)."""
+
+    async def main() -> None:
+        store = FakeStore()
+        h = _setup(store)
+        c = h.peer()
+        w = h.worker(b"f")
+        h.send(c, T.SUBMIT_JOB_BG, b"f", b"u", b"first")
+        await _settle()
+        name, args = h.grab(w)
+        h.send(w, T.WORK_COMPLETE, args[0], b"")  # done (u, f) queued...
+        h.send(c, T.SUBMIT_JOB_BG, b"f", b"u", b"second")  # ...and add (u, f) in the same turn
+        await _settle()
+        assert [n for n, _ in h.got(c)] == ["JOB_CREATED", "JOB_CREATED"]
+        assert [job.data for job in store.rows.values()] == [b"second"]
+
+    asyncio.run(main())
+
+
+def test_a_failed_delete_does_not_remove_a_job_added_again_meanwhile():
+    async def main() -> None:
+        store = FailingDoneStore(failures=1)
+        gate = asyncio.Event()
+        real_done = store.done
+
+        async def slow_done(keys):
+            await gate.wait()
+            await real_done(keys)
+
+        store.done = slow_done  # type: ignore[method-assign]
+        h = _setup(store)
+        c = h.peer()
+        w = h.worker(b"f")
+        h.send(c, T.SUBMIT_JOB_BG, b"f", b"u", b"first")
+        await _settle()
+        name, args = h.grab(w)
+        h.send(w, T.WORK_COMPLETE, args[0], b"")
+        await _settle()  # the delete is in flight, waiting on the gate
+        h.send(c, T.SUBMIT_JOB_BG, b"f", b"u", b"second")
+        gate.set()  # ...and now it fails
+        await _until(lambda: len(store.adds) == 2)
+        await asyncio.sleep(0.5)  # past the first retry
+        assert [job.data for job in store.rows.values()] == [b"second"]
+
+    asyncio.run(main())
