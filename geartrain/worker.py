@@ -289,6 +289,8 @@ class AsyncWorker:
             loop = self._loop
 
             def on_signal(signum: int, frame: object) -> None:
+                if self._stopping and signum == signal.SIGINT:
+                    raise KeyboardInterrupt  # a second Ctrl-C: stop now (the server requeues what was running)
                 self._stopping = True
                 loop.call_soon_threadsafe(self.stop)
 
