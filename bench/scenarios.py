@@ -145,9 +145,10 @@ def start_workers(ctx: Ctx, kind: str, port: int, func: str, count: int, raw: bo
     if kind == "c":
         return [Background([str(LOADGEN), "worker", "-p", str(port), "-f", func, "-t", str(count),
                             *(["-R"] if raw else [])], "C workers")]
-    if kind == "geartrain":
-        return [Background([python(), str(BENCH / "pyworker.py"), "--port", str(port), "-f", func], "geartrain worker")
-                for _ in range(count)]
+    if kind in ("geartrain", "geartrain-sync"):
+        sync = ["--sync"] if kind == "geartrain-sync" else []
+        return [Background([python(), str(BENCH / "pyworker.py"), "--port", str(port), "-f", func, *sync],
+                           "geartrain worker") for _ in range(count)]
     if kind == "pygearman":
         if not ctx.pygearman:
             raise NotAvailable("no pygearman interpreter (--pygearman-python PATH of a venv with pygearman)")
@@ -316,6 +317,8 @@ def cases() -> list[Case]:
             Side("AsyncWorker", lambda ctx: foreground(ctx, "gearmand", worker="geartrain", workers=1,
                                                        jobs=ctx.sizes.lib)),
             Side("libgearman worker", lambda ctx: foreground(ctx, "gearmand", workers=1, jobs=ctx.sizes.lib)),
+            Side("Worker (blocking)", lambda ctx: foreground(ctx, "gearmand", worker="geartrain-sync", workers=1,
+                                                             jobs=ctx.sizes.lib)),
             Side("pygearman worker", lambda ctx: optional(foreground, ctx, "gearmand", worker="pygearman",
                                                           workers=1, jobs=ctx.sizes.lib)),
         ], cpu_of="worker"),

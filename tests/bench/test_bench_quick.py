@@ -28,7 +28,8 @@ from procs import BenchError, NotAvailable  # noqa: E402
 EXPECTED = ["1", "2", "3", "4", "5a", "5b", "5c", "6", "7", "8", "9-memory", "9-sqlite", "9-postgres", "9-mysql",
             "9-redis"]
 # sides that need nothing beyond gearmand, libgearman and our own server: they must run, never be n/a
-MUST_RUN = {"geartrain", "gearmand", "libgearman client", "libgearman worker", "AsyncClient", "AsyncWorker"}
+MUST_RUN = {"geartrain", "gearmand", "libgearman client", "libgearman worker", "AsyncClient", "AsyncWorker",
+            "Worker (blocking)"}
 
 
 @pytest.fixture(scope="module")
