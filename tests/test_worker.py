@@ -100,8 +100,12 @@ def test_idle_worker_sleeps_and_wakes_on_noop(any_server):
         worker = AsyncWorker(any_server.address)
         worker.register("rev", lambda job: job.data[::-1])
         serving = asyncio.ensure_future(worker.work())
-        await asyncio.sleep(0.5)
         ws = worker.servers[0]
+        for _ in range(100):  # connect, GRAB, NO_JOB, PRE_SLEEP
+            await asyncio.sleep(0.05)
+            if ws.sleeping:
+                break
+        await asyncio.sleep(0.2)  # and it stays that way: nothing polls
         asleep = (ws.sleeping, ws.grabs)
         async with AsyncClient(any_server.address) as client:
             result = await client.submit("rev", b"wake", timeout=10)
