@@ -204,9 +204,18 @@ def test_timeout_and_cancelled_wait_leave_the_job_alone(any_server):
 def test_sync_wait_can_be_cancelled_from_another_thread(any_server):
     with Client(any_server.address) as client:
         job = client.submit_job("nobody-works-this-either", b"x")
-        threading.Timer(0.2, job.cancel).start()
-        with pytest.raises(Exception) as info:
-            job.result()
+        waiting = threading.Event()
+
+        def canceller():
+            while not waiting.wait(0.05):  # until result() below has given up
+                job.cancel()
+
+        threading.Thread(target=canceller, daemon=True).start()
+        try:
+            with pytest.raises(Exception) as info:
+                job.result()
+        finally:
+            waiting.set()
         assert type(info.value).__name__ == "CancelledError"
         assert client.get_status(job.handle).known  # the job itself is still queued
 
