@@ -204,6 +204,8 @@ class Server:
                 self.state.draining = True
                 if self.listener is not None:
                     self.listener.close()
+                if self.http is not None:
+                    self.http.stop_accepting()
                 assert self.loop is not None
                 self.loop.call_soon(self._check_drained)
         elif self.stopped is not None:

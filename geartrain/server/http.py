@@ -113,6 +113,11 @@ class HttpListener:
     def addresses(self) -> list[tuple[str, int]]:
         return [s.getsockname()[:2] for s in self.sockets]
 
+    def stop_accepting(self) -> None:
+        """Graceful shutdown: no new HTTP connections; requests under way are still answered."""
+        if self.listener is not None:
+            self.listener.close()
+
     def close(self) -> None:
         if self.listener is not None:
             self.listener.close()
@@ -176,6 +181,8 @@ class HttpConnection(asyncio.Protocol):
         self.processing = False
         self.timer: asyncio.TimerHandle | None = None
         self.backlog = 0  # bytes received while busy
+        self.rules: Any = None  # acl.Rules of this connection when an ACL is configured (read by the ACL hooks)
+        self.cert_name: str | None = None  # no client certificates on the HTTP port
 
     # ------------------------------------------------------------------ asyncio side
 
@@ -183,6 +190,9 @@ class HttpConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         peername = transport.get_extra_info("peername")
         self.host = peername[0] if isinstance(peername, tuple) else "-"
+        acl = self.server.acl
+        if acl is not None:
+            self.rules = acl.rules_for(None, self.host)
         sock = transport.get_extra_info("socket")
         if sock is not None:
             try:  # a response is one write: send it now, not after the ACK of the last one (Nagle)
@@ -433,10 +443,26 @@ class HttpConnection(asyncio.Protocol):
     def _delete(self, rest: bytes) -> None:
         parts = rest.split(b"/")
         if len(parts) == 3 and parts[:2] == [b"api", b"jobs"] and parts[2]:
+            allowed = self.server.admin.allowed  # the hook admin `cancel job` answers to (--acl, --admin-loopback-only)
+            if allowed is not None and not allowed(self._as_peer(), b"cancel"):
+                self.error(403, "permission denied: cancelling a job is an admin command this address may not run")
+                return
             self.server.state.now = time.time()
             self.json(api.cancel_job(self.server, unquote_to_bytes(parts[2])))
         else:
             self.error(405, "only /api/jobs/{handle} can be deleted (cancels a queued job)", allow=self._allowed(rest))
+
+    def _as_peer(self) -> Peer:
+        """This connection as the permission hooks see it: its submitting Peer, or a stand-in with its address."""
+        if self.peer is not None:
+            return self.peer
+        from .jobs import Peer
+
+        transport = self.transport
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        peer = Peer(0, sock.fileno() if sock is not None else -1, self.host)
+        peer.extra = self
+        return peer
 
     # ------------------------------------------------------------------ job submission
 
