@@ -29,7 +29,7 @@ from .connection import Connection, set_keepalive
 from .group import GroupCommit
 from .logfmt import make_formatter
 from .state import State, default_handle_prefix
-from .store.base import MemoryStore, Store
+from .store.base import MemoryStore, Store, StoreError
 
 log = logging.getLogger("geartrain.server")
 
@@ -131,20 +131,11 @@ class Server:
         self.sweeper: asyncio.TimerHandle | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.committer: GroupCommit | None = None
-        self.state = State(
-            handle_prefix=options.handle_prefix if options.handle_prefix is not None else default_handle_prefix(),
-            job_retries=options.job_retries,
-            worker_wakeup=options.worker_wakeup,
-            exceptions=options.exceptions,
-            notice=lambda msg: log.log(NOTICE, "%s", msg),
-            now=time.time(),
-        )
+        self.state = self.new_state()
         self.admin = Admin(self.state, version=VERSION, verbose=lambda: options.verbose.upper(),
                            shutdown=self.request_shutdown)
         self.admin.hash_buckets = options.hash_buckets
         self.state.text = self.admin.run
-        if options.acl is not None:  # no ACL: the hooks stay None and cost nothing
-            self.state.acl = options.acl.state_hook
         if options.acl is not None or options.admin_loopback_only:
             self.admin.allowed = admin_hook(options.admin_loopback_only)
         self.flush_scheduled = False
@@ -160,24 +151,35 @@ class Server:
         self.http: Any = None  # the HTTP listener, with --http-port
         self.graceful = False
 
+    def new_state(self) -> State:
+        """An empty State with the options' settings and hooks."""
+        options = self.options
+        state = State(
+            handle_prefix=options.handle_prefix if options.handle_prefix is not None else default_handle_prefix(),
+            job_retries=options.job_retries,
+            worker_wakeup=options.worker_wakeup,
+            exceptions=options.exceptions,
+            notice=lambda msg: log.log(NOTICE, "%s", msg),
+            now=time.time(),
+        )
+        if options.acl is not None:  # no ACL: the hook stays None and costs nothing
+            state.acl = options.acl.state_hook
+        return state
+
     # ------------------------------------------------------------------ start and stop
 
+    #: seconds between attempts to open the durable queue at start, doubling from the first to the last
+    open_retry_min = 0.5
+    open_retry_max = 30.0
+
     async def start(self) -> None:
+        """Open the queue and replay it, then listen. While the queue's database cannot be reached, try again
+        with a backoff (logged at NOTICE) and accept no connection; return early if told to stop meanwhile."""
         self.loop = asyncio.get_running_loop()
-        self.stopped = asyncio.Event()
-        store = self.store
-        await store.open()
-        if store.durable:
-            self.committer = GroupCommit(store, after=self.schedule_flush, loop=self.loop)
-            self.state.committer = self.committer
-            count = 0
-            self.state.now = time.time()
-            async for batch in store.replay_batches():
-                for stored in batch:
-                    self.state.restore(stored)
-                count += len(batch)
-            if count:
-                log.log(NOTICE, "replayed %d job(s) from the %s queue", count, store.name)
+        if self.stopped is None:
+            self.stopped = asyncio.Event()
+        if not await self.open_store():
+            return
         opts = self.options
         self.listener = await self.loop.create_server(
             lambda: Connection(self), host=opts.listen or None, port=opts.port, backlog=opts.backlog,
@@ -190,6 +192,50 @@ class Server:
             self.http = HttpListener(self, opts.http_listen or opts.listen, opts.http_port)
             await self.http.start()
         self.arm_timer()
+
+    async def open_store(self) -> bool:
+        """Open and replay the durable queue, retrying while it fails with StoreError. False if stopped first."""
+        store = self.store
+        delay = 0.0
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await store.open()
+                if store.durable:
+                    await self.replay()
+            except StoreError as exc:
+                delay = min(self.open_retry_max, max(self.open_retry_min, delay * 2))
+                log.log(NOTICE, "the %s queue is not available (attempt %d): %s; trying again in %.1fs, "
+                        "accepting no connections until it is", store.name, attempt, exc, delay)
+                if self.committer is not None:  # a replay cut short: start again from an empty state
+                    self.state = self.new_state()
+                    self.state.text = self.admin.run
+                    self.admin.state = self.state
+                    self.committer = None
+                assert self.stopped is not None
+                try:
+                    await asyncio.wait_for(self.stopped.wait(), delay)
+                    return False
+                except TimeoutError:
+                    continue
+            if attempt > 1:
+                log.log(NOTICE, "the %s queue is available after %d attempts", store.name, attempt)
+            return True
+
+    async def replay(self) -> None:
+        """Queue again every job the durable store holds."""
+        store = self.store
+        self.committer = GroupCommit(store, after=self.schedule_flush, loop=self.loop)
+        self.state.committer = self.committer
+        count = 0
+        self.state.now = time.time()
+        async for batch in store.replay_batches():
+            for stored in batch:
+                self.state.restore(stored)
+            count += len(batch)
+        if count:
+            log.log(NOTICE, "replayed %d job(s) from the %s queue", count, store.name)
 
     @property
     def addresses(self) -> list[tuple[str, int]]:
@@ -389,6 +435,13 @@ def daemonize() -> int:
 async def serve(options: Options, logfile: LogFile | None = None, loop_name: str = "asyncio",
                 ready_fd: int | None = None) -> int:
     server = Server(options)
+    loop = asyncio.get_running_loop()
+    server.stopped = asyncio.Event()  # signals work while the start waits for the queue's database
+    loop.add_signal_handler(signal.SIGTERM, server.request_shutdown, False)
+    loop.add_signal_handler(signal.SIGINT, server.request_shutdown, False)
+    loop.add_signal_handler(signal.SIGUSR1, server.request_shutdown, True)
+    if logfile is not None:
+        loop.add_signal_handler(signal.SIGHUP, logfile.reopen)
     try:
         await server.start()
     except OSError as exc:
@@ -399,12 +452,13 @@ async def serve(options: Options, logfile: LogFile | None = None, loop_name: str
         log.critical("could not start: %s: %s", type(exc).__name__, exc)
         print(f"geartrain serve: could not start: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, server.request_shutdown, False)
-    loop.add_signal_handler(signal.SIGINT, server.request_shutdown, False)
-    loop.add_signal_handler(signal.SIGUSR1, server.request_shutdown, True)
-    if logfile is not None:
-        loop.add_signal_handler(signal.SIGHUP, logfile.reopen)
+    if server.stopped.is_set() and server.listener is None:  # told to stop while waiting for the queue
+        log.log(NOTICE, "stopped before the %s queue became available", options.store.name)
+        try:
+            await options.store.close()
+        except Exception as exc:  # noqa: BLE001 - a store that never opened may not close cleanly
+            log.info("closing the %s queue: %s", options.store.name, exc)
+        return 0
     where = ", ".join(f"{h}:{p}" for h, p in server.addresses)
     hint = " (only this machine can connect; use -L 0.0.0.0 to listen on all interfaces)" \
         if options.listen in ("127.0.0.1", "localhost", "::1") else ""
