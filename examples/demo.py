@@ -117,11 +117,11 @@ def parallel_capacity(n: int = 30) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("-n", "--num", type=int, help="fib(1) ... fib(N-1) (default 40, or 24 with --quick)")
+    parser.add_argument("-n", "--num", type=int, help="fib(1) ... fib(N-1) (default 41, or 24 with --quick)")
     parser.add_argument("--quick", action="store_true", help="a small N, for tests")
     parser.add_argument("--server", choices=["geartrain", "gearmand"], default="geartrain")
     args = parser.parse_args()
-    n = args.num or (24 if args.quick else 40)
+    n = args.num or (24 if args.quick else 41)
     with tempfile.TemporaryDirectory(prefix="geartrain-demo-") as tmp:
         port = free_port()
         server = start_server(args.server, port, tmp)

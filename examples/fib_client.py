@@ -1,6 +1,6 @@
 """The seed's fib client: runs fib(1) ... fib(N-1) as concurrent jobs and prints their sum (the last line).
 
-    python examples/fib_client.py --host 127.0.0.1:4730 [--host other:4730 ...] -n 40
+    python examples/fib_client.py --host 127.0.0.1:4730 [--host other:4730 ...] -n 41
 
 All jobs are submitted at once, largest first (so two workers finish together rather than one
 waiting on the last, biggest job). On a terminal a progress bar (jobs done of jobs submitted) is
@@ -45,7 +45,7 @@ async def compute(hosts: list[str] | None, n: int, ascending: bool = False) -> i
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", action="append", metavar="HOST[:PORT]", help="job server (repeatable)")
-    parser.add_argument("-n", "--num", type=int, default=40, help="how many Fibonacci numbers (default 40)")
+    parser.add_argument("-n", "--num", type=int, default=41, help="how many Fibonacci numbers (default 41)")
     parser.add_argument("--ascending", action="store_true", help="submit fib(1) first instead of fib(N-1)")
     args = parser.parse_args()
     print(run(compute(args.host, args.num, args.ascending)))
