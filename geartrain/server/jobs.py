@@ -41,20 +41,23 @@ class Hold:
 
 
 class Job:
-    """One job: what to run, who waits for it, where it is."""
+    """One job: what to run, who waits for it, where it is.
+
+    A million of them may sit in a queue, so a Job holds only what it needs (16 slots, no dict, no
+    per-job list until a second client attaches): no copy of the function name (``function.name``),
+    no index key (the unique itself, see State), and of the durable store only the key it was filed
+    under (``store_key``, usually the shared ``b""``)."""
 
     __slots__ = (
-        "handle", "function", "unique", "key", "data", "priority", "background", "reducer", "clients",
-        "worker", "numerator", "denominator", "retries", "when", "state", "stored", "attempt", "holds",
-        "schedule", "skey", "queued_at", "started_at",
+        "handle", "function", "unique", "data", "priority", "background", "reducer", "clients", "worker",
+        "progress", "retries", "when", "state", "store_key", "queued_at", "started_at",
     )
 
-    def __init__(self, handle: bytes, function: Function, unique: bytes, key: Any, data: bytes, priority: int,
+    def __init__(self, handle: bytes, function: Function, unique: bytes, data: bytes, priority: int,
                  background: bool, reducer: bytes = b"", when: int = 0) -> None:
         self.handle = handle
         self.function = function
         self.unique = unique
-        self.key = key  # key in the unique index, or None when the job is never coalesced
         self.data = data
         self.priority = priority
         self.background = background
@@ -62,18 +65,32 @@ class Job:
         # foreground connections waiting for the result (a peer may repeat); an empty tuple until the first
         self.clients: list[Peer] | tuple[()] = ()
         self.worker: Peer | None = None
-        self.numerator = b"0"
-        self.denominator = b"0"
-        self.retries = 0
+        self.progress: tuple[bytes, bytes] | None = None  # the last WORK_STATUS (numerator, denominator)
+        self.retries = 0  # times it came back from a worker; also tells a stale timeout from the current run
         self.when = when
         self.state = QUEUED
-        self.stored = False  # the durable store holds it: call Store.done when it ends
-        self.attempt = 0  # bumped on every assignment, so a stale timeout can be recognised
-        self.holds: list[tuple[Peer, Hold]] | None = None  # replies waiting for the store commit
-        self.schedule: Any = None  # the cron Schedule that queued this run, if any
-        self.skey: Any = None  # the StoredJob it was stored as (its .key finds it again in the store)
+        #: None: not in the durable store. Else it is, under (store_key or unique, function name): call
+        #: Store.done with that key when it ends (store_key is b"" unless the store generated a key)
+        self.store_key: bytes | None = None
         self.queued_at = 0.0  # State.now when it last became runnable (for the queue-wait histogram)
         self.started_at = 0.0  # State.now when a worker last took it (for the run-time histogram)
+
+    @property
+    def numerator(self) -> bytes:
+        return self.progress[0] if self.progress is not None else b"0"
+
+    @property
+    def denominator(self) -> bytes:
+        return self.progress[1] if self.progress is not None else b"0"
+
+    @property
+    def stored(self) -> bool:
+        return self.store_key is not None
+
+    @property
+    def store_id(self) -> tuple[bytes, bytes]:
+        """What Store.done needs to find this job: (store_key or unique, function name), as StoredJob.key."""
+        return (self.store_key or self.unique, self.function.name)
 
     def __repr__(self) -> str:
         return f"<Job {self.handle!r} {self.function.name!r} {STATE_NAMES[self.state]}>"
@@ -83,7 +100,7 @@ class Function:
     """One function name: three queues (HIGH, NORMAL, LOW), its workers and its counters."""
 
     __slots__ = (
-        "name", "bucket", "queues", "queued", "delayed", "running", "workers", "sleepers", "maxqueue",
+        "name", "bucket", "queues", "queued", "delayed", "running", "workers", "sleepers", "maxqueue", "uniques",
         "submitted", "completed", "failed", "exceptions", "retried", "timeouts", "wait_hist", "wait_sum", "run_hist",
         "run_sum",
     )
@@ -99,6 +116,9 @@ class Function:
         self.workers = 0  # registrations (CAN_DO twice counts twice, as gearmand)
         self.sleepers: OrderedDict[Peer, None] = OrderedDict()  # sleeping workers, longest asleep first
         self.maxqueue = [0, 0, 0]  # 0 = unlimited
+        # its jobs by unique, for coalescing: the unique bytes the job holds anyway are the key, so the index
+        # costs no object per job; unique "-" (coalesce by identical data) is keyed (data,)
+        self.uniques: dict[bytes | tuple[bytes], Job] = {}
         # counters for metrics
         self.submitted = 0
         self.completed = 0

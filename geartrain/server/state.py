@@ -136,8 +136,8 @@ class State:
         self.notice = notice or (lambda msg: None)  # log line for rare events (drops, timeouts)
         self.now = now
         self.functions: dict[bytes, Function] = {}
-        self.jobs: dict[bytes, Job] = {}  # by handle: every job in the server
-        self.uniques: dict[Any, Job] = {}  # (function, unique) -> job, for coalescing
+        self.jobs: dict[bytes, Job] = {}  # by handle: every job in the server (by unique: Function.uniques)
+        self.pending_holds: dict[Job, list[tuple[Peer, Hold]]] = {}  # replies waiting for a job's store commit
         self.peers: dict[int, Peer] = {}
         self.dirty: list[Peer] = []
         self.counter = 0
@@ -332,8 +332,8 @@ class State:
         if f is None:
             f = self.function(name)
         if unique and (data or unique != b"-"):
-            key: Any = (name, unique) if unique != b"-" else (name, b"-", data)
-            job = self.uniques.get(key)
+            key: Any = unique if unique != b"-" else (data,)
+            job = f.uniques.get(key)
             if job is not None:
                 self._join(peer, job, background)
                 return job
@@ -346,12 +346,12 @@ class State:
             return None
         self.counter += 1
         handle = self.prefix + str(self.counter).encode()
-        job = Job(handle, f, unique, key, data, priority, background, reducer, when)
+        job = Job(handle, f, unique, data, priority, background, reducer, when)
         f.submitted += 1
         self.submitted += 1
         self.jobs[handle] = job
         if key is not None:
-            self.uniques[key] = job
+            f.uniques[key] = job
         if peer is not None and not background:
             job.clients = [peer]
             peer.client_jobs[job] = None
@@ -359,8 +359,9 @@ class State:
             # durable: JOB_CREATED only once the store has it
             job.state = PENDING
             f.delayed[priority] += 1
-            job.holds = [(peer, self._hold(peer))]
-            self.committer.add(self.record(job), partial(self._committed, job))
+            self.pending_holds[job] = [(peer, self._hold(peer))]
+            record = self.record(job)
+            self.committer.add(record, partial(self._committed, job, record))
             return job
         if peer is not None:
             self.send(peer, pack_res(_JOB_CREATED, handle))
@@ -383,14 +384,14 @@ class State:
         elif not job.background:
             # a background submission joined a foreground job: it must now survive its clients leaving
             job.background = True
-            if self.committer is not None and not job.stored and job.state != PENDING:
-                job.stored = True
+            if self.committer is not None and job.store_key is None and job.state != PENDING:
+                job.store_key = b""  # its done goes out even if it ends before the commit
                 hold = self._hold(peer)
-                self.committer.add(self.record(job), partial(self._join_committed, job, peer, hold))
+                record = self.record(job)
+                self.committer.add(record, partial(self._join_committed, job, record, peer, hold))
                 return
         if job.state == PENDING:
-            assert job.holds is not None
-            job.holds.append((peer, self._hold(peer)))
+            self.pending_holds[job].append((peer, self._hold(peer)))
         else:
             self.send(peer, pack_res(_JOB_CREATED, job.handle))
 
@@ -422,21 +423,20 @@ class State:
 
     @staticmethod
     def record(job: Job) -> StoredJob:
-        """The store's record of a background job (the store may give it a key if its unique is empty)."""
-        record = StoredJob(job.function.name, job.unique, job.data, job.priority, int(job.when or 0), job.reducer)
-        job.skey = record  # its key is final once the store's add() returned
-        return record
+        """The store's record of a background job (the store may give it a key if its unique is empty).
 
-    def _committed(self, job: Job, error: str | None) -> None:
+        Only the key the store files it under is kept with the job once committed (Job.store_key)."""
+        return StoredJob(job.function.name, job.unique, job.data, job.priority, int(job.when or 0), job.reducer)
+
+    def _committed(self, job: Job, record: StoredJob, error: str | None) -> None:
         """The store committed (ERROR None) or refused a new background job: answer its submitters."""
+        holds = self.pending_holds.pop(job, ())
         if job.state != PENDING:
             return
         f = job.function
         f.delayed[job.priority] -= 1
-        holds = job.holds or ()
-        job.holds = None
         if error is None:
-            job.stored = True
+            job.store_key = record.store_key
             reply = pack_res(_JOB_CREATED, job.handle)
             for peer, hold in holds:
                 self._resolve(peer, hold, reply)
@@ -453,11 +453,15 @@ class State:
             self.submitted -= 1
             self._forget(job)
 
-    def _join_committed(self, job: Job, peer: Peer, hold: Hold, error: str | None) -> None:
+    def _join_committed(self, job: Job, record: StoredJob, peer: Peer, hold: Hold, error: str | None) -> None:
         if error is None:
+            if job.store_key is not None:
+                job.store_key = record.store_key
+            elif record.store_key and job.state == DONE:
+                self.committer.done(record.key)  # it ended before the commit, and its done had the wrong key
             self._resolve(peer, hold, pack_res(_JOB_CREATED, job.handle))
         else:
-            job.stored = False
+            job.store_key = None
             self._resolve(peer, hold, error_packet(ErrorCode.QUEUE_ERROR, error.encode(errors="replace")[:1024]))
 
     # ------------------------------------------------------------------ workers
@@ -648,7 +652,6 @@ class State:
         f = job.function
         job.state = RUNNING
         job.worker = peer
-        job.attempt += 1
         now = job.started_at = self.now
         wait = now - job.queued_at
         f.wait_hist[bisect_left(TIME_BUCKETS, wait)] += 1
@@ -661,10 +664,10 @@ class State:
             if peer.stale:
                 peer.stale.discard(handle)
             heap = self.timeout_heap
-            heapq.heappush(heap, (self.now + timeout, next(self._seq), job, peer, job.attempt))
+            heapq.heappush(heap, (self.now + timeout, next(self._seq), job, peer, job.retries))
             if len(heap) > self._timeout_limit:
                 # finished jobs' deadlines stay in the heap until due: drop them once they are half of it
-                heap[:] = [e for e in heap if e[2].state == RUNNING and e[2].worker is e[3] and e[2].attempt == e[4]]
+                heap[:] = [e for e in heap if e[2].state == RUNNING and e[2].worker is e[3] and e[2].retries == e[4]]
                 heapq.heapify(heap)
                 self._timeout_limit = max(1024, 2 * len(heap))
         if kind == _JOB_ASSIGN:
@@ -699,8 +702,7 @@ class State:
         if job is None:
             self._unknown_result(peer, args[0], False)
             return
-        job.numerator = args[1]
-        job.denominator = args[2]
+        job.progress = (args[1], args[2])
         if job.clients:
             packet = pack_res(T.WORK_STATUS, *args)
             for client in job.clients:
@@ -775,16 +777,19 @@ class State:
         handle = job.handle
         if self.jobs.get(handle) is job:
             del self.jobs[handle]
-        key = job.key
-        if key is not None and self.uniques.get(key) is job:
-            del self.uniques[key]
+        unique = job.unique
+        if unique:
+            key: Any = unique if unique != b"-" else (job.data,)
+            uniques = job.function.uniques
+            if uniques.get(key) is job:
+                del uniques[key]
         if job.clients:
             for client in job.clients:
                 client.client_jobs.pop(job, None)
             job.clients = ()
-        if job.stored:
-            job.stored = False
-            self.committer.done(job.skey.key)
+        if job.store_key is not None:
+            self.committer.done(job.store_id)
+            job.store_key = None
 
     # ------------------------------------------------------------------ status
 
@@ -803,10 +808,9 @@ class State:
 
     def find_unique(self, unique: bytes) -> Job | None:
         """The newest job with this unique, of any function (gearmand's unique table lists newest first)."""
-        uniques = self.uniques
         found = None
-        for name in self.functions:
-            job = uniques.get((name, unique))
+        for f in self.functions.values():
+            job = f.uniques.get(unique)
             if job is not None and (found is None or _counter(job.handle) > _counter(found.handle)):
                 found = job
         return found
@@ -877,7 +881,7 @@ class State:
         """A job came back from a worker that did not finish it: requeue at the head, or fail it after -j tries."""
         f = job.function
         job.retries += 1
-        job.numerator = job.denominator = b"0"
+        job.progress = None
         if not job.clients and not job.background:
             job.state = DONE
             self.dropped += 1
@@ -913,8 +917,8 @@ class State:
                 self._enqueue(job)
         heap2 = self.timeout_heap
         while heap2 and heap2[0][0] <= now:
-            _, _, job, peer, attempt = heapq.heappop(heap2)
-            if job.state == RUNNING and job.worker is peer and job.attempt == attempt:
+            _, _, job, peer, retries = heapq.heappop(heap2)
+            if job.state == RUNNING and job.worker is peer and job.retries == retries:
                 self._timeout(job, peer)
         heap3 = self.sched_heap
         while heap3 and heap3[0][0] <= now:
@@ -997,9 +1001,7 @@ class State:
 
     def _fire(self, sched: Schedule, now: float) -> None:
         sched.runs += 1
-        job = self.submit(None, sched.function.name, sched.unique, sched.data, sched.priority, True)
-        if job is not None and job.schedule is None and job.state != DONE:
-            job.schedule = sched
+        self.submit(None, sched.function.name, sched.unique, sched.data, sched.priority, True)
         self._arm(sched, now)
 
     def _unschedule(self, sched: Schedule) -> None:
@@ -1072,9 +1074,8 @@ class State:
         priority = stored.priority if stored.priority in (HIGH, NORMAL, LOW) else NORMAL
         job = self.submit(None, stored.function, stored.unique, stored.data, priority, True,
                           reducer=stored.reducer, when=stored.when)
-        if job is not None and not job.stored:
-            job.stored = True
-            job.skey = stored
+        if job is not None and job.store_key is None:
+            job.store_key = stored.store_key  # the key, not the record: a million replayed jobs keep no StoredJob
         return job
 
 

@@ -54,8 +54,8 @@ def check(h: Harness) -> None:
             delayed[f.name, job.priority] += 1
         else:
             raise AssertionError(f"finished job still indexed: {job}")
-        if job.key is not None:
-            assert state.uniques.get(job.key) is job
+        if job.unique and (job.data or job.unique != b"-"):
+            assert f.uniques.get(job.unique if job.unique != b"-" else (job.data,)) is job
         for client in job.clients:
             assert job in client.client_jobs and not client.closed
     for name, f in state.functions.items():
@@ -69,8 +69,9 @@ def check(h: Harness) -> None:
         assert f.workers == sum(peer.abilities.count(f) for peer in state.peers.values())
         for sleeper in f.sleepers:
             assert sleeper.sleeping and not sleeper.noop_sent and f in sleeper.timeouts
-    for job in state.uniques.values():
-        assert state.jobs.get(job.handle) is job
+    for f in state.functions.values():
+        for job in f.uniques.values():
+            assert state.jobs.get(job.handle) is job and job.function is f
 
 
 @settings(max_examples=200, deadline=None)
