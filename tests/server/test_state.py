@@ -657,3 +657,36 @@ def test_get_status_unique_answers_for_the_newest_job_with_that_unique():
     h.send(c, T.GET_STATUS_UNIQUE, b"shared")
     h.send(c, T.GET_STATUS_UNIQUE, b"other")
     assert [args[-1] for _, args in h.got(c)] == [b"1", b"0"]  # client counts: the f job, then the g job
+
+
+def test_histogram_slots_at_every_bound():
+    """The inline bucket choice (a compare for the first bound, bisect beyond) puts a wait or run of
+    exactly a bound in that bound's slot (Prometheus `le`), just above it in the next, past the last
+    bound in the overflow slot; completions, failures and exceptions all count their run."""
+    from geartrain.server.jobs import TIME_BUCKETS
+
+    values = [0.0]
+    for bound in TIME_BUCKETS:
+        values += [bound, bound * 1.001]
+    h = Harness()
+    c = h.peer()
+    w = h.worker(b"f")
+    t0 = 0.0  # so that the differences are exactly the values
+    ends = [T.WORK_COMPLETE, T.WORK_FAIL, T.WORK_EXCEPTION]
+    for i, value in enumerate(values):
+        h.state.now = t0
+        h.submit(c, b"f", unique=b"u%d" % i)
+        h.state.now = t0 + value
+        handle = h.grab(w)[1][0]
+        h.state.now = t0 + 2 * value
+        end = ends[i % 3]
+        h.send(w, end, handle, *([b""] if end != T.WORK_FAIL else []))
+        h.got(c)
+    expected = [0] * (len(TIME_BUCKETS) + 1)
+    for value in values:
+        slot = next((k for k, bound in enumerate(TIME_BUCKETS) if value <= bound), len(TIME_BUCKETS))
+        expected[slot] += 1
+    f = h.state.functions[b"f"]
+    assert f.wait_hist == expected
+    assert f.run_hist == expected
+    assert abs(f.wait_sum - sum(values)) < 1e-6 and abs(f.run_sum - sum(values)) < 1e-6
