@@ -2,7 +2,7 @@
 
     python examples/bench_libraries.py [--jobs 200000] [--server gearmand|geartrain] [--repeat 3]
 
-(a) our AsyncClient, 100 jobs in flight, against two C echo workers (tests/examples/echo_worker.c);
+(a) our AsyncClient, 100 jobs in flight, against two (--c-workers) C echo workers (tests/examples/echo_worker.c);
 (b) one Python echo worker process (AsyncWorker, inline handler, 32 grabs in flight) serving the C
 echo client (tests/examples/echo_client.c, 100 in flight); and, as a baseline for (a), the C echo
 client in the AsyncClient's place. Needs cc and libgearman-dev.
@@ -51,6 +51,7 @@ def main() -> int:
     p.add_argument("--server", choices=["gearmand", "geartrain"], default="gearmand")
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--grabs", type=int, default=32, help="the Python worker's jobs in flight")
+    p.add_argument("--c-workers", type=int, default=2, help="C echo worker processes for (a)")
     args = p.parse_args()
     env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/sbin:/usr/bin:/bin"}
     with tempfile.TemporaryDirectory(prefix="geartrain-libbench-") as tmp:
@@ -61,7 +62,7 @@ def main() -> int:
         best_a = best_b = best_c = 0.0
         try:
             for _ in range(args.repeat):
-                workers = [subprocess.Popen([worker_bin, "127.0.0.1", str(port)]) for _ in range(2)]
+                workers = [subprocess.Popen([worker_bin, "127.0.0.1", str(port)]) for _ in range(args.c_workers)]
                 time.sleep(0.3)
                 out = subprocess.run([sys.executable, str(Path(__file__).parent / "throughput.py"), "--host", address,
                                       "-n", str(args.jobs), "--in-flight", "100"], capture_output=True, text=True,
