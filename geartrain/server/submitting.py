@@ -1,0 +1,190 @@
+"""Submitting jobs: SUBMIT_JOB* packets, unique coalescing, queueing, and the durable store's commit.
+
+A part of State (a mixin: every method works on the State's attributes). A new job is indexed by
+handle and, to coalesce, in its function's ``uniques``; a background job under a durable store waits
+``PENDING`` with a placeholder reply until group.py commits it (``_committed``).
+"""
+
+from __future__ import annotations
+
+import heapq
+from functools import partial
+from typing import Any
+
+from ..protocol.codec import error_packet, pack_res
+from ..protocol.packets import MAX_UNIQUE_SIZE, NORMAL, ErrorCode
+from .jobs import DELAYED, DONE, PENDING, QUEUED, Hold, Job, Peer
+from .replies import JOB_CREATED, QUEUE_FULL, UNIQUE_TOO_LARGE, atoi
+from .store.base import StoredJob
+
+
+class Submitting:
+    """How jobs come in: every SUBMIT_JOB* packet, coalescing, queueing, the store commit.
+
+    A part of State: it works on State's ``functions``, ``jobs``, ``pending_holds``, ``ready``, the epoch
+    heap, the counters and the ``committer``, and calls its ``send``/``_hold``/``_resolve`` and ``_wake``."""
+
+    def _submit(self, priority: int, background: bool, peer: Peer, args: tuple[bytes, ...]) -> None:
+        name, unique, data = args
+        if len(unique) > MAX_UNIQUE_SIZE:
+            self.send(peer, UNIQUE_TOO_LARGE)
+            return
+        self.submit(peer, name, unique, data, priority, background)
+
+    def _submit_epoch(self, peer: Peer, args: tuple[bytes, ...]) -> None:
+        name, unique, when, data = args
+        if len(unique) > MAX_UNIQUE_SIZE:
+            self.send(peer, UNIQUE_TOO_LARGE)
+            return
+        self.submit(peer, name, unique, data, NORMAL, True, when=atoi(when))
+
+    def _submit_reduce(self, background: bool, peer: Peer, args: tuple[bytes, ...]) -> None:
+        name, unique, reducer, _aggregator, data = args
+        if len(unique) > MAX_UNIQUE_SIZE:
+            self.send(peer, UNIQUE_TOO_LARGE)
+            return
+        self.submit(peer, name, unique, data, NORMAL, background, reducer=reducer)
+
+    def submit(self, peer: Peer | None, name: bytes, unique: bytes, data: bytes, priority: int, background: bool,
+               *, reducer: bytes = b"", when: int = 0) -> Job | None:
+        """Queue a job (or join the job with the same function and unique) and reply JOB_CREATED.
+
+        PEER None is an internal submission (a cron run, a replayed job): no reply, no client.
+        """
+        if self.acl is not None and peer is not None and not self._allowed(peer, "submit", name):
+            return None
+        f = self.functions.get(name)
+        if f is None:
+            f = self.function(name)
+        if unique and (data or unique != b"-"):
+            key: Any = unique if unique != b"-" else (data,)
+            job = f.uniques.get(key)
+            if job is not None:
+                self._join(peer, job, background)
+                return job
+        else:
+            key = None
+        limit = f.maxqueue[priority]
+        if limit and f.total >= limit:
+            if peer is not None:
+                self.send(peer, QUEUE_FULL)
+            return None
+        self.counter += 1
+        handle = self.prefix + str(self.counter).encode()
+        job = Job(handle, f, unique, data, priority, background, reducer, when)
+        f.submitted += 1
+        self.submitted += 1
+        self.jobs[handle] = job
+        if key is not None:
+            f.uniques[key] = job
+        if peer is not None and not background:
+            job.clients = [peer]
+            peer.client_jobs[job] = None
+        if background and self.committer is not None and peer is not None:
+            # durable: JOB_CREATED only once the store has it
+            job.state = PENDING
+            f.delayed[priority] += 1
+            self.pending_holds[job] = [(peer, self._hold(peer))]
+            record = self.record(job)
+            self.committer.add(record, partial(self._committed, job, record))
+            return job
+        if peer is not None:
+            self.send(peer, pack_res(JOB_CREATED, handle))
+        if when and when > self.now:
+            self._delay(job)
+        else:
+            self._enqueue(job)
+        return job
+
+    def _join(self, peer: Peer | None, job: Job, background: bool) -> None:
+        """A submission with the unique of an existing job: attach to it instead of queueing another."""
+        if peer is None:
+            return
+        if not background:
+            if job.clients:
+                job.clients.append(peer)
+            else:
+                job.clients = [peer]
+            peer.client_jobs[job] = None
+        elif not job.background:
+            # a background submission joined a foreground job: it must now survive its clients leaving
+            job.background = True
+            if self.committer is not None and job.store_key is None and job.state != PENDING:
+                job.store_key = b""  # its done goes out even if it ends before the commit
+                hold = self._hold(peer)
+                record = self.record(job)
+                self.committer.add(record, partial(self._join_committed, job, record, peer, hold))
+                return
+        if job.state == PENDING:
+            self.pending_holds[job].append((peer, self._hold(peer)))
+        else:
+            self.send(peer, pack_res(JOB_CREATED, job.handle))
+
+    def _delay(self, job: Job) -> None:
+        job.state = DELAYED
+        job.function.delayed[job.priority] += 1
+        heap = self.epoch_heap
+        heapq.heappush(heap, (job.when, next(self._seq), job))
+        if len(heap) > self._epoch_limit:
+            # cancelled epoch jobs stay in the heap until their time: drop them once they are half of it
+            heap[:] = [e for e in heap if e[2].state == DELAYED]
+            heapq.heapify(heap)
+            self._epoch_limit = max(1024, 2 * len(heap))
+
+    def _enqueue(self, job: Job, head: bool = False) -> None:
+        f = job.function
+        p = job.priority
+        job.state = QUEUED
+        job.queued_at = self.now
+        if head:
+            f.queues[p].appendleft(job)
+        else:
+            f.queues[p].append(job)
+        if not f.queued[p]:
+            self.ready[p][f] = None
+        f.queued[p] += 1
+        if f.sleepers or self.wide_sleepers:
+            self._wake(f, self.worker_wakeup)
+
+    @staticmethod
+    def record(job: Job) -> StoredJob:
+        """The store's record of a background job (the store may give it a key if its unique is empty).
+
+        Only the key the store files it under is kept with the job once committed (Job.store_key)."""
+        return StoredJob(job.function.name, job.unique, job.data, job.priority, int(job.when or 0), job.reducer)
+
+    def _committed(self, job: Job, record: StoredJob, error: str | None) -> None:
+        """The store committed (ERROR None) or refused a new background job: answer its submitters."""
+        holds = self.pending_holds.pop(job, ())
+        if job.state != PENDING:
+            return
+        f = job.function
+        f.delayed[job.priority] -= 1
+        if error is None:
+            job.store_key = record.store_key
+            reply = pack_res(JOB_CREATED, job.handle)
+            for peer, hold in holds:
+                self._resolve(peer, hold, reply)
+            if job.when and job.when > self.now:
+                self._delay(job)
+            else:
+                self._enqueue(job)
+        else:
+            reply = error_packet(ErrorCode.QUEUE_ERROR, error.encode(errors="replace")[:1024])
+            for peer, hold in holds:
+                self._resolve(peer, hold, reply)
+            job.state = DONE
+            f.submitted -= 1
+            self.submitted -= 1
+            self._forget(job)
+
+    def _join_committed(self, job: Job, record: StoredJob, peer: Peer, hold: Hold, error: str | None) -> None:
+        if error is None:
+            if job.store_key is not None:
+                job.store_key = record.store_key
+            elif record.store_key and job.state == DONE:
+                self.committer.done(record.key)  # it ended before the commit, and its done had the wrong key
+            self._resolve(peer, hold, pack_res(JOB_CREATED, job.handle))
+        else:
+            job.store_key = None
+            self._resolve(peer, hold, error_packet(ErrorCode.QUEUE_ERROR, error.encode(errors="replace")[:1024]))

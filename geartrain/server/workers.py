@@ -1,0 +1,237 @@
+"""Workers: abilities (CAN_DO...), sleeping and waking (PRE_SLEEP, NOOP), and handing out jobs (GRAB_JOB*).
+
+A part of State (a mixin: every method works on the State's attributes). A grab takes the first
+runnable job across the worker's functions, HIGH before NORMAL before LOW, round-robin among the
+functions; a worker with many functions is served from ``State.ready``. A queued job wakes one
+sleeper (``-w``); a wake-up a worker does not use is passed on.
+"""
+
+from __future__ import annotations
+
+import heapq
+from bisect import bisect_left
+
+from ..protocol.codec import pack_res
+from ..protocol.packets import HIGH, LOW, NORMAL
+from .jobs import QUEUED, RUNNING, TIME_BUCKETS, Function, Job, Peer
+from .replies import FIRST_BOUND, JOB_ASSIGN, JOB_ASSIGN_ALL, JOB_ASSIGN_UNIQ, MANY_FUNCTIONS, NO_JOB, NOOP, atoi
+
+
+class Workers:
+    """How workers register, sleep, wake and take jobs.
+
+    A part of State: it works on State's ``functions``, ``ready``, ``wide_sleepers``, the timeout heap
+    and ``draining``, and on each worker's Peer (abilities, sleep flags, running jobs)."""
+
+    def _can_do(self, peer: Peer, args: tuple[bytes, ...]) -> None:
+        self.can_do(peer, args[0], 0.0)
+
+    def _can_do_timeout(self, peer: Peer, args: tuple[bytes, ...]) -> None:
+        # libgearman documents seconds; gearmand >= 1.1.19 reads milliseconds (gearmand issue #196).
+        # We read seconds, which keeps workers written against libgearman's documentation working.
+        self.can_do(peer, args[0], float(max(atoi(args[1]), 0)))
+
+    def can_do(self, peer: Peer, name: bytes, timeout: float) -> None:
+        if self.acl is not None and not self._allowed(peer, "can_do", name):
+            return
+        f = self.function(name)
+        f.workers += 1
+        peer.abilities.append(f)
+        if f not in peer.timeouts:
+            peer.funcs.append(f)
+        peer.timeouts[f] = timeout
+        if peer.sleeping and not peer.noop_sent:
+            if f.has_runnable():
+                peer.woken_for = f
+                self._noop(peer)
+            elif peer not in self.wide_sleepers:
+                f.sleepers[peer] = None
+
+    def _cant_do(self, peer: Peer, args: tuple[bytes, ...]) -> None:
+        f = self.functions.get(args[0])
+        if f is not None and f in peer.timeouts:
+            self._drop_ability(peer, f)
+
+    def _reset_abilities(self, peer: Peer, args: tuple[bytes, ...]) -> None:
+        for f in list(peer.funcs):
+            self._drop_ability(peer, f)
+
+    def _drop_ability(self, peer: Peer, f: Function) -> None:
+        # Jobs the worker is running for F stay with it: it may still finish them (gearmand requeues them).
+        n = 0
+        kept = []
+        for g in peer.abilities:
+            if g is f:
+                n += 1
+            else:
+                kept.append(g)
+        peer.abilities = kept
+        f.workers -= n
+        peer.funcs.remove(f)
+        del peer.timeouts[f]
+        f.sleepers.pop(peer, None)
+        if peer.rr >= len(peer.funcs):
+            peer.rr = 0
+
+    def _pre_sleep(self, peer: Peer, args: tuple[bytes, ...]) -> None:
+        funcs = peer.funcs
+        if len(funcs) > MANY_FUNCTIONS:
+            mine = peer.timeouts
+            waiting = [f for ready in self.ready for f in ready if f in mine]
+        else:
+            waiting = funcs
+        for f in waiting:
+            q = f.queued
+            if q[0] or q[1] or q[2]:
+                # a job is waiting: do not let the worker sleep through it
+                peer.woken_for = f
+                peer.noop_sent = True
+                peer.sleeping = True
+                self.send(peer, NOOP)
+                return
+        peer.sleeping = True
+        peer.noop_sent = False
+        if len(funcs) > MANY_FUNCTIONS:
+            self.wide_sleepers[peer] = None  # one entry, not one per function
+        else:
+            for f in funcs:
+                f.sleepers[peer] = None
+
+    def _unsleep(self, peer: Peer) -> None:
+        """Take PEER off every list of sleepers."""
+        if self.wide_sleepers.pop(peer, 0) is None:
+            return
+        for g in peer.funcs:
+            g.sleepers.pop(peer, None)
+
+    def _noop(self, peer: Peer) -> None:
+        peer.noop_sent = True
+        self._unsleep(peer)
+        self.send(peer, NOOP)
+
+    def _wake(self, f: Function, n: int) -> None:
+        """Wake up to N (0 = all) sleeping workers of F, longest asleep first (round-robin over sleepers)."""
+        sleepers = f.sleepers
+        wide = self.wide_sleepers
+        if not n:
+            n = len(sleepers) + len(wide)
+        while sleepers and n:
+            peer = sleepers.popitem(last=False)[0]
+            peer.woken_for = f
+            self._noop(peer)
+            n -= 1
+        if n and wide:
+            for peer in [p for p in wide if f in p.timeouts][:n]:
+                peer.woken_for = f
+                self._noop(peer)
+
+    def _take(self, peer: Peer) -> Job | None:
+        """The next job for PEER: highest priority first across all its functions, round-robin among them."""
+        funcs = peer.funcs
+        n = len(funcs)
+        if n == 1:
+            f = funcs[0]
+            q = f.queued
+            for p in (HIGH, NORMAL, LOW):
+                if q[p]:
+                    dq = f.queues[p]
+                    job = dq.popleft()
+                    while job.state != QUEUED:
+                        job = dq.popleft()
+                    q[p] -= 1
+                    return job
+            return None
+        if not n:
+            return None
+        if n > MANY_FUNCTIONS:
+            return self._take_many(peer)
+        rr = peer.rr
+        for p in (HIGH, NORMAL, LOW):
+            for i in range(n):
+                j = (rr + i) % n
+                f = funcs[j]
+                if f.queued[p]:
+                    dq = f.queues[p]
+                    job = dq.popleft()
+                    while job.state != QUEUED:
+                        job = dq.popleft()
+                    f.queued[p] -= 1
+                    peer.rr = (j + 1) % n
+                    return job
+        return None
+
+    def _take_many(self, peer: Peer) -> Job | None:
+        """_take for a worker with many functions (CI systems register thousands): walk the functions that
+        have jobs (State.ready) instead of the worker's list; a served function moves to the back."""
+        mine = peer.timeouts
+        for p in (HIGH, NORMAL, LOW):
+            ready = self.ready[p]
+            if not ready:
+                continue
+            empty = []
+            found = None
+            for f in ready:
+                if not f.queued[p]:
+                    empty.append(f)
+                elif f in mine:
+                    found = f
+                    break
+            for f in empty:
+                del ready[f]
+            if found is not None:
+                dq = found.queues[p]
+                job = dq.popleft()
+                while job.state != QUEUED:
+                    job = dq.popleft()
+                found.queued[p] -= 1
+                del ready[found]
+                if found.queued[p]:
+                    ready[found] = None
+                return job
+        return None
+
+    def _grab(self, kind: int, peer: Peer, args: tuple[bytes, ...]) -> None:
+        if peer.sleeping:
+            peer.sleeping = False
+            if not peer.noop_sent:
+                self._unsleep(peer)
+            peer.noop_sent = False
+        job = self._take(peer) if not self.draining else None
+        woken_for = peer.woken_for
+        if woken_for is not None:
+            peer.woken_for = None
+            if (job is None or job.function is not woken_for) and woken_for.has_runnable():
+                # woken for F but took other work: pass F's wake-up on to another sleeper
+                self._wake(woken_for, 1)
+        if job is None:
+            self.send(peer, NO_JOB)
+            return
+        f = job.function
+        job.state = RUNNING
+        job.worker = peer
+        now = self.now
+        job.started_at = now
+        wait = now - job.queued_at
+        # queue-wait histogram, inline: one float compare for the common "taken within a millisecond"
+        f.wait_hist[0 if wait <= FIRST_BOUND else bisect_left(TIME_BUCKETS, wait)] += 1
+        f.wait_sum += wait
+        f.running += 1
+        handle = job.handle
+        peer.jobs[handle] = job
+        timeout = peer.timeouts[f]
+        if timeout:
+            if peer.stale:
+                peer.stale.discard(handle)
+            heap = self.timeout_heap
+            heapq.heappush(heap, (self.now + timeout, next(self._seq), job, peer, job.retries))
+            if len(heap) > self._timeout_limit:
+                # finished jobs' deadlines stay in the heap until due: drop them once they are half of it
+                heap[:] = [e for e in heap if e[2].state == RUNNING and e[2].worker is e[3] and e[2].retries == e[4]]
+                heapq.heapify(heap)
+                self._timeout_limit = max(1024, 2 * len(heap))
+        if kind == JOB_ASSIGN:
+            self.send(peer, pack_res(JOB_ASSIGN, handle, f.name, job.data))
+        elif kind == JOB_ASSIGN_ALL and job.reducer:
+            self.send(peer, pack_res(JOB_ASSIGN_ALL, handle, f.name, job.unique, job.reducer, job.data))
+        else:
+            self.send(peer, pack_res(JOB_ASSIGN_UNIQ, handle, f.name, job.unique, job.data))
