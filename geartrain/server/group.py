@@ -42,6 +42,7 @@ class GroupCommit:
         self.adds: list[tuple[StoredJob, Callback]] = []
         self.dones: dict[Key, None] = {}  # deletes for the next batch, in order
         self.failed: dict[Key, None] = {}  # deletes the store refused, waiting for their retry
+        self.superseded: set[Key] = set()  # deletes dropped for an add of the same key not committed yet
         self.backoff = 0.0
         self.retry_timer: asyncio.TimerHandle | None = None
         self.running = False
@@ -52,10 +53,11 @@ class GroupCommit:
 
     def add(self, record: StoredJob, callback: Callback) -> None:
         if self.dones or self.failed:
-            # the add upserts the row: an older delete of the same key must not run after it
+            # the add upserts the row: an older delete of the same key must not run after it (if the
+            # add fails, the delete is due again: see commit)
             key = record.key
-            self.dones.pop(key, None)
-            self.failed.pop(key, None)
+            if self.dones.pop(key, 0) is None or self.failed.pop(key, 0) is None:
+                self.superseded.add(key)
         self.adds.append((record, callback))
         self._kick()
 
@@ -116,6 +118,16 @@ class GroupCommit:
             if error is not None:
                 self.errors += 1
                 log.error("queue store %s: add of %d job(s) failed: %s", self.store.name, len(adds), error)
+            if self.superseded:
+                for record, _ in adds:
+                    key = record.key
+                    if key in self.superseded:
+                        self.superseded.discard(key)
+                        if error is not None:  # the old row is still there, and its job is finished
+                            self.failed[key] = None
+                            if self.retry_timer is None:
+                                self.backoff = max(self.backoff, RETRY_MIN)
+                                self.retry_timer = self._loop().call_later(self.backoff, self._retry_due)
             for _, callback in adds:
                 try:
                     callback(error)

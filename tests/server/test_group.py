@@ -304,3 +304,27 @@ def test_a_failed_delete_does_not_remove_a_job_added_again_meanwhile():
         assert [job.data for job in store.rows.values()] == [b"second"]
 
     asyncio.run(main())
+
+
+def test_a_delete_dropped_for_an_add_that_then_fails_is_done_after_all():
+    """A finished job's delete gives way to a new add of its key; if that add fails, the old row
+    (a finished job) must still be deleted."""
+
+    async def main() -> None:
+        store = FakeStore()
+        h = _setup(store)
+        c = h.peer()
+        w = h.worker(b"f")
+        h.send(c, T.SUBMIT_JOB_BG, b"f", b"u", b"first")
+        await _settle()
+        name, args = h.grab(w)
+        store.fail = "disk full"
+        h.send(w, T.WORK_COMPLETE, args[0], b"")
+        h.send(c, T.SUBMIT_JOB_BG, b"f", b"u", b"second")
+        await _settle()
+        assert [n for n, _ in h.got(c)] == ["JOB_CREATED", "ERROR"]
+        store.fail = None
+        await _until(lambda: not store.rows)
+        assert store.rows == {}
+
+    asyncio.run(main())
