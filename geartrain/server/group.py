@@ -7,7 +7,8 @@ After ``Store.add`` returns, each callback is called with ``None`` (then the ser
 JOB_CREATED) or, if the store raised StoreError, with the error text (then ERROR QUEUE_ERROR).
 Adds are committed before dones of the same batch, and batches run one at a time, so a job's
 done never overtakes its add. A new add whose key has a delete still waiting drops that delete
-(the add overwrites the row; deleting after it would lose the new job). A failed ``Store.done``
+(the add overwrites the row; deleting after it would lose the new job; if the add fails, the
+delete is due again). A failed ``Store.done``
 keeps its keys and retries them in a later batch, after a backoff growing from 0.1 s to 5 s, so a
 finished job is not silently left in the store to run again after the next restart. Only used
 with a durable store; the memory path never gets here.
