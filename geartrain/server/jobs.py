@@ -43,14 +43,15 @@ class Hold:
 class Job:
     """One job: what to run, who waits for it, where it is.
 
-    A million of them may sit in a queue, so a Job holds only what it needs (16 slots, no dict, no
-    per-job list until a second client attaches): no copy of the function name (``function.name``),
-    no index key (the unique itself, see State), and of the durable store only the key it was filed
-    under (``store_key``, usually the shared ``b""``)."""
+    A million of them may sit in a queue, so a Job holds only what it needs (14 slots, no dict, no
+    per-job list until a client attaches): no copy of the function name (``function.name``), no
+    index key (the unique itself, see State), the rare reducer and run-at time in one ``reduce_when``
+    tuple (None for most jobs), WORK_STATUS progress on the worker running it (``Peer.progress``),
+    and of the durable store only the key it was filed under (``store_key``, usually ``b""``)."""
 
     __slots__ = (
-        "handle", "function", "unique", "data", "priority", "background", "reducer", "clients", "worker",
-        "progress", "retries", "when", "state", "store_key", "queued_at", "started_at",
+        "handle", "function", "unique", "data", "priority", "background", "reduce_when", "clients", "worker",
+        "retries", "state", "store_key", "queued_at", "started_at",
     )
 
     def __init__(self, handle: bytes, function: Function, unique: bytes, data: bytes, priority: int,
@@ -61,13 +62,12 @@ class Job:
         self.data = data
         self.priority = priority
         self.background = background
-        self.reducer = reducer
+        #: (reducer, run-at epoch second) of a SUBMIT_REDUCE_JOB* or SUBMIT_JOB_EPOCH job; None for the rest
+        self.reduce_when: tuple[bytes, int] | None = (reducer, when) if reducer or when else None
         # foreground connections waiting for the result (a peer may repeat); an empty tuple until the first
         self.clients: list[Peer] | tuple[()] = ()
         self.worker: Peer | None = None
-        self.progress: tuple[bytes, bytes] | None = None  # the last WORK_STATUS (numerator, denominator)
         self.retries = 0  # times it came back from a worker; also tells a stale timeout from the current run
-        self.when = when
         self.state = QUEUED
         #: None: not in the durable store. Else it is, under (store_key or unique, function name): call
         #: Store.done with that key when it ends (store_key is b"" unless the store generated a key)
@@ -76,12 +76,33 @@ class Job:
         self.started_at = 0.0  # State.now when a worker last took it (for the run-time histogram)
 
     @property
+    def reducer(self) -> bytes:
+        rw = self.reduce_when
+        return rw[0] if rw is not None else b""
+
+    @property
+    def when(self) -> int:
+        """The epoch second an epoch job runs at; 0 for one to run now."""
+        rw = self.reduce_when
+        return rw[1] if rw is not None else 0
+
+    @property
+    def progress(self) -> tuple[bytes, bytes] | None:
+        """The last WORK_STATUS (numerator, denominator) of the run under way, if its worker sent one."""
+        worker = self.worker
+        if worker is None or not worker.progress:
+            return None
+        return worker.progress.get(self.handle)
+
+    @property
     def numerator(self) -> bytes:
-        return self.progress[0] if self.progress is not None else b"0"
+        progress = self.progress
+        return progress[0] if progress is not None else b"0"
 
     @property
     def denominator(self) -> bytes:
-        return self.progress[1] if self.progress is not None else b"0"
+        progress = self.progress
+        return progress[1] if progress is not None else b"0"
 
     @property
     def stored(self) -> bool:
@@ -153,7 +174,7 @@ class Peer:
     __slots__ = (
         "id", "fd", "host", "client_id", "out", "holds", "exceptions", "abilities", "funcs", "timeouts", "rr",
         "sleeping", "noop_sent", "woken_for", "jobs", "client_jobs", "stale", "closed", "close_after", "transport",
-        "extra",
+        "extra", "progress",
     )
 
     def __init__(self, id: int, fd: int = -1, host: str = "-") -> None:
@@ -172,6 +193,7 @@ class Peer:
         self.noop_sent = False
         self.woken_for: Function | None = None  # the function a NOOP was sent for, until the worker grabs
         self.jobs: dict[bytes, Job] = {}  # running on this worker, by handle
+        self.progress: dict[bytes, tuple[bytes, bytes]] = {}  # the last WORK_STATUS of its jobs, by handle
         self.client_jobs: dict[Job, None] = {}  # jobs this connection waits on as a foreground client
         self.stale: set[bytes] = set()  # handles taken away on timeout: late results are ignored
         self.closed = False

@@ -45,7 +45,7 @@ class Results:
         if job is None:
             self._unknown_result(peer, args[0], False)
             return
-        job.progress = (args[1], args[2])
+        peer.progress[args[0]] = (args[1], args[2])
         if job.clients:
             packet = pack_res(T.WORK_STATUS, *args)
             for client in job.clients:
@@ -53,6 +53,8 @@ class Results:
 
     def _work_complete(self, peer: Peer, args: tuple[bytes, ...]) -> None:
         job = peer.jobs.pop(args[0], None)
+        if peer.progress:
+            peer.progress.pop(args[0], None)
         if job is None:
             self._unknown_result(peer, args[0], True)
             return
@@ -73,6 +75,8 @@ class Results:
 
     def _work_fail(self, peer: Peer, args: tuple[bytes, ...]) -> None:
         job = peer.jobs.pop(args[0], None)
+        if peer.progress:
+            peer.progress.pop(args[0], None)
         if job is None:
             self._unknown_result(peer, args[0], True)
             return
@@ -86,6 +90,8 @@ class Results:
 
     def _work_exception(self, peer: Peer, args: tuple[bytes, ...]) -> None:
         job = peer.jobs.pop(args[0], None)
+        if peer.progress:
+            peer.progress.pop(args[0], None)
         if job is None:
             self._unknown_result(peer, args[0], True, EXCEPTION_NOT_FOUND)
             return
@@ -153,7 +159,6 @@ class Results:
         """A job came back from a worker that did not finish it: requeue at the head, or fail it after -j tries."""
         f = job.function
         job.retries += 1
-        job.progress = None
         if not job.clients and not job.background:
             job.state = DONE
             self.dropped += 1

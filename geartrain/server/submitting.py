@@ -151,7 +151,10 @@ class Submitting:
         """The store's record of a background job (the store may give it a key if its unique is empty).
 
         Only the key the store files it under is kept with the job once committed (Job.store_key)."""
-        return StoredJob(job.function.name, job.unique, job.data, job.priority, int(job.when or 0), job.reducer)
+        rw = job.reduce_when
+        if rw is None:
+            return StoredJob(job.function.name, job.unique, job.data, job.priority)
+        return StoredJob(job.function.name, job.unique, job.data, job.priority, int(rw[1] or 0), rw[0])
 
     def _committed(self, job: Job, record: StoredJob, error: str | None) -> None:
         """The store committed (ERROR None) or refused a new background job: answer its submitters."""
@@ -165,7 +168,7 @@ class Submitting:
             reply = pack_res(JOB_CREATED, job.handle)
             for peer, hold in holds:
                 self._resolve(peer, hold, reply)
-            if job.when and job.when > self.now:
+            if job.reduce_when is not None and job.when > self.now:
                 self._delay(job)
             else:
                 self._enqueue(job)

@@ -78,6 +78,7 @@ class Timers:
         """A worker ran past its CAN_DO_TIMEOUT: take the job back; its late result will be ignored."""
         f = job.function
         del peer.jobs[job.handle]
+        peer.progress.pop(job.handle, None)
         peer.stale.add(job.handle)
         if len(peer.stale) > 10000:
             peer.stale.pop()

@@ -69,3 +69,36 @@ def test_a_committed_job_keeps_its_store_key_not_the_record():
         assert _own_objects(job) == {id(job.handle), id(job.data), id(job.store_key)}
 
     asyncio.run(main())
+
+
+def test_progress_lives_with_the_run_and_goes_when_it_ends():
+    """WORK_STATUS progress is kept by the worker running the job: a status query sees it, a new
+    run starts from 0/0 (retry after the worker left, or after a timeout), and a finished run
+    leaves nothing behind on the worker."""
+    h = Harness(job_retries=5)
+    c = h.peer()
+    status = (b"0", b"0")
+
+    def progress(handle: bytes) -> tuple[bytes, bytes]:
+        h.send(c, T.GET_STATUS, handle)
+        return h.got(c)[-1][1][3:5]
+
+    a = h.submit(c, unique=b"a")
+    w1 = h.worker(b"f")
+    h.grab(w1)
+    h.send(w1, T.WORK_STATUS, a, b"3", b"7")
+    h.got(c)
+    assert progress(a) == (b"3", b"7")
+    h.state.disconnect(w1)  # the job goes back to the queue: a new run starts from 0/0
+    assert progress(a) == status
+    w2 = h.peer()
+    h.send(w2, T.CAN_DO_TIMEOUT, b"f", b"5")
+    h.grab(w2)
+    h.send(w2, T.WORK_STATUS, a, b"1", b"2")
+    h.got(c)
+    h.tick(6)  # timed out: taken back and requeued
+    assert progress(a) == status and w2.progress == {}
+    h.grab(w2)
+    h.send(w2, T.WORK_STATUS, a, b"5", b"9")
+    h.send(w2, T.WORK_COMPLETE, a, b"done")
+    assert w2.progress == {} and w2.jobs == {}
