@@ -144,7 +144,7 @@ class _WServer:
     def _can_do(name: bytes, timeout: float | None) -> bytes:
         if timeout:
             # gearmand (>= 1.1.19) reads the value as milliseconds
-            return pack_req(T.CAN_DO_TIMEOUT, name, str(max(1, int(timeout * 1000))).encode())
+            return pack_req(T.CAN_DO_TIMEOUT, name, str(max(1000, int(timeout * 1000))).encode())
         return pack_req(T.CAN_DO, name)
 
     def packet(self, ptype: int, args: tuple) -> None:

@@ -16,6 +16,22 @@ from ..protocol.packets import HIGH, LOW, NORMAL
 from .jobs import QUEUED, RUNNING, TIME_BUCKETS, Function, Job, Peer
 from .replies import FIRST_BOUND, JOB_ASSIGN, JOB_ASSIGN_ALL, JOB_ASSIGN_UNIQ, MANY_FUNCTIONS, NO_JOB, NOOP, atoi
 
+#: CAN_DO_TIMEOUT values below this are seconds, values from it up are milliseconds.
+TIMEOUT_MS_FROM = 1000
+
+
+def can_do_timeout_seconds(value: int) -> float:
+    """The CAN_DO_TIMEOUT value VALUE, in seconds.
+
+    libgearman documents the value in seconds (the seed's worker sends 10 and means 10 s); gearmand
+    1.1.19 and later read milliseconds and raise anything under 1000 to 1000 (gearmand issue #196), so
+    workers written for it send 1000 or more. Under 1000 a millisecond reading means nothing to
+    gearmand either, so: under 1000 is seconds, 1000 and up is milliseconds. Both kinds of worker keep
+    the timeout they meant, up to 16 minutes for the first kind.
+    """
+    if value <= 0:
+        return 0.0
+    return float(value) if value < TIMEOUT_MS_FROM else value / 1000.0
 
 class Workers:
     """How workers register, sleep, wake and take jobs.
@@ -27,9 +43,7 @@ class Workers:
         self.can_do(peer, args[0], 0.0)
 
     def _can_do_timeout(self, peer: Peer, args: tuple[bytes, ...]) -> None:
-        # libgearman documents seconds; gearmand >= 1.1.19 reads milliseconds (gearmand issue #196).
-        # We read seconds, which keeps workers written against libgearman's documentation working.
-        self.can_do(peer, args[0], float(max(atoi(args[1]), 0)))
+        self.can_do(peer, args[0], can_do_timeout_seconds(atoi(args[1])))
 
     def can_do(self, peer: Peer, name: bytes, timeout: float) -> None:
         if self.acl is not None and not self._allowed(peer, "can_do", name):

@@ -391,6 +391,27 @@ def test_can_do_timeout_is_seconds_and_fails_the_job():
     assert h.got(c) == []
 
 
+def test_can_do_timeout_of_1000_and_up_is_milliseconds():
+    """Workers written for gearmand >= 1.1.19 send milliseconds (1000 and up): 2500 is 2.5 s."""
+    h = Harness()
+    c = h.peer()
+    w = h.peer()
+    h.send(w, T.CAN_DO_TIMEOUT, b"slow", b"2500")
+    a = h.submit(c, b"slow")
+    h.grab(w)
+    h.tick(2.4)
+    assert h.got(c) == []
+    h.tick(0.2)
+    assert h.got(c) == [("WORK_FAIL", (a,))]
+
+
+def test_can_do_timeout_reading():
+    from geartrain.server.workers import can_do_timeout_seconds
+
+    assert [can_do_timeout_seconds(v) for v in (0, -5, 1, 10, 999, 1000, 2500, 60000)] == [
+        0.0, 0.0, 1.0, 10.0, 999.0, 1.0, 2.5, 60.0]
+
+
 def test_can_do_timeout_with_retries_requeues():
     h = Harness(job_retries=3)
     c = h.peer()
