@@ -179,6 +179,13 @@ class ConnectedStore(Store):
 
     # -- the machinery -----------------------------------------------------------------------
 
+    async def replay(self) -> list[StoredJob]:
+        """Every job stored: the backend's replay_batches() streams them, this gathers them."""
+        out: list[StoredJob] = []
+        async for batch in self.replay_batches():
+            out.extend(batch)
+        return out
+
     async def open(self) -> None:
         async with self._lock:
             await self._ensure(first=True)

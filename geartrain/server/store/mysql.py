@@ -147,12 +147,6 @@ class MySQLStore(ConnectedStore):
 
         await self._call("done", op)
 
-    async def replay(self) -> list[StoredJob]:
-        out: list[StoredJob] = []
-        async for batch in self.replay_batches():
-            out.extend(batch)
-        return out
-
     async def replay_batches(self, size: int = 10_000) -> AsyncIterator[list[StoredJob]]:
         # An unbuffered (server-side streaming) cursor: memory stays at one batch.
         conn = await self._call("replay", _same)

@@ -207,12 +207,6 @@ class RedisStore(ConnectedStore):
         commands = [(b"DEL", *names), (b"HDEL", self.extra_key, *names)]
         await self._call("done", lambda conn: _multi(conn, commands))
 
-    async def replay(self) -> list[StoredJob]:
-        out: list[StoredJob] = []
-        async for batch in self.replay_batches():
-            out.extend(batch)
-        return out
-
     async def replay_batches(self, size: int = 10_000) -> AsyncIterator[list[StoredJob]]:
         match = re.sub(rb"([*?\[\]\\])", rb"\\\1", self.prefix) + b"-*"
         count = b"%d" % min(_SCAN_COUNT, size)

@@ -131,12 +131,6 @@ class SQLiteStore(ConnectedStore):
             raise
         conn.execute("COMMIT")
 
-    async def replay(self) -> list[StoredJob]:
-        out: list[StoredJob] = []
-        async for batch in self.replay_batches():
-            out.extend(batch)
-        return out
-
     async def replay_batches(self, size: int = 10_000) -> AsyncIterator[list[StoredJob]]:
         cursor = await self._call("replay", lambda conn: self._in_thread(conn.execute, self._select), timeout=0)
         names = Names()
