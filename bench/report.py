@@ -49,7 +49,8 @@ def fmt_value(side: dict, metric: str) -> str:
     med = side["median"]
     if metric == "p50_us":
         return f"p50 {med.get('p50_us', 0):,.0f} µs / p99 {med.get('p99_us', 0):,.0f} µs"
-    return f"{med.get('rate', 0):,.0f} jobs/s"
+    rate = med.get("rate", 0)
+    return f"{rate:,.1f} jobs/s" if rate < 100 else f"{rate:,.0f} jobs/s"
 
 
 def fmt_cpu(side: dict, cpu_of: str) -> str:

@@ -140,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pygearman-python", default=os.environ.get("PYGEARMAN_PYTHON"), metavar="PATH",
                    help="python of a throwaway venv with pygearman, for the python-gearman reference rows "
                         "(default $PYGEARMAN_PYTHON; without it those rows are n/a)")
+    p.add_argument("--from-json", metavar="PATH", help="run nothing: show (and with --record, record) the results "
+                   "saved by an earlier --json")
     p.add_argument("--list", action="store_true", help="list the cases and exit")
     p.add_argument("-q", "--quiet", action="store_true", help="no per-run lines")
     args = p.parse_args(argv)
@@ -148,6 +150,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         for c in all_cases:
             print(f"{c.id:10} {c.title}  [{' vs '.join(s.label for s in c.sides)}]")
+        return 0
+    if args.from_json:
+        results = json.loads(Path(args.from_json).read_text())
+        report.summarize(results)
+        report.print_table(results)
+        if args.record:
+            record_docs(results)
         return 0
     chosen = select(all_cases, args.scenario)
     rounds = args.rounds or (1 if args.quick else 3)
