@@ -24,7 +24,7 @@ from typing import Any
 from .codecs import BYTES, Codec, to_bytes
 from .errors import ConnectionLost, JobLost, NoServerAvailable, ServerError
 from .hashring import HashRing
-from .job import Job, JobEvent, JobStatus, Task, priority_of
+from .job import NORMAL, Job, JobEvent, JobStatus, Task, priority_of
 from .protocol import pack_req
 from .protocol.packets import T, submit_type
 from .transport import Backoff, Link, new_event_loop, normalize_servers
@@ -286,8 +286,17 @@ class AsyncClient:
 
         ``when``: run at this Unix time (SUBMIT_JOB_EPOCH; always a background job).
         """
-        if self._loop is None:
-            self._loop = asyncio.get_running_loop()
+        job = self._new_job(function, data, unique, priority, background, when, on_data, on_warning, on_status)
+        if not self._send_fast(job):
+            await self._dispatch(job)
+        return job
+
+    def _new_job(self, function: str | bytes, data: Any, unique: str | bytes | None, priority: int | str | None,
+                 background: bool, when: int | float | None, on_data: Callable | None = None,
+                 on_warning: Callable | None = None, on_status: Callable | None = None) -> Job:
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
         uniq = _b(unique) if unique is not None else None
         if when is not None:
             background = True
@@ -297,20 +306,26 @@ class AsyncClient:
             fname = _b(function)
             if len(self._names) < 4096:
                 self._names[function] = fname
-        job = Job(fname, self.codec.encode(data), uniq, priority_of(priority), background, when, self.codec,
-                  on_data, on_warning, on_status, self._loop)
-        # fast path: the chosen server is connected
+        payload = data if type(data) is bytes and self.codec is BYTES else self.codec.encode(data)
+        prio = NORMAL if priority is None else priority_of(priority)
+        return Job(fname, payload, uniq, prio, background, when, self.codec, on_data, on_warning, on_status, loop)
+
+    def _send_fast(self, job: Job) -> bool:
+        """Send JOB now if the server it goes to is connected; False when it needs the slow path (_dispatch)."""
+        uniq = job.unique
         if uniq:
             st = self.servers[self.ring.node(uniq)]
         else:
-            i = self._rr % len(self._list)
+            lst = self._list
+            i = self._rr
+            if i >= len(lst):
+                i = 0
             self._rr = i + 1
-            st = self._list[i]
-        if st.link.up:
+            st = lst[i]
+        if st.link.up and not self._closing:
             st.submit(job)
-        else:
-            await self._dispatch(job)
-        return job
+            return True
+        return False
 
     async def submit(self, function: str | bytes, data: Any = b"", *, timeout: float | None = None,
                      **kwargs: Any) -> Any:
@@ -340,17 +355,54 @@ class AsyncClient:
 
     async def run(self, tasks: Iterable[Task], *, timeout: float | None = None, max_in_flight: int | None = None,
                   on_done: Callable[[Task], None] | None = None) -> list[Task]:
-        """Run every task concurrently (at most max_in_flight at a time); set each task's result or error."""
+        """Run every task concurrently (at most max_in_flight at a time); set each task's result or error.
+
+        No coroutine or semaphore per task: a finished job's callback (run as its reply is read) submits the
+        next task, so its packet leaves in the same write as the other replies' follow-ups.
+        """
         tasks = list(tasks)
+        if not tasks:
+            return tasks
         timeout = self.timeout if timeout is None else timeout
         loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
-        limit = max_in_flight or len(tasks) or 1
-        slots = asyncio.Semaphore(limit)
-        waiting: list[asyncio.Future] = []
+        limit = max_in_flight or len(tasks)
+        all_done = loop.create_future()
+        by_job: dict[Job, Task] = {}
+        state = [0, 0]  # next task to start, jobs in flight
 
-        def finish(task: Task, job: Job, fut: asyncio.Future) -> None:
-            slots.release()
+        def start() -> None:
+            while state[1] < limit and state[0] < len(tasks) and not all_done.done():
+                task = tasks[state[0]]
+                state[0] += 1
+                try:
+                    job = self._new_job(task.function, task.data, task.unique, task.priority, task.background,
+                                        task.when)
+                except Exception as exc:  # noqa: BLE001 - reported on the task
+                    task.error = exc
+                    _report(task)
+                    continue
+                state[1] += 1
+                by_job[job] = task
+                job._notify = finish
+                if not self._send_fast(job):
+                    self._spawn(self._dispatch(job))
+            if state[1] == 0 and state[0] >= len(tasks) and not all_done.done():
+                all_done.set_result(None)
+
+        def _report(task: Task) -> None:
+            if on_done is not None:
+                try:
+                    on_done(task)
+                except Exception as exc:  # noqa: BLE001 - a callback's bug must not break the connection
+                    loop.call_exception_handler({"message": "exception in AsyncClient.run on_done callback",
+                                                 "exception": exc})
+
+        def finish(job: Job) -> None:
+            task = by_job.pop(job, None)
+            if task is None:
+                return
+            state[1] -= 1
+            fut = job._done
             exc = fut.exception()
             if exc is not None:
                 task.error = exc
@@ -358,30 +410,28 @@ class AsyncClient:
                 res = fut.result()
                 task.result = res if job.background else job.codec.decode(res)
             task.handle = job.handle
-            if on_done is not None:
-                on_done(task)
+            _report(task)
+            start()
 
-        for task in tasks:
-            await slots.acquire()
-            try:
-                job = await self.submit_job(task.function, task.data, unique=task.unique, priority=task.priority,
-                                            background=task.background, when=task.when)
-            except Exception as exc:  # noqa: BLE001 - reported on the task
-                slots.release()
-                task.error = exc
-                continue
-            fut = job._done
-            fut.add_done_callback(lambda f, t=task, j=job: finish(t, j, f))
-            waiting.append(fut)
-        if waiting:
-            left = None if deadline is None else max(0.0, deadline - loop.time())
-            done, not_done = await asyncio.wait(waiting, timeout=left)
-            if not_done:
-                from .errors import JobTimeout
+        start()
+        timer = None
+        if timeout is not None:
+            timer = loop.call_later(timeout, lambda: all_done.done() or all_done.set_result(None))
+        try:
+            await asyncio.shield(all_done)
+        finally:
+            if timer is not None:
+                timer.cancel()
+            if not all_done.done():
+                all_done.set_result(None)  # cancelled: start no more tasks
+            for job in by_job:
+                job._notify = None
+        if by_job or state[0] < len(tasks):
+            from .errors import JobTimeout
 
-                for task in tasks:
-                    if task.error is None and task.result is None and not task.background:
-                        task.error = JobTimeout(f"task not done within {timeout}s")
+            for task in tasks:
+                if task.error is None and task.result is None and not task.background:
+                    task.error = JobTimeout(f"task not done within {timeout}s")
         return tasks
 
     # -- status and other requests ------------------------------------------------------------------------

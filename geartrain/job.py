@@ -11,6 +11,8 @@ from .errors import JobException, JobFailed, JobTimeout
 from .protocol.packets import T
 
 HIGH, NORMAL, LOW = 0, 1, 2
+_WORK_COMPLETE, _WORK_DATA, _WORK_STATUS = int(T.WORK_COMPLETE), int(T.WORK_DATA), int(T.WORK_STATUS)
+_WORK_WARNING, _WORK_FAIL, _WORK_EXCEPTION = int(T.WORK_WARNING), int(T.WORK_FAIL), int(T.WORK_EXCEPTION)
 _PRIORITIES = {"high": HIGH, "normal": NORMAL, "low": LOW, HIGH: HIGH, NORMAL: NORMAL, LOW: LOW, None: NORMAL}
 
 
@@ -62,7 +64,7 @@ class Job:
 
     __slots__ = ("function", "data", "unique", "priority", "background", "when", "handle", "server", "numerator",
                  "denominator", "codec", "on_data", "on_warning", "on_status", "_created", "_done", "_log",
-                 "_wake", "_tried")
+                 "_wake", "_tried", "_notify")
 
     def __init__(self, function: bytes, data: bytes, unique: bytes | None, priority: int, background: bool,
                  when: int | None, codec: Any, on_data: Callable | None = None, on_warning: Callable | None = None,
@@ -86,6 +88,7 @@ class Job:
         self._log: list[JobEvent] | None = None
         self._wake: asyncio.Future | None = None
         self._tried = 0  # how many servers it was sent to
+        self._notify: Callable[[Job], None] | None = None  # called at once when the job ends (AsyncClient.run)
 
     def __repr__(self) -> str:
         state = "done" if self._done.done() else ("created" if self.handle else "submitting")
@@ -160,27 +163,29 @@ class Job:
 
     def _packet(self, ptype: int, args: tuple) -> bool:
         """Apply a WORK_* packet; True when it ended the job."""
-        if ptype == T.WORK_COMPLETE:
+        if ptype == _WORK_COMPLETE:
             if not self._done.done():
                 self._done.set_result(args[1])
+                if self._notify is not None:
+                    self._notify(self)
             return True
-        if ptype == T.WORK_DATA:
+        if ptype == _WORK_DATA:
             self._event(JobEvent("data", args[1]))
             if self.on_data:
                 self.on_data(self, args[1])
-        elif ptype == T.WORK_STATUS:
+        elif ptype == _WORK_STATUS:
             self.numerator, self.denominator = _int(args[1]), _int(args[2])
             self._event(JobEvent("status", (self.numerator, self.denominator)))
             if self.on_status:
                 self.on_status(self, self.numerator, self.denominator)
-        elif ptype == T.WORK_WARNING:
+        elif ptype == _WORK_WARNING:
             self._event(JobEvent("warning", args[1]))
             if self.on_warning:
                 self.on_warning(self, args[1])
-        elif ptype == T.WORK_FAIL:
+        elif ptype == _WORK_FAIL:
             self._fail(JobFailed(self.handle or b"", f"job {self.function.decode(errors='replace')} failed"))
             return True
-        elif ptype == T.WORK_EXCEPTION:
+        elif ptype == _WORK_EXCEPTION:
             self._fail(JobException(self.handle or b"", args[1]))
             return True
         return False
@@ -192,6 +197,8 @@ class Job:
             self._created.set_result(handle)
         if self.background and not self._done.done():
             self._done.set_result(handle)
+            if self._notify is not None:
+                self._notify(self)
 
     def _fail(self, exc: BaseException) -> None:
         if self._created is not None and not self._created.done():
@@ -200,6 +207,8 @@ class Job:
         if not self._done.done():
             self._done.set_exception(exc)
             self._done.exception()  # retrieved: an unawaited failed job is not an error
+            if self._notify is not None:
+                self._notify(self)
 
 
 class Task:

@@ -2,7 +2,7 @@
 
 ``Link`` owns a server address and its connection: it connects (plain TCP or TLS, given an
 ``ssl.SSLContext``), hands every packet the sans-I/O ``Parser(expect=RES)`` yields to a handler,
-coalesces writes (all packets queued in one loop turn leave in one ``write``), and tracks a
+coalesces writes (all packets queued in one loop turn, or while handling one read, leave in one ``write``), and tracks a
 backoff so a server that is down is skipped until its retry time. Reconnecting is the owner's
 call: ``connect()`` again once ``retry_in()`` is zero.
 """
@@ -102,13 +102,20 @@ class _Protocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         handler = self.handler
-        for ptype, args in self.parser.feed(data):
-            if ptype < 0:
-                if ptype == -2:  # FATAL: the stream is unusable
-                    self.transport.close()  # type: ignore[union-attr]
-                    return
-                continue
-            handler(ptype, args)
+        link = self.link
+        link._rx = True  # packets queued while handling these go out in one write at the end, not a loop turn later
+        try:
+            for ptype, args in self.parser.feed(data):
+                if ptype < 0:
+                    if ptype == -2:  # FATAL: the stream is unusable
+                        self.transport.close()  # type: ignore[union-attr]
+                        return
+                    continue
+                handler(ptype, args)
+        finally:
+            link._rx = False
+        if link._buf:
+            link._flush()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.link._lost(self, exc)
@@ -119,7 +126,7 @@ class Link:
 
     __slots__ = ("address", "host", "port", "ssl", "connect_timeout", "handler", "on_lost", "backoff",
                  "retry_at", "max_packet_size", "_proto", "_buf", "_flush_scheduled", "_connecting", "_loop",
-                 "last_error", "on_up")
+                 "last_error", "on_up", "_rx")
 
     def __init__(
         self,
@@ -149,6 +156,7 @@ class Link:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.last_error: BaseException | None = None
         self.on_up = on_up
+        self._rx = False
 
     def __repr__(self) -> str:
         return f"<Link {self.address} {'up' if self.up else 'down'}>"
@@ -210,7 +218,7 @@ class Link:
     def send(self, data: bytes) -> None:
         """Queue DATA; everything queued in this loop turn is written together."""
         self._buf.append(data)
-        if not self._flush_scheduled:
+        if not self._flush_scheduled and not self._rx:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)  # type: ignore[union-attr]
 

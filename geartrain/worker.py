@@ -43,6 +43,7 @@ _PRE_SLEEP = pack_req(T.PRE_SLEEP)
 _ASSIGN = {int(T.JOB_ASSIGN), int(T.JOB_ASSIGN_UNIQ), int(T.JOB_ASSIGN_ALL)}
 _NOOP, _NO_JOB, _ERROR = int(T.NOOP), int(T.NO_JOB), int(T.ERROR)
 _JOB_ASSIGN, _JOB_ASSIGN_UNIQ = int(T.JOB_ASSIGN), int(T.JOB_ASSIGN_UNIQ)
+_WORK_COMPLETE = int(T.WORK_COMPLETE)
 
 Handler = Callable[["WorkerJob"], Any] | Callable[["WorkerJob"], Awaitable[Any]]
 
@@ -163,8 +164,8 @@ class _WServer:
                 # a NO_JOB came back for an earlier grab: the queue ran dry, so sleep until NOOP
                 self.sleeping = True
                 self.link.send(_PRE_SLEEP)
-            w._start(self, handle, function, unique, data)
-            w._pump()
+            if w._start(self, handle, function, unique, data):
+                w._pump()
         elif ptype == _NO_JOB:
             self.grabs -= 1
             w._grabs -= 1
@@ -381,22 +382,25 @@ class AsyncWorker:
             if not sent:
                 return
 
-    def _start(self, ws: _WServer, handle: bytes, function: bytes, unique: bytes | None, data: bytes) -> None:
+    def _start(self, ws: _WServer, handle: bytes, function: bytes, unique: bytes | None, data: bytes) -> bool:
+        """Run or launch the job; True when it is still running (so the caller should pump for free slots)."""
         entry = self.functions.get(function)
         self._started += 1
         self._running += 1
         job = WorkerJob(ws, handle, function, unique, data, self.codec)
         if entry is None:  # we no longer do this function
             self._finish(job, None, WorkFailed("function not registered"))
-            return
+            return False
         handler = entry[0]
         if self._is_async[function]:
             task = self._loop.create_task(self._run_async(job, handler))  # type: ignore[union-attr]
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+            return True
         elif self._pool is not None:
             fut = self._loop.run_in_executor(self._pool, handler, job)  # type: ignore[union-attr]
             fut.add_done_callback(lambda f: self._finish(job, None if f.exception() else f.result(), f.exception()))
+            return True
         else:
             try:
                 result = handler(job)
@@ -407,6 +411,7 @@ class AsyncWorker:
                 self._finish(job, None, exc)
             else:
                 self._finish(job, result, None)
+            return False
 
     async def _run_async(self, job: WorkerJob, handler: Handler) -> None:
         try:
@@ -424,12 +429,15 @@ class AsyncWorker:
         if not job._finished:
             job._finished = True
             if exc is None:
-                try:
-                    payload = self.codec.encode(result if result is not None else b"")
-                except Exception as enc_exc:  # noqa: BLE001
-                    exc = enc_exc
+                if type(result) is bytes and self.codec is BYTES:
+                    payload = result
                 else:
-                    ws.send(job._gen, pack_req(T.WORK_COMPLETE, job.handle, payload))
+                    try:
+                        payload = self.codec.encode(result if result is not None else b"")
+                    except Exception as enc_exc:  # noqa: BLE001
+                        exc = enc_exc
+                if exc is None:
+                    ws.send(job._gen, pack_req(_WORK_COMPLETE, job.handle, payload))
             if exc is not None:
                 if not isinstance(exc, WorkFailed):
                     text = f"{type(exc).__name__}: {exc}".encode(errors="replace")
