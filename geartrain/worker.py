@@ -150,7 +150,12 @@ class _WServer:
 
     def packet(self, ptype: int, args: tuple) -> None:
         w = self.worker
-        if ptype in _ASSIGN:
+        if ptype == _JOB_ASSIGN_UNIQ and not self.empty:  # the hot path: a job for the grab we sent
+            self.grabs -= 1
+            w._grabs -= 1
+            if w._start(self, args[0], args[1], args[2], args[3]):
+                w._pump()
+        elif ptype in _ASSIGN:
             self.grabs -= 1
             w._grabs -= 1
             if ptype == _JOB_ASSIGN_UNIQ:
@@ -365,8 +370,18 @@ class AsyncWorker:
         free = self.concurrency - self._running - self._grabs
         if self._max_jobs is not None:
             free = min(free, self._max_jobs - self._started - self._grabs)
+        if free <= 0:
+            return
         servers = self.servers
         n = len(servers)
+        if n == 1:  # one server: no round-robin to do
+            ws = servers[0]
+            if ws.link.up and not ws.sleeping and not ws.empty:
+                ws.grabs += free
+                self._grabs += free
+                for _ in range(free):
+                    ws.link.send(_GRAB)
+            return
         while free > 0:
             sent = False
             for k in range(n):
@@ -451,7 +466,8 @@ class AsyncWorker:
         if self._max_jobs is not None and self.jobs_done >= self._max_jobs:
             self._stopping = True
         self._pump()
-        self._check_done()
+        if self._stopping:
+            self._check_done()
 
 
 class Worker:
