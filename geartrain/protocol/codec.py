@@ -194,7 +194,13 @@ _RES_PREFIX = _prefixes(RES)
 
 def pack_res(ptype: int, *args: bytes) -> bytes:
     """Encode a packet the server sends (magic ``\\0RES``)."""
-    payload = b"\0".join(args) if len(args) != 1 else args[0]
+    if len(args) == 1:
+        payload = args[0]
+    elif not args or len(args[-1]) < 4096:
+        payload = b"\0".join(args)
+    else:  # a big payload last: one join, so its bytes are copied once, not twice
+        size = sum(map(len, args)) + len(args) - 1
+        return b"\0".join((_RES_PREFIX[ptype] + size.to_bytes(4, "big") + args[0], *args[1:]))
     return _RES_PREFIX[ptype] + len(payload).to_bytes(4, "big") + payload
 
 

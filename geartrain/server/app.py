@@ -33,6 +33,9 @@ from .store.base import MemoryStore, Store, StoreError
 
 log = logging.getLogger("geartrain.server")
 
+#: a connection's output at least this big is written as its parts (writelines), smaller is joined first
+WRITELINES_MIN = 64 * 1024
+
 #: gearmand's verbosity names -> logging levels (NOTICE sits between INFO and WARNING)
 NOTICE = 25
 logging.addLevelName(NOTICE, "NOTICE")
@@ -185,6 +188,8 @@ class Server:
             lambda: Connection(self), host=opts.listen or None, port=opts.port, backlog=opts.backlog,
             reuse_address=True)
         self.sockets = list(self.listener.sockets)
+        for sock in self.sockets:
+            clamp_mss(sock)
         self.arm_sweep()
         if opts.http_port:
             from .http import HttpListener
@@ -328,14 +333,30 @@ class Server:
                 transport = peer.transport
                 if peer.closed or transport is None:
                     continue
-                if peer.out:
-                    data = take(peer)
-                    if data:
+                out = peer.out
+                if out:
+                    if peer.holds:
+                        data = take(peer)
+                        if data:
+                            transport.write(data)
+                            self.bytes_out += len(data)
+                    elif len(out) == 1:
+                        data = out[0]
+                        out.clear()
                         transport.write(data)
                         self.bytes_out += len(data)
-                        conn = peer.extra
-                        if conn.paused:
-                            conn.check_hard_limit()
+                    else:
+                        # hand the kernel the parts as they are: joining them would copy every payload once more
+                        peer.out = []
+                        size = sum(map(len, out))
+                        self.bytes_out += size
+                        if size >= WRITELINES_MIN and hasattr(transport, "writelines"):  # not TLS, not HTTP's sink
+                            transport.writelines(out)
+                        else:
+                            transport.write(b"".join(out))
+                    conn = peer.extra
+                    if conn is not None and conn.paused:
+                        conn.check_hard_limit()
                 if peer.close_after and not peer.holds:
                     transport.close()
         if state.epoch_heap or state.timeout_heap or state.sched_heap:
@@ -388,6 +409,22 @@ class Server:
         self.state.tick(time.time())
         self.flush()
         self.arm_timer()
+
+
+#: the MSS the listening socket negotiates for every accepted connection (loopback's own is ~64 KiB)
+MSS_CLAMP = 16 * 1024
+
+
+def clamp_mss(sock: socket.socket) -> None:
+    """Negotiate a 16 KiB MSS on accepted connections. A peer with a small SO_RCVBUF (libgearman sets
+    32 KiB) can advertise a window just under a loopback-sized MSS; Linux then sends nothing from a full
+    segment queued behind it and waits on zero-window probes (seconds). Our coalesced writes queue full
+    segments; with the segment size clamped, such a window still lets the next one go."""
+    if sock.family in (socket.AF_INET, socket.AF_INET6) and hasattr(socket, "TCP_MAXSEG"):
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, MSS_CLAMP)
+        except OSError as exc:
+            log.info("could not set TCP_MAXSEG on the listening socket: %s", exc)
 
 
 # ---------------------------------------------------------------------- process-level running
