@@ -39,6 +39,9 @@ DEFAULT_MAX_LINE = 64 * 1024
 
 _HEADER = struct.Struct(">4sII")
 _unpack_header = _HEADER.unpack_from
+
+#: a packet at least this big that arrives over several reads gets its last argument joined straight from them
+BIG_PACKET = 64 * 1024
 _pack_header = _HEADER.pack
 
 Event = tuple[int, tuple[bytes, ...]]
@@ -95,6 +98,13 @@ class Parser:
             self._have += len(data)
             if self._have < self._need:
                 return []
+            if self._need >= BIG_PACKET:
+                big = self._take_big()
+                if big is not None:
+                    events, data = big
+                    if data:
+                        events.extend(self.feed(data))
+                    return events
             data = b"".join(self._chunks)
             self._chunks = []
         elif not isinstance(data, bytes):
@@ -108,6 +118,38 @@ class Parser:
         else:
             self._have = 0
         return events
+
+    def _take_big(self) -> tuple[list[Event], bytes] | None:
+        """The big packet the buffered chunks now complete, its last argument joined from the chunks with one
+        copy (not a join of everything and then a slice); and the bytes after it. None: use the general path."""
+        chunks = self._chunks
+        first = chunks[0]
+        if len(first) < HEADER_SIZE:
+            return None
+        magic, ptype, size = _unpack_header(first, 0)
+        need = HEADER_SIZE + size
+        if magic != self.expect or need != self._need or not 0 < ptype <= MAX_TYPE or not self._allowed[ptype]:
+            return None
+        n = NFIELDS[ptype]
+        if n == 0:
+            return None
+        args: list[bytes] = []
+        i = HEADER_SIZE
+        for _ in range(n - 1):  # the leading arguments (handle, function...) must lie in the first chunk
+            z = first.find(b"\0", i, need)
+            if z < 0:
+                return None
+            args.append(first[i:z])
+            i = z + 1
+        rest = self._have - need
+        last = chunks[-1]
+        cut = len(last) - rest
+        if len(chunks) < 2 or cut <= 0:
+            return None
+        args.append(b"".join([memoryview(first)[i:], *chunks[1:-1], memoryview(last)[:cut]]))
+        self._chunks = []
+        self._have = 0
+        return [(ptype, tuple(args))], last[cut:]
 
     def _parse(self, data: bytes, events: list[Event]) -> int:
         """Parse whole packets from DATA into EVENTS; return where the unparsed rest starts."""
