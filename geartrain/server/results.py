@@ -73,39 +73,37 @@ class Results:
         job.state = DONE
         self._forget(job)
 
-    def _work_fail(self, peer: Peer, args: tuple[bytes, ...]) -> None:
-        job = peer.jobs.pop(args[0], None)
+    def _end_run(self, peer: Peer, handle: bytes, not_found: bytes = JOB_NOT_FOUND) -> Job | None:
+        """Take the job HANDLE off PEER after its final result (fail, exception) and record its run time;
+        None, with the error sent, if PEER does not run it. (_work_complete, the hot path, does this inline.)"""
+        job = peer.jobs.pop(handle, None)
         if peer.progress:
-            peer.progress.pop(args[0], None)
+            peer.progress.pop(handle, None)
         if job is None:
-            self._unknown_result(peer, args[0], True)
-            return
+            self._unknown_result(peer, handle, True, not_found)
+            return None
         f = job.function
         ran = self.now - job.started_at
         f.run_hist[0 if ran <= FIRST_BOUND else bisect_left(TIME_BUCKETS, ran)] += 1
         f.run_sum += ran
         f.running -= 1
         job.worker = None
-        self._end(job, FAILED)
+        return job
+
+    def _work_fail(self, peer: Peer, args: tuple[bytes, ...]) -> None:
+        job = self._end_run(peer, args[0])
+        if job is not None:
+            self._end(job, FAILED)
 
     def _work_exception(self, peer: Peer, args: tuple[bytes, ...]) -> None:
-        job = peer.jobs.pop(args[0], None)
-        if peer.progress:
-            peer.progress.pop(args[0], None)
+        job = self._end_run(peer, args[0], EXCEPTION_NOT_FOUND)
         if job is None:
-            self._unknown_result(peer, args[0], True, EXCEPTION_NOT_FOUND)
             return
-        f = job.function
-        ran = self.now - job.started_at
-        f.run_hist[0 if ran <= FIRST_BOUND else bisect_left(TIME_BUCKETS, ran)] += 1
-        f.run_sum += ran
         if job.clients:
             packet = pack_res(T.WORK_EXCEPTION, *args)
             fail = pack_res(WORK_FAIL, job.handle)
             for client in job.clients:
                 self.send(client, packet if client.exceptions else fail)
-        job.function.running -= 1
-        job.worker = None
         job.function.exceptions += 1
         self.exceptions += 1
         job.state = DONE
