@@ -24,7 +24,7 @@ from typing import Any
 from .codecs import BYTES, Codec, to_bytes
 from .errors import ConnectionLost, JobLost, NoServerAvailable, ServerError
 from .hashring import HashRing
-from .job import NORMAL, Job, JobEvent, JobStatus, Task, priority_of
+from .job import NORMAL, Job, JobEvent, JobStatus, Task, _int, priority_of
 from .protocol import pack_req
 from .protocol.packets import T, submit_type
 from .transport import Backoff, Link, new_event_loop, normalize_servers
@@ -489,13 +489,6 @@ class AsyncClient:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.sleep(0)
-
-
-def _int(b: bytes) -> int:
-    try:
-        return int(b)
-    except ValueError:
-        return 0
 
 
 class SyncJob:
