@@ -357,36 +357,40 @@ class AsyncClient:
                   on_done: Callable[[Task], None] | None = None) -> list[Task]:
         """Run every task concurrently (at most max_in_flight at a time); set each task's result or error.
 
-        No coroutine or semaphore per task: a finished job's callback (run as its reply is read) submits the
-        next task, so its packet leaves in the same write as the other replies' follow-ups.
+        No coroutine, semaphore or future per task: a finished job's callback (run as its reply is read) submits
+        the next task, so its packet leaves in the same write as the other replies' follow-ups.
         """
         tasks = list(tasks)
-        if not tasks:
+        total = len(tasks)
+        if not total:
             return tasks
         timeout = self.timeout if timeout is None else timeout
         loop = asyncio.get_running_loop()
-        limit = max_in_flight or len(tasks)
+        limit = max_in_flight or total
         all_done = loop.create_future()
         by_job: dict[Job, Task] = {}
-        state = [0, 0]  # next task to start, jobs in flight
+        nxt = 0  # the next task to start
+        stopped = False  # all done, timed out or cancelled: start no more
+        new_job = self._new_job
+        send_fast = self._send_fast
 
         def start() -> None:
-            while state[1] < limit and state[0] < len(tasks) and not all_done.done():
-                task = tasks[state[0]]
-                state[0] += 1
+            nonlocal nxt, stopped
+            while len(by_job) < limit and nxt < total and not stopped:
+                task = tasks[nxt]
+                nxt += 1
                 try:
-                    job = self._new_job(task.function, task.data, task.unique, task.priority, task.background,
-                                        task.when)
+                    job = new_job(task.function, task.data, task.unique, task.priority, task.background, task.when)
                 except Exception as exc:  # noqa: BLE001 - reported on the task
                     task.error = exc
                     _report(task)
                     continue
-                state[1] += 1
                 by_job[job] = task
                 job._notify = finish
-                if not self._send_fast(job):
+                if not send_fast(job):
                     self._spawn(self._dispatch(job))
-            if state[1] == 0 and state[0] >= len(tasks) and not all_done.done():
+            if not by_job and nxt >= total and not stopped:
+                stopped = True
                 all_done.set_result(None)
 
         def _report(task: Task) -> None:
@@ -401,32 +405,33 @@ class AsyncClient:
             task = by_job.pop(job, None)
             if task is None:
                 return
-            state[1] -= 1
-            fut = job._done
-            exc = fut.exception()
-            if exc is not None:
-                task.error = exc
+            if job._error is not None:
+                task.error = job._error
             else:
-                res = fut.result()
-                task.result = res if job.background else job.codec.decode(res)
+                res = job._result
+                task.result = res if job.background or job.codec is BYTES else job.codec.decode(res)
             task.handle = job.handle
-            _report(task)
+            if on_done is not None:
+                _report(task)
             start()
 
+        def expire() -> None:
+            nonlocal stopped
+            if not stopped:
+                stopped = True
+                all_done.set_result(None)
+
         start()
-        timer = None
-        if timeout is not None:
-            timer = loop.call_later(timeout, lambda: all_done.done() or all_done.set_result(None))
+        timer = None if timeout is None else loop.call_later(timeout, expire)
         try:
             await asyncio.shield(all_done)
         finally:
             if timer is not None:
                 timer.cancel()
-            if not all_done.done():
-                all_done.set_result(None)  # cancelled: start no more tasks
+            expire()  # cancelled: start no more tasks
             for job in by_job:
                 job._notify = None
-        if by_job or state[0] < len(tasks):
+        if by_job or nxt < total:
             from .errors import JobTimeout
 
             for task in tasks:

@@ -60,11 +60,16 @@ def _int(b: bytes) -> int:
 
 
 class Job:
-    """One submitted job, as the client sees it. Await it (or ``result()``) for its result."""
+    """One submitted job, as the client sees it. Await it (or ``result()``) for its result.
+
+    A job keeps its outcome in two slots (``_result`` bytes, or ``_error``); a Future is made only when
+    somebody waits for a job that has not ended, so ``AsyncClient.run`` (which is told by ``_notify``) makes
+    none at all.
+    """
 
     __slots__ = ("function", "data", "unique", "priority", "background", "when", "handle", "server", "numerator",
-                 "denominator", "codec", "on_data", "on_warning", "on_status", "_created", "_done", "_log",
-                 "_wake", "_tried", "_notify")
+                 "denominator", "codec", "on_data", "on_warning", "on_status", "_created", "_done", "_result",
+                 "_error", "_log", "_wake", "_tried", "_notify")
 
     def __init__(self, function: bytes, data: bytes, unique: bytes | None, priority: int, background: bool,
                  when: int | None, codec: Any, on_data: Callable | None = None, on_warning: Callable | None = None,
@@ -84,30 +89,47 @@ class Job:
         self.on_warning = on_warning
         self.on_status = on_status
         self._created: asyncio.Future | None = None  # made only when someone waits for JOB_CREATED
-        self._done: asyncio.Future = (loop or asyncio.get_running_loop()).create_future()
+        self._done: asyncio.Future | None = None  # made only when someone waits for the end (_waiter)
+        self._result: bytes | None = None  # the result (WORK_COMPLETE's data; a background job's handle)
+        self._error: BaseException | None = None
         self._log: list[JobEvent] | None = None
         self._wake: asyncio.Future | None = None
         self._tried = 0  # how many servers it was sent to
         self._notify: Callable[[Job], None] | None = None  # called at once when the job ends (AsyncClient.run)
 
     def __repr__(self) -> str:
-        state = "done" if self._done.done() else ("created" if self.handle else "submitting")
+        state = "done" if self.done() else ("created" if self.handle else "submitting")
         return f"<Job {self.function!r} handle={self.handle!r} {state}>"
 
     def __await__(self):  # noqa: ANN204
         return self.result().__await__()
 
     def done(self) -> bool:
-        return self._done.done()
+        return self._result is not None or self._error is not None
+
+    def _waiter(self) -> asyncio.Future:
+        """The future that ends (with None) when the job does; made on first use."""
+        fut = self._done
+        if fut is None:
+            fut = self._done = asyncio.get_running_loop().create_future()
+            if self.done():
+                fut.set_result(None)
+        return fut
+
+    def _outcome(self) -> bytes:
+        """The raw result of an ended job, or raise its error."""
+        if self._error is not None:
+            raise self._error
+        return self._result  # type: ignore[return-value]
 
     async def created(self, timeout: float | None = None) -> bytes:
         """Wait for JOB_CREATED; return the handle."""
         if self.handle is not None:
             return self.handle
-        if self._done.done():  # failed before it was created
-            self._done.result()
+        if self.done():  # failed before it was created
+            self._outcome()
         if self._created is None:
-            self._created = self._done.get_loop().create_future()
+            self._created = asyncio.get_running_loop().create_future()
         try:
             return await asyncio.wait_for(asyncio.shield(self._created), timeout)
         except TimeoutError:
@@ -118,8 +140,8 @@ class Job:
 
         Cancelling this wait (or timing out) does not affect the job.
         """
-        fut = self._done
-        if not fut.done():
+        if not self.done():
+            fut = self._waiter()
             if timeout is None:
                 await asyncio.shield(fut)
             else:
@@ -127,7 +149,7 @@ class Job:
                     await asyncio.wait_for(asyncio.shield(fut), timeout)
                 except TimeoutError:
                     raise JobTimeout(f"job {self.function!r} not done within {timeout}s") from None
-        return self.codec.decode(fut.result())
+        return self.codec.decode(self._outcome())
 
     async def events(self) -> AsyncIterator[JobEvent]:
         """Every WORK_DATA/WARNING/STATUS this job sent (from the start), then its final event."""
@@ -138,10 +160,12 @@ class Job:
                 ev = log[i]
                 i += 1
                 yield ev
-            if self._done.done() and i >= len(self._log or []):
-                exc = self._done.exception()
+            if self.done():
+                if i < len(self._log or []):
+                    continue  # more came in while the last event was being handled
+                exc = self._error
                 if exc is None:
-                    yield JobEvent("complete", self._done.result())
+                    yield JobEvent("complete", self._result)
                 elif isinstance(exc, JobException):
                     yield JobEvent("exception", exc.data)
                 elif isinstance(exc, JobFailed):
@@ -151,7 +175,7 @@ class Job:
                 return
             if self._wake is None or self._wake.done():
                 self._wake = asyncio.get_running_loop().create_future()
-            await asyncio.wait([self._wake, self._done], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([self._wake, self._waiter()], return_when=asyncio.FIRST_COMPLETED)
 
     # -- called by the client core -------------------------------------------------------------------------
     def _event(self, ev: JobEvent) -> None:
@@ -161,13 +185,20 @@ class Job:
         if self._wake is not None and not self._wake.done():
             self._wake.set_result(None)
 
+    def _complete(self, result: bytes) -> None:
+        """End the job with RESULT (unless it has ended already)."""
+        if self._result is None and self._error is None:
+            self._result = result
+            fut = self._done
+            if fut is not None and not fut.done():
+                fut.set_result(None)
+            if self._notify is not None:
+                self._notify(self)
+
     def _packet(self, ptype: int, args: tuple) -> bool:
         """Apply a WORK_* packet; True when it ended the job."""
         if ptype == _WORK_COMPLETE:
-            if not self._done.done():
-                self._done.set_result(args[1])
-                if self._notify is not None:
-                    self._notify(self)
+            self._complete(args[1])
             return True
         if ptype == _WORK_DATA:
             self._event(JobEvent("data", args[1]))
@@ -195,18 +226,18 @@ class Job:
         self.server = server
         if self._created is not None and not self._created.done():
             self._created.set_result(handle)
-        if self.background and not self._done.done():
-            self._done.set_result(handle)
-            if self._notify is not None:
-                self._notify(self)
+        if self.background:
+            self._complete(handle)
 
     def _fail(self, exc: BaseException) -> None:
         if self._created is not None and not self._created.done():
             self._created.set_exception(exc)
             self._created.exception()
-        if not self._done.done():
-            self._done.set_exception(exc)
-            self._done.exception()  # retrieved: an unawaited failed job is not an error
+        if self._result is None and self._error is None:
+            self._error = exc
+            fut = self._done
+            if fut is not None and not fut.done():
+                fut.set_result(None)  # the waiter only wakes; the error is raised from _error
             if self._notify is not None:
                 self._notify(self)
 
