@@ -26,7 +26,7 @@ from .errors import ConnectionLost, JobLost, NoServerAvailable, ServerError
 from .hashring import HashRing
 from .job import NORMAL, Job, JobEvent, JobStatus, Task, _int, priority_of
 from .protocol import pack_req
-from .protocol.packets import T, submit_type
+from .protocol.packets import REQ, T, submit_type
 from .transport import Backoff, Link, new_event_loop, normalize_servers
 
 __all__ = ["AsyncClient", "Client", "Job", "JobEvent", "JobStatus", "Task"]
@@ -37,8 +37,10 @@ _WORK = frozenset(int(t) for t in (T.WORK_COMPLETE, T.WORK_DATA, T.WORK_STATUS, 
 _REPLIES = frozenset(int(t) for t in (T.STATUS_RES, T.STATUS_RES_UNIQUE, T.OPTION_RES, T.ECHO_RES))
 _ERROR = int(T.ERROR)
 _OPT_EXCEPTIONS = pack_req(T.OPTION_REQ, b"exceptions")
-#: _SUBMIT[priority][background] -> packet type
-_SUBMIT = tuple((int(submit_type(p, False)), int(submit_type(p, True))) for p in range(3))
+_WORK_COMPLETE = int(T.WORK_COMPLETE)
+#: _SUBMIT_HEAD[priority][background] -> the magic and type of the submit packet (its first 8 bytes)
+_SUBMIT_HEAD = tuple(tuple(REQ + int(submit_type(p, bg)).to_bytes(4, "big") for bg in (False, True))
+                     for p in range(3))
 
 
 def _b(value: str | bytes) -> bytes:
@@ -48,12 +50,13 @@ def _b(value: str | bytes) -> bytes:
 class _Server:
     """The client's state for one server: its Link, requests awaiting a reply, foreground jobs by handle."""
 
-    __slots__ = ("client", "link", "pending", "jobs")
+    __slots__ = ("client", "link", "address", "pending", "jobs")
 
     def __init__(self, client: AsyncClient, address: str) -> None:
         self.client = client
         self.link = Link(address, self.packet, self.lost, ssl=client.ssl, connect_timeout=client.connect_timeout,
                          backoff=Backoff(maximum=client.max_backoff), on_up=self.up)
+        self.address = self.link.address
         self.pending: deque[Job | asyncio.Future] = deque()
         self.jobs: dict[bytes, Job | list[Job]] = {}
 
@@ -74,47 +77,48 @@ class _Server:
         job._tried += 1
         if job.when is not None:
             pkt = pack_req(T.SUBMIT_JOB_EPOCH, job.function, job.unique or b"", str(job.when).encode(), job.data)
-        else:
-            pkt = pack_req(_SUBMIT[job.priority][job.background], job.function, job.unique or b"", job.data)
+        else:  # pack_req inlined: this runs once per job
+            body = b"\0".join((job.function, job.unique or b"", job.data))
+            pkt = b"".join((_SUBMIT_HEAD[job.priority][job.background], len(body).to_bytes(4, "big"), body))
         self.link.send(pkt)
 
     def packet(self, ptype: int, args: tuple) -> None:
-        if ptype in _WORK:
-            handle = args[0]
-            job = self.jobs.get(handle)
-            if job is None:
-                if not handle.endswith(b"\0"):
-                    return
-                # gearmand turns WORK_EXCEPTION into WORK_FAIL for clients without the option, keeping its NUL
-                handle = handle.rstrip(b"\0")
-                job = self.jobs.get(handle)
-                if job is None:
-                    return
-            if type(job) is list:
-                ended = False
-                for j in job:
-                    ended = j._packet(ptype, args) or ended
-            else:
-                ended = job._packet(ptype, args)
-            if ended:
-                del self.jobs[handle]
-        elif ptype == _JOB_CREATED:
-            if not self.pending:
+        # the two packets every foreground job gets come first, with nothing but the common case inline
+        if ptype == _WORK_COMPLETE:
+            job = self.jobs.pop(args[0], None)
+            if job is not None:
+                if type(job) is list:
+                    for j in job:
+                        j._complete(args[1])
+                else:
+                    job._complete(args[1])
                 return
-            job = self.pending.popleft()
+        elif ptype == _JOB_CREATED:
+            pending = self.pending
+            if not pending:
+                return
+            job = pending.popleft()
             if type(job) is not Job:  # a reply out of order: the stream is confused
                 job.set_exception(ConnectionLost("unexpected JOB_CREATED"))
                 return
             handle = args[0]
-            job._set_created(handle, self.link.address)
-            if not job.background:
-                other = self.jobs.get(handle)
-                if other is None:
-                    self.jobs[handle] = job
-                elif type(other) is list:
+            if job.background or job._created is not None:
+                job._set_created(handle, self.address)
+                if job.background:
+                    return
+            else:
+                job.handle = handle
+                job.server = self.address
+            jobs = self.jobs
+            other = jobs.setdefault(handle, job)
+            if other is not job:  # coalesced with a job this client already waits for
+                if type(other) is list:
                     other.append(job)
                 else:
-                    self.jobs[handle] = [other, job]
+                    jobs[handle] = [other, job]
+            return
+        if ptype in _WORK:
+            self._work(ptype, args)
         elif ptype in _REPLIES:
             if self.pending:
                 item = self.pending.popleft()
@@ -128,6 +132,27 @@ class _Server:
                     item._fail(err)
                 elif not item.done():
                     item.set_exception(err)
+
+    def _work(self, ptype: int, args: tuple) -> None:
+        """A WORK_* packet other than a plain WORK_COMPLETE of a known handle."""
+        handle = args[0]
+        job = self.jobs.get(handle)
+        if job is None:
+            if not handle.endswith(b"\0"):
+                return
+            # gearmand turns WORK_EXCEPTION into WORK_FAIL for clients without the option, keeping its NUL
+            handle = handle.rstrip(b"\0")
+            job = self.jobs.get(handle)
+            if job is None:
+                return
+        if type(job) is list:
+            ended = False
+            for j in job:
+                ended = j._packet(ptype, args) or ended
+        else:
+            ended = job._packet(ptype, args)
+        if ended:
+            del self.jobs[handle]
 
     def lost(self, link: Link, exc: BaseException | None) -> None:
         pending, self.pending = self.pending, deque()
