@@ -55,6 +55,15 @@ def _allowed(magic: bytes) -> tuple[bool, ...]:
 
 _ALLOWED = {REQ: _allowed(REQ), RES: _allowed(RES)}
 
+#: per packet type, on a stream of that magic: its number of arguments, or -1 if it may not arrive there
+_FIELDS = {m: tuple(NFIELDS[t] if ok and t else -1 for t, ok in enumerate(a)) for m, a in _ALLOWED.items()}
+
+#: packets smaller than this are split with one slice and bytes.split; bigger ones in place (one copy)
+SPLIT_MAX = 4096
+#: per magic, each packet type's field count, or -1 where that type may not arrive (type 0 included)
+_FIELDS = {magic: tuple(NFIELDS[t] if ok else -1 for t, ok in enumerate(allowed))
+           for magic, allowed in _ALLOWED.items()}
+
 
 class Parser:
     """Incremental parser for one direction of one connection.
@@ -63,8 +72,8 @@ class Parser:
     worker parses RES packets (``expect=RES``).
     """
 
-    __slots__ = ("expect", "text", "max_packet_size", "max_line", "_allowed", "_chunks", "_have", "_need",
-                 "broken")
+    __slots__ = ("expect", "text", "max_packet_size", "max_line", "_allowed", "_fields", "_chunks", "_have",
+                 "_need", "broken")
 
     def __init__(
         self,
@@ -79,6 +88,7 @@ class Parser:
         self.max_packet_size = max_packet_size
         self.max_line = max_line
         self._allowed = _ALLOWED[expect]
+        self._fields = _FIELDS[expect]
         self._chunks: list[bytes] = []
         self._have = 0
         self._need = 0
@@ -156,7 +166,9 @@ class Parser:
         end = len(data)
         pos = 0
         append = events.append
-        allowed = self._allowed
+        fields = self._fields
+        expect = self.expect
+        limit = self.max_packet_size
         while pos < end:
             if data[pos] != 0:
                 if not self.text:
@@ -177,33 +189,41 @@ class Parser:
                 self._need = HEADER_SIZE
                 return pos
             magic, ptype, size = _unpack_header(data, pos)
-            if magic != self.expect:
-                if magic not in (REQ, RES):
-                    return self._fatal(events, ErrorCode.INVALID_MAGIC, b"Bad packet magic")
-            if size > self.max_packet_size:
-                return self._fatal(events, ErrorCode.ARGUMENT_TOO_LARGE, b"Packet larger than the server accepts")
-            stop = pos + HEADER_SIZE + size
-            if stop > end:
-                self._need = HEADER_SIZE + size
-                return pos
             start = pos + HEADER_SIZE
+            stop = start + size
+            if magic != expect or size > limit or stop > end or ptype > MAX_TYPE:
+                # the rare cases, checked in the order that decides which one is reported
+                if magic != expect and magic not in (REQ, RES):
+                    return self._fatal(events, ErrorCode.INVALID_MAGIC, b"Bad packet magic")
+                if size > limit:
+                    return self._fatal(events, ErrorCode.ARGUMENT_TOO_LARGE, b"Packet larger than the server accepts")
+                if stop > end:
+                    self._need = HEADER_SIZE + size
+                    return pos
+                pos = stop
+                if magic != expect:
+                    text = b"Request magic expected" if expect == REQ else b"Response magic expected"
+                    append((PARSE_ERROR, (ErrorCode.INVALID_MAGIC, text)))
+                else:
+                    append((PARSE_ERROR, (ErrorCode.INVALID_COMMAND, b"Command not expected")))
+                continue
             pos = stop
-            if magic != self.expect:
-                text = b"Request magic expected" if self.expect == REQ else b"Response magic expected"
-                append((PARSE_ERROR, (ErrorCode.INVALID_MAGIC, text)))
-                continue
-            if ptype > MAX_TYPE or ptype == 0:
-                append((PARSE_ERROR, (ErrorCode.INVALID_COMMAND, b"Command not expected")))
-                continue
-            if not allowed[ptype]:
-                append((PARSE_ERROR, (ErrorCode.INVALID_COMMAND, b"Command not expected")))
-                continue
-            n = NFIELDS[ptype]
-            if n == 0:
-                append((ptype, ()))
-            elif n == 1:
+            n = fields[ptype]
+            if n == 1:
                 append((ptype, (data[start:stop],)))
+            elif n == 0:
+                append((ptype, ()))
+            elif n < 0:  # type 0, or a packet this side must not receive
+                append((PARSE_ERROR, (ErrorCode.INVALID_COMMAND, b"Command not expected")))
+            elif size < SPLIT_MAX:
+                # small packet: one slice, split at the first n-1 NULs (the last argument may hold NULs)
+                args = data[start:stop].split(b"\0", n - 1)
+                if len(args) == n:
+                    append((ptype, tuple(args)))
+                else:
+                    append((PARSE_ERROR, (ErrorCode.INVALID_PACKET, b"Packet has too few arguments")))
             else:
+                # big packet: find the separators in place so the payload is copied once
                 args = []
                 i = start
                 for _ in range(n - 1):
