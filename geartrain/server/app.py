@@ -231,7 +231,8 @@ class Server:
     async def replay(self) -> None:
         """Queue again every job the durable store holds."""
         store = self.store
-        self.committer = GroupCommit(store, after=self.schedule_flush, loop=self.loop)
+        self.committer = GroupCommit(store, after=self.schedule_flush, loop=self.loop,
+                                     on_jobs=self.state.jobs_committed)
         self.state.committer = self.committer
         count = 0
         self.state.now = time.time()

@@ -1,17 +1,20 @@
 """Group commit: gather the store writes of one loop turn into one Store.add and one Store.done call.
 
-State calls ``add(record, callback)`` for each background job it must store before answering, and
-``done(key)`` when a stored job ends. Everything arriving in the same loop turn, and everything
-arriving while a commit is in flight, goes into the next batch: one transaction for many jobs.
-After ``Store.add`` returns, each callback is called with ``None`` (then the server sends
-JOB_CREATED) or, if the store raised StoreError, with the error text (then ERROR QUEUE_ERROR).
-Adds are committed before dones of the same batch, and batches run one at a time, so a job's
-done never overtakes its add. A new add whose key has a delete still waiting drops that delete
-(the add overwrites the row; deleting after it would lose the new job; if the add fails, the
-delete is due again). A failed ``Store.done``
-keeps its keys and retries them in a later batch, after a backoff growing from 0.1 s to 5 s, so a
-finished job is not silently left in the store to run again after the next restart. Only used
-with a durable store; the memory path never gets here.
+State files each new background job it must store before answering with ``add_job(job, record)``
+(the fast path: the whole batch is answered by one ``on_jobs(batch, error)`` call, and the state
+keeps its replies in ``batch.holds``), any other record with ``add(record, callback)`` (a
+background submission joining a running job, a cron schedule), and ``done(key)`` when a stored job
+ends. Everything arriving in the same loop turn, and everything arriving while a commit is in
+flight, goes into the next ``Batch``: one transaction for many jobs. After ``Store.add`` returns,
+the batch is answered with ``None`` (then the server sends JOB_CREATED) or, if the store raised
+StoreError, with the error text (then ERROR QUEUE_ERROR). Adds are committed before dones of the
+same batch, and batches run one at a time, so a job's done never overtakes its add.
+
+A new add whose key has a delete still waiting drops that delete (the add overwrites the row;
+deleting after it would lose the new job; if the add fails, the delete is due again). A failed
+``Store.done`` keeps its keys and retries them in a later batch, after a backoff growing from
+0.1 s to 5 s, so a finished job is not silently left in the store to run again after the next
+restart. Only used with a durable store; the memory path never gets here.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from .store.base import Store, StoredJob, StoreError
 
@@ -32,55 +36,100 @@ RETRY_MIN = 0.1
 RETRY_MAX = 5.0
 
 
+class Batch:
+    """What one commit carries, in the order it arrived."""
+
+    __slots__ = ("records", "jobs", "job_records", "callbacks", "holds", "dones")
+
+    def __init__(self) -> None:
+        self.records: list[StoredJob] = []  # every record to add, in order (a store keeps the last of a key)
+        self.jobs: list[Any] = []  # the new jobs of add_job, answered together by on_jobs
+        self.job_records: list[StoredJob] = []  # their records, in the same order
+        self.callbacks: list[Callback] = []  # one per add() record
+        self.holds: list[Any] = []  # for the owner of the jobs: the replies waiting for this batch
+        self.dones: list[Key] = []  # deletes, committed after the adds
+
+    def __bool__(self) -> bool:
+        return bool(self.records or self.dones)
+
+
 class GroupCommit:
     """Batches store writes; calls back into the state when a batch is durable."""
 
     def __init__(self, store: Store, after: Callable[[], None] | None = None,
-                 loop: asyncio.AbstractEventLoop | None = None) -> None:
+                 loop: asyncio.AbstractEventLoop | None = None,
+                 on_jobs: Callable[[Batch, str | None], None] | None = None) -> None:
         self.store = store
         self.after = after or (lambda: None)  # called after callbacks ran (the app flushes output)
         self.loop = loop
-        self.adds: list[tuple[StoredJob, Callback]] = []
+        self.on_jobs = on_jobs  # answers a batch's add_job jobs: State.jobs_committed (needed for add_job)
+        self.filling = Batch()  # the next batch
         self.dones: dict[Key, None] = {}  # deletes for the next batch, in order
         self.failed: dict[Key, None] = {}  # deletes the store refused, waiting for their retry
         self.superseded: set[Key] = set()  # deletes dropped for an add of the same key not committed yet
+        self.running: Batch | None = None  # the batch being committed
         self.backoff = 0.0
         self.retry_timer: asyncio.TimerHandle | None = None
-        self.running = False
         self.scheduled = False
         self.batches = 0
         self.errors = 0
         self._idle: asyncio.Event | None = None
 
-    def add(self, record: StoredJob, callback: Callback) -> None:
+    # -- what the state calls --------------------------------------------------------------
+
+    def add_job(self, job: Any, record: StoredJob) -> Batch:
+        """File a new job's record; the batch it goes in (answered by on_jobs) is returned."""
         if self.dones or self.failed:
-            # the add upserts the row: an older delete of the same key must not run after it (if the
-            # add fails, the delete is due again: see commit)
-            key = record.key
-            if self.dones.pop(key, 0) is None or self.failed.pop(key, 0) is None:
-                self.superseded.add(key)
-        self.adds.append((record, callback))
+            self._supersede(record.key)
+        batch = self.filling
+        batch.records.append(record)
+        batch.jobs.append(job)
+        batch.job_records.append(record)
+        if not self.scheduled:
+            self._kick()
+        return batch
+
+    def add(self, record: StoredJob, callback: Callback) -> None:
+        """File a record whose CALLBACK is called with the outcome of its batch."""
+        if self.dones or self.failed:
+            self._supersede(record.key)
+        batch = self.filling
+        batch.records.append(record)
+        batch.callbacks.append(callback)
         self._kick()
 
     def done(self, key: Key) -> None:
         self.dones[key] = None
         self._kick()
 
+    def _supersede(self, key: Key) -> None:
+        # the add upserts the row: an older delete of the same key must not run after it (if the add
+        # fails, the delete is due again: see _answer)
+        if self.dones.pop(key, 0) is None or self.failed.pop(key, 0) is None:
+            self.superseded.add(key)
+
+    # -- starting batches ------------------------------------------------------------------
+
     def _loop(self) -> asyncio.AbstractEventLoop:
         return self.loop or asyncio.get_event_loop()
 
     def _kick(self) -> None:
-        if self.running or self.scheduled:
-            return
+        if self.scheduled or self.running is not None:
+            return  # the batch in flight starts the next when it ends
         self.scheduled = True
         self._loop().call_soon(self._start)
 
     def _start(self) -> None:
         self.scheduled = False
-        if self.running or not (self.adds or self.dones):
+        batch = self.filling
+        if self.running is not None or not (batch or self.dones):
             return
-        self.running = True
-        self._loop().create_task(self._run())
+        self.filling = Batch()
+        if self.dones:
+            batch.dones = list(self.dones)
+            self.dones = {}
+        self.running = batch
+        self._loop().create_task(self._run(batch))
 
     def _retry_due(self) -> None:
         """The backoff after a failed delete is over: put its keys in the next batch."""
@@ -94,48 +143,32 @@ class GroupCommit:
             failed.update(self.dones)  # the older deletes first
             self.dones = failed
 
-    async def _run(self) -> None:
+    # -- one batch -------------------------------------------------------------------------
+
+    async def _run(self, batch: Batch) -> None:
         try:
-            while self.adds or self.dones:
-                adds, self.adds = self.adds, []
-                dones, self.dones = self.dones, {}
-                await self.commit(adds, list(dones))
+            await self.commit(batch)
         finally:
-            self.running = False
+            self.running = None
             if self._idle is not None:
                 self._idle.set()
+            if self.filling or self.dones:
+                self._kick()
 
-    async def commit(self, adds: list[tuple[StoredJob, Callback]], dones: list[Key]) -> None:
+    async def commit(self, batch: Batch) -> None:
         """One batch: store the adds, answer their submitters, then delete the dones."""
         self.batches += 1
-        if adds:
+        if batch.records:
             error: str | None = None
             try:
-                await self.store.add([record for record, _ in adds])
+                await self.store.add(batch.records)
             except StoreError as exc:
                 error = str(exc) or type(exc).__name__
             except Exception as exc:  # a backend bug must not wedge the server
                 error = f"{type(exc).__name__}: {exc}"
-            if error is not None:
-                self.errors += 1
-                log.error("queue store %s: add of %d job(s) failed: %s", self.store.name, len(adds), error)
-            if self.superseded:
-                for record, _ in adds:
-                    key = record.key
-                    if key in self.superseded:
-                        self.superseded.discard(key)
-                        if error is not None:  # the old row is still there, and its job is finished
-                            self.failed[key] = None
-                            if self.retry_timer is None:
-                                self.backoff = max(self.backoff, RETRY_MIN)
-                                self.retry_timer = self._loop().call_later(self.backoff, self._retry_due)
-            for _, callback in adds:
-                try:
-                    callback(error)
-                except Exception:
-                    log.exception("store callback failed")
-            self.after()
-        if dones:
+            self._answer(batch, error)
+        if batch.dones:
+            dones = batch.dones
             try:
                 await self.store.done(dones)
             except Exception as exc:  # keep the keys: the jobs are finished and must not run again
@@ -143,7 +176,8 @@ class GroupCommit:
                 self.backoff = min(RETRY_MAX, max(RETRY_MIN, self.backoff * 2))
                 log.error("queue store %s: done of %d job(s) failed: %s; retrying in %.1fs", self.store.name,
                           len(dones), exc, self.backoff)
-                newer = {record.key for record, _ in self.adds} if self.adds else ()
+                waiting = self.filling.records
+                newer = {record.key for record in waiting} if waiting else ()
                 for key in dones:
                     if key not in newer:  # a job added again under the key since: its row must stay
                         self.failed[key] = None
@@ -152,20 +186,45 @@ class GroupCommit:
             else:
                 self.backoff = 0.0
 
+    def _answer(self, batch: Batch, error: str | None) -> None:
+        if error is not None:
+            self.errors += 1
+            log.error("queue store %s: add of %d job(s) failed: %s", self.store.name, len(batch.records), error)
+        if self.superseded:
+            for record in batch.records:
+                key = record.key
+                if key in self.superseded:
+                    self.superseded.discard(key)
+                    if error is not None:  # the old row is still there, and its job is finished
+                        self.failed[key] = None
+                        if self.retry_timer is None:
+                            self.backoff = max(self.backoff, RETRY_MIN)
+                            self.retry_timer = self._loop().call_later(self.backoff, self._retry_due)
+        if batch.jobs:
+            try:
+                self.on_jobs(batch, error)  # type: ignore[misc]
+            except Exception:
+                log.exception("store callback failed")
+        for callback in batch.callbacks:
+            try:
+                callback(error)
+            except Exception:
+                log.exception("store callback failed")
+        self.after()
+
     async def drain(self) -> None:
         """Wait until every pending write is committed (at shutdown); failed deletes get one more try."""
         if self.retry_timer is not None:
             self.retry_timer.cancel()
             self.retry_timer = None
         self._requeue_failed()
-        while self.running or self.scheduled or self.adds or self.dones:
-            if not self.running and (self.adds or self.dones):
+        while self.running is not None or self.scheduled or self.filling or self.dones:
+            if self.running is None and (self.filling or self.dones):
                 self.scheduled = False
-                self.running = True
-                await self._run()
+                self._start()
                 continue
-            self._idle = asyncio.Event()
-            if self.running:
+            if self.running is not None:
+                self._idle = asyncio.Event()
                 await self._idle.wait()
             else:
                 await asyncio.sleep(0)

@@ -28,16 +28,19 @@ STATE_NAMES = {DONE: "done", QUEUED: "queued", RUNNING: "running", DELAYED: "del
 
 
 class Hold:
-    """A reply not yet known (a JOB_CREATED waiting for a store commit) in a peer's output list.
+    """A reply not yet known (JOB_CREATED waiting for a store commit) in a peer's output list.
 
     The connection layer writes a peer's output up to the first unresolved Hold, so replies on one
-    connection stay in order.
+    connection stay in order. A Hold of new background jobs (``batch`` set) stands for the replies
+    to every job in ``jobs``, all of one group-commit batch, submitted in a row on this connection.
     """
 
-    __slots__ = ("data",)
+    __slots__ = ("data", "batch", "jobs")
 
     def __init__(self) -> None:
         self.data: bytes | None = None
+        self.batch: Any = None  # the group.Batch its jobs went in (None: one reply of another kind)
+        self.jobs: list[Job] = []
 
 
 class Job:

@@ -79,7 +79,9 @@ class State(Submitting, Workers, Results, Timers):
         self.now = now
         self.functions: dict[bytes, Function] = {}
         self.jobs: dict[bytes, Job] = {}  # by handle: every job in the server (by unique: Function.uniques)
-        self.pending_holds: dict[Job, list[tuple[Peer, Hold]]] = {}  # replies waiting for a job's store commit
+        # replies to submissions that joined a job still waiting for its store commit (the job's own
+        # submitter's reply waits in its batch: group.Batch.holds)
+        self.pending_holds: dict[Job, list[tuple[Peer, Hold]]] = {}
         self.peers: dict[int, Peer] = {}
         self.dirty: list[Peer] = []
         self.counter = 0

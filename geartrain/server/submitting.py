@@ -2,7 +2,9 @@
 
 A part of State (a mixin: every method works on the State's attributes). A new job is indexed by
 handle and, to coalesce, in its function's ``uniques``; a background job under a durable store waits
-``PENDING`` with a placeholder reply until group.py commits it (``_committed``).
+``PENDING`` until group.py commits the batch it went in (``jobs_committed``). Its JOB_CREATED waits
+in a placeholder (``Hold``) in the submitter's output; one Hold covers every job a connection
+submitted in a row into the same batch, so a burst of submits costs one placeholder, not one each.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 from ..protocol.codec import error_packet, pack_res
 from ..protocol.packets import MAX_UNIQUE_SIZE, NORMAL, ErrorCode
+from .group import Batch
 from .jobs import DELAYED, DONE, PENDING, QUEUED, Hold, Job, Peer
 from .replies import JOB_CREATED, QUEUE_FULL, UNIQUE_TOO_LARGE, atoi
 from .store.base import StoredJob
@@ -84,9 +87,17 @@ class Submitting:
             # durable: JOB_CREATED only once the store has it
             job.state = PENDING
             f.delayed[priority] += 1
-            self.pending_holds[job] = [(peer, self._hold(peer))]
-            record = self.record(job)
-            self.committer.add(record, partial(self._committed, job, record))
+            batch = self.committer.add_job(job, self.record(job))
+            out = peer.out
+            if out:
+                hold = out[-1]
+                if type(hold) is Hold and hold.batch is batch:  # the last reply waits for the same batch
+                    hold.jobs.append(job)
+                    return job
+            hold = self._hold(peer)
+            hold.batch = batch
+            hold.jobs.append(job)
+            batch.holds.append((peer, hold))
             return job
         if peer is not None:
             self.send(peer, pack_res(JOB_CREATED, handle))
@@ -116,7 +127,7 @@ class Submitting:
                 self.committer.add(record, partial(self._join_committed, job, record, peer, hold))
                 return
         if job.state == PENDING:
-            self.pending_holds[job].append((peer, self._hold(peer)))
+            self.pending_holds.setdefault(job, []).append((peer, self._hold(peer)))
         else:
             self.send(peer, pack_res(JOB_CREATED, job.handle))
 
@@ -156,26 +167,43 @@ class Submitting:
             return StoredJob(job.function.name, job.unique, job.data, job.priority)
         return StoredJob(job.function.name, job.unique, job.data, job.priority, int(rw[1] or 0), rw[0])
 
-    def _committed(self, job: Job, record: StoredJob, error: str | None) -> None:
-        """The store committed (ERROR None) or refused a new background job: answer its submitters."""
-        holds = self.pending_holds.pop(job, ())
-        if job.state != PENDING:
-            return
-        f = job.function
-        f.delayed[job.priority] -= 1
+    def jobs_committed(self, batch: Batch, error: str | None) -> None:
+        """The store committed (ERROR None) or refused a batch of new background jobs: queue them and
+        answer their submitters (and any submission that joined one of them meanwhile)."""
+        joiners = self.pending_holds
         if error is None:
-            job.store_key = record.store_key
-            reply = pack_res(JOB_CREATED, job.handle)
-            for peer, hold in holds:
+            now = self.now
+            enqueue = self._enqueue
+            for job, record in zip(batch.jobs, batch.job_records, strict=True):
+                if job.state != PENDING:
+                    continue
+                job.function.delayed[job.priority] -= 1
+                job.store_key = record.store_key
+                if job.reduce_when is not None and job.when > now:
+                    self._delay(job)
+                else:
+                    enqueue(job)
+            for peer, hold in batch.holds:
+                jobs = hold.jobs
+                if len(jobs) == 1:
+                    self._resolve(peer, hold, pack_res(JOB_CREATED, jobs[0].handle))
+                else:
+                    self._resolve(peer, hold, b"".join([pack_res(JOB_CREATED, job.handle) for job in jobs]))
+            if joiners:
+                for job in batch.jobs:
+                    for peer, hold in joiners.pop(job, ()):
+                        self._resolve(peer, hold, pack_res(JOB_CREATED, job.handle))
+            return
+        reply = error_packet(ErrorCode.QUEUE_ERROR, error.encode(errors="replace")[:1024])
+        for peer, hold in batch.holds:
+            self._resolve(peer, hold, reply * len(hold.jobs))
+        for job in batch.jobs:
+            for peer, hold in joiners.pop(job, ()) if joiners else ():
                 self._resolve(peer, hold, reply)
-            if job.reduce_when is not None and job.when > self.now:
-                self._delay(job)
-            else:
-                self._enqueue(job)
-        else:
-            reply = error_packet(ErrorCode.QUEUE_ERROR, error.encode(errors="replace")[:1024])
-            for peer, hold in holds:
-                self._resolve(peer, hold, reply)
+            if job.state != PENDING:
+                continue
+            f = job.function
+            f.delayed[job.priority] -= 1
             job.state = DONE
             f.submitted -= 1
             self.submitted -= 1

@@ -57,7 +57,7 @@ async def _settle() -> None:
 
 def _setup(store: FakeStore) -> Harness:
     h = Harness()
-    h.state.committer = GroupCommit(store, loop=asyncio.get_running_loop())
+    h.state.committer = GroupCommit(store, loop=asyncio.get_running_loop(), on_jobs=h.state.jobs_committed)
     return h
 
 
@@ -75,6 +75,68 @@ def test_background_submits_of_one_turn_are_one_add_and_created_after_commit():
         got = h.got(c)
         assert [name for name, _ in got] == ["JOB_CREATED"] * 5 + ["ECHO_RES"]
         assert h.state.functions[b"f"].total == 5
+
+    asyncio.run(main())
+
+
+def test_a_burst_of_submits_waits_in_one_hold_per_run_and_keeps_its_order():
+    async def main() -> None:
+        store = FakeStore()
+        h = _setup(store)
+        c = h.peer()
+        for i in range(5):
+            h.send(c, T.SUBMIT_JOB_BG, b"f", b"u%d" % i, b"d")
+        h.send(c, T.ECHO_REQ, b"between")
+        for i in range(5, 7):
+            h.send(c, T.SUBMIT_JOB_BG, b"f", b"u%d" % i, b"d")
+        assert c.holds == 2  # one placeholder for the five, one for the two after the ECHO
+        assert len(c.out) == 3
+        assert h.raw(c) == b""
+        await _settle()
+        assert len(store.adds) == 1 and [j.unique for j in store.adds[0]] == [b"u%d" % i for i in range(7)]
+        got = h.got(c)
+        assert [name for name, _ in got] == ["JOB_CREATED"] * 5 + ["ECHO_RES"] + ["JOB_CREATED"] * 2
+        handles = [args[0] for name, args in got if name == "JOB_CREATED"]
+        assert [h.state.jobs[x].unique for x in handles] == [b"u%d" % i for i in range(7)]
+        assert c.holds == 0 and c.out == []
+
+    asyncio.run(main())
+
+
+def test_a_connection_submitting_across_two_batches_gets_its_replies_in_order():
+    async def main() -> None:
+        store = FakeStore()
+        store.gate = asyncio.Event()
+        h = _setup(store)
+        c, other = h.peer(), h.peer()
+        h.send(c, T.SUBMIT_JOB_BG, b"f", b"a", b"d")
+        await _settle()  # the batch of a is in flight
+        h.send(c, T.SUBMIT_JOB_BG, b"f", b"b", b"d")  # the next batch: a hold of its own
+        h.send(other, T.SUBMIT_JOB_BG, b"f", b"c", b"d")
+        assert c.holds == 2
+        store.gate.set()
+        await _settle()
+        assert [[j.unique for j in batch] for batch in store.adds] == [[b"a"], [b"b", b"c"]]
+        handles = [args[0] for _, args in h.got(c)]
+        assert [h.state.jobs[x].unique for x in handles] == [b"a", b"b"]
+        assert h.names(other) == ["JOB_CREATED"]
+
+    asyncio.run(main())
+
+
+def test_a_refused_batch_answers_every_job_of_a_shared_hold():
+    async def main() -> None:
+        store = FakeStore()
+        store.fail = "disk on fire"
+        h = _setup(store)
+        c = h.peer()
+        for u in (b"a", b"b", b"c"):
+            h.send(c, T.SUBMIT_JOB_BG, b"f", u, b"d")
+        h.send(c, T.ECHO_REQ, b"after")
+        await _settle()
+        assert h.got(c) == [("ERROR", (b"QUEUE_ERROR", b"disk on fire"))] * 3 + [("ECHO_RES", (b"after",))]
+        f = h.state.functions[b"f"]
+        assert f.total == 0 and f.uniques == {} and h.state.jobs == {} and h.state.submitted == 0
 
     asyncio.run(main())
 

@@ -60,7 +60,7 @@ def test_a_committed_job_keeps_its_store_key_not_the_record():
     async def main() -> None:
         store = FakeStore()
         h = Harness()
-        h.state.committer = GroupCommit(store, loop=asyncio.get_running_loop())
+        h.state.committer = GroupCommit(store, loop=asyncio.get_running_loop(), on_jobs=h.state.jobs_committed)
         c = h.peer()
         h.send(c, T.SUBMIT_JOB_BG, b"f", b"", b"d")
         await _settle()
