@@ -112,16 +112,18 @@ class Connection(asyncio.Protocol):
         peer = self.peer
         if peer is None or self.closing:
             return
-        self.server.bytes_in += len(data)
+        server = self.server
+        server.bytes_in += len(data)
         if self.tls is not None:
             data = self.tls_received(self.tls, data)  # type: ignore[assignment]
             if data is None:
                 return
-        events = self.parser.feed(data)
+        parser = self.parser
+        events = parser.feed(data)
         state = self.state
         now = state.now = time()
         self.last_rx = now
-        if self.parser.buffered:
+        if parser._have:
             if events or not self.partial_since:
                 self.partial_since = now
         elif self.partial_since:
@@ -146,7 +148,6 @@ class Connection(asyncio.Protocol):
             state.send(peer, error_packet(b"SERVER_ERROR", b"Internal server error"))
             peer.close_after = True
             self.closing = True
-        server = self.server
         if not server.flush_scheduled:
             server.schedule_flush()
 

@@ -17,6 +17,11 @@ JOB_ASSIGN = T.JOB_ASSIGN
 JOB_ASSIGN_UNIQ = T.JOB_ASSIGN_UNIQ
 JOB_ASSIGN_ALL = T.JOB_ASSIGN_ALL
 WORK_FAIL = T.WORK_FAIL
+#: the magic and type of a packet the hot paths build by hand (the 4-byte size follows)
+WORK_COMPLETE_HEAD = pack_res(T.WORK_COMPLETE)[:8]
+JOB_ASSIGN_UNIQ_HEAD = pack_res(T.JOB_ASSIGN_UNIQ)[:8]
+JOB_CREATED_HEAD = pack_res(T.JOB_CREATED)[:8]
+NUL = b"\0"
 NOT_EXPECTED = error_packet(ErrorCode.INVALID_COMMAND, b"Command not expected")
 # gearmand words "job not found" differently per packet type
 JOB_NOT_FOUND = error_packet(ErrorCode.JOB_NOT_FOUND, b"Job given in work result not found")

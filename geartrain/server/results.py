@@ -13,7 +13,17 @@ from typing import Any
 from ..protocol.codec import pack_res
 from ..protocol.packets import T
 from .jobs import DELAYED, DONE, QUEUED, TIME_BUCKETS, Job, Peer
-from .replies import DATA_NOT_FOUND, EXCEPTION_NOT_FOUND, FAILED, FIRST_BOUND, JOB_NOT_FOUND, WORK_FAIL, compact_queue
+from .replies import (
+    DATA_NOT_FOUND,
+    EXCEPTION_NOT_FOUND,
+    FAILED,
+    FIRST_BOUND,
+    JOB_NOT_FOUND,
+    NUL,
+    WORK_COMPLETE_HEAD,
+    WORK_FAIL,
+    compact_queue,
+)
 
 
 class Results:
@@ -52,26 +62,41 @@ class Results:
                 self.send(client, packet)
 
     def _work_complete(self, peer: Peer, args: tuple[bytes, ...]) -> None:
-        job = peer.jobs.pop(args[0], None)
+        # the hot path: the result's forwarding, the send and the common case of _forget are inline
+        handle = args[0]
+        job = peer.jobs.pop(handle, None)
         if peer.progress:
-            peer.progress.pop(args[0], None)
+            peer.progress.pop(handle, None)
         if job is None:
-            self._unknown_result(peer, args[0], True)
+            self._unknown_result(peer, handle, True)
             return
         f = job.function
         ran = self.now - job.started_at  # run-time histogram, inline as the queue-wait one in _grab
         f.run_hist[0 if ran <= FIRST_BOUND else bisect_left(TIME_BUCKETS, ran)] += 1
         f.run_sum += ran
-        if job.clients:
-            packet = pack_res(T.WORK_COMPLETE, *args)
-            for client in job.clients:
-                self.send(client, packet)
         f.running -= 1
         f.completed += 1
         self.completed += 1
         job.worker = None
         job.state = DONE
-        self._forget(job)
+        clients = job.clients
+        if clients:
+            result = args[1]
+            packet = b"".join((WORK_COMPLETE_HEAD, (len(handle) + 1 + len(result)).to_bytes(4, "big"), handle, NUL,
+                               result))
+            dirty = self.dirty
+            for client in clients:
+                if not client.closed:
+                    out = client.out
+                    if not out:
+                        dirty.append(client)
+                    out.append(packet)
+                client.client_jobs.pop(job, None)
+            job.clients = ()
+        if job.unique or job.store_key is not None:
+            self._forget(job)
+        elif self.jobs.get(handle) is job:
+            del self.jobs[handle]
 
     def _end_run(self, peer: Peer, handle: bytes, not_found: bytes = JOB_NOT_FOUND) -> Job | None:
         """Take the job HANDLE off PEER after its final result (fail, exception) and record its run time;

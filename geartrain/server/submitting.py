@@ -17,7 +17,7 @@ from ..protocol.codec import error_packet, pack_res
 from ..protocol.packets import MAX_UNIQUE_SIZE, NORMAL, ErrorCode
 from .group import Batch
 from .jobs import DELAYED, DONE, PENDING, QUEUED, Hold, Job, Peer
-from .replies import JOB_CREATED, QUEUE_FULL, UNIQUE_TOO_LARGE, atoi
+from .replies import JOB_CREATED, JOB_CREATED_HEAD, QUEUE_FULL, UNIQUE_TOO_LARGE, atoi
 from .store.base import StoredJob
 
 
@@ -29,10 +29,37 @@ class Submitting:
 
     def _submit(self, priority: int, background: bool, peer: Peer, args: tuple[bytes, ...]) -> None:
         name, unique, data = args
-        if len(unique) > MAX_UNIQUE_SIZE:
-            self.send(peer, UNIQUE_TOO_LARGE)
+        f = self.functions.get(name)
+        if unique or f is None or self.acl is not None or f.maxqueue[priority] or (
+                background and self.committer is not None):
+            if len(unique) > MAX_UNIQUE_SIZE:
+                self.send(peer, UNIQUE_TOO_LARGE)
+                return
+            self.submit(peer, name, unique, data, priority, background)
             return
-        self.submit(peer, name, unique, data, priority, background)
+        # the hot path: a job without a unique, of a known function, nothing to check or commit; what
+        # submit() and _enqueue() do for it, inline
+        self.counter += 1
+        handle = self.prefix + str(self.counter).encode()
+        job = Job(handle, f, unique, data, priority, background)
+        f.submitted += 1
+        self.submitted += 1
+        self.jobs[handle] = job
+        if not background:
+            job.clients = [peer]
+            peer.client_jobs[job] = None
+        if not peer.closed:
+            out = peer.out
+            if not out:
+                self.dirty.append(peer)
+            out.append(b"".join((JOB_CREATED_HEAD, len(handle).to_bytes(4, "big"), handle)))
+        job.queued_at = self.now
+        f.queues[priority].append(job)
+        if not f.queued[priority]:
+            self.ready[priority][f] = None
+        f.queued[priority] += 1
+        if f.sleepers or self.wide_sleepers:
+            self._wake(f, self.worker_wakeup)
 
     def _submit_epoch(self, peer: Peer, args: tuple[bytes, ...]) -> None:
         name, unique, when, data = args

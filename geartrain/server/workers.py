@@ -14,7 +14,17 @@ from bisect import bisect_left
 from ..protocol.codec import pack_res
 from ..protocol.packets import HIGH, LOW, NORMAL
 from .jobs import QUEUED, RUNNING, TIME_BUCKETS, Function, Job, Peer
-from .replies import FIRST_BOUND, JOB_ASSIGN, JOB_ASSIGN_ALL, JOB_ASSIGN_UNIQ, MANY_FUNCTIONS, NO_JOB, NOOP, atoi
+from .replies import (
+    FIRST_BOUND,
+    JOB_ASSIGN,
+    JOB_ASSIGN_ALL,
+    JOB_ASSIGN_UNIQ_HEAD,
+    MANY_FUNCTIONS,
+    NO_JOB,
+    NOOP,
+    NUL,
+    atoi,
+)
 
 #: CAN_DO_TIMEOUT values below this are seconds, values from it up are milliseconds.
 TIMEOUT_MS_FROM = 1000
@@ -210,7 +220,22 @@ class Workers:
             if not peer.noop_sent:
                 self._unsleep(peer)
             peer.noop_sent = False
-        job = self._take(peer) if not self.draining else None
+        funcs = peer.funcs
+        if len(funcs) == 1 and not self.draining:
+            # the common worker, inline: one function, its first runnable job by priority
+            f = funcs[0]
+            q = f.queued
+            p = 0 if q[0] else 1 if q[1] else 2 if q[2] else -1
+            if p >= 0:
+                dq = f.queues[p]
+                job = dq.popleft()
+                while job.state != QUEUED:
+                    job = dq.popleft()
+                q[p] -= 1
+            else:
+                job = None
+        else:
+            job = self._take(peer) if not self.draining else None
         woken_for = peer.woken_for
         if woken_for is not None:
             peer.woken_for = None
@@ -244,8 +269,17 @@ class Workers:
                 heapq.heapify(heap)
                 self._timeout_limit = max(1024, 2 * len(heap))
         if kind == JOB_ASSIGN:
-            self.send(peer, pack_res(JOB_ASSIGN, handle, f.name, job.data))
-        elif kind == JOB_ASSIGN_ALL and job.reducer:
-            self.send(peer, pack_res(JOB_ASSIGN_ALL, handle, f.name, job.unique, job.reducer, job.data))
+            packet = pack_res(JOB_ASSIGN, handle, f.name, job.data)
+        elif kind == JOB_ASSIGN_ALL and job.reduce_when is not None and job.reduce_when[0]:
+            packet = pack_res(JOB_ASSIGN_ALL, handle, f.name, job.unique, job.reducer, job.data)
         else:
-            self.send(peer, pack_res(JOB_ASSIGN_UNIQ, handle, f.name, job.unique, job.data))
+            name = f.name
+            unique = job.unique
+            data = job.data
+            packet = b"".join((JOB_ASSIGN_UNIQ_HEAD, (len(handle) + len(name) + len(unique) + len(data) + 3).to_bytes(
+                4, "big"), handle, NUL, name, NUL, unique, NUL, data))
+        if not peer.closed:
+            out = peer.out
+            if not out:
+                self.dirty.append(peer)
+            out.append(packet)
