@@ -7,9 +7,9 @@ Table (gearmand's, default name ``queue``)::
 
 plus one nullable column ``geartrain_extra BYTEA`` (see common.py), added to an existing gearmand
 table on open (gearmand names its columns, so it never sees it). A batch of adds is one statement
-(``COPY``, or where a key exists already ``INSERT ... SELECT FROM unnest(arrays) ON CONFLICT DO
-UPDATE``), a batch of dones one
-``DELETE ... USING unnest(arrays)``, each its own transaction.
+(a binary ``COPY`` whose data is built straight from the jobs' bytes, or for small batches and where
+a key exists already ``INSERT ... SELECT FROM unnest(arrays) ON CONFLICT DO UPDATE``), a batch of
+dones one ``DELETE ... USING unnest(arrays)``, each its own transaction.
 
 unique_key and function_name are text columns: a unique that is not UTF-8 (or holds a NUL) is
 filed under a generated key with the real bytes in geartrain_extra; such a function name is refused
@@ -19,18 +19,92 @@ with StoreError (QUEUE_ERROR to the submitter).
 from __future__ import annotations
 
 import re
+import struct
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import asyncpg
 
 from .base import StoredJob, StoreError
-from .common import INT32_MAX, ConnectedStore, Names, is_text, job_from_row, last_wins, sql_row
+from .common import (
+    INT32_MAX,
+    ConnectedStore,
+    Names,
+    is_text,
+    job_from_row,
+    last_wins,
+    needs_generated_key,
+    sql_row,
+)
 
 DEFAULT_TABLE = "queue"
 _COLUMNS = ("unique_key", "function_name", "priority", "data", "when_to_run", "geartrain_extra")
 #: batches at least this big go in with COPY (cheaper per row, one more round trip to set up)
 _COPY_MIN = 64
+
+#: (key, function, the function's COPY field, priority, data, when_to_run, geartrain_extra) of one job
+Row = tuple[bytes, bytes, bytes, int, bytes, int, bytes | None]
+
+_LENGTH = struct.Struct(">i").pack
+_FIELDS_KEY = struct.Struct(">hi").pack  # a binary COPY tuple's field count, then the key's length
+_INT_FIELD = struct.Struct(">ii").pack  # length 4, an int4
+_NULL = b"\xff\xff\xff\xff"
+_WHEN_NOW = _INT_FIELD(4, 0)
+_NOW_NO_EXTRA = _WHEN_NOW + _NULL  # when_to_run 0, geartrain_extra NULL
+_PRIORITY = {p: _INT_FIELD(4, p) for p in (0, 1, 2)}
+#: PostgreSQL's binary COPY framing: signature, flags, header extension length; -1 field count to end
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+_COPY_TRAILER = b"\xff\xff"
+
+
+def _copy_plain(jobs: Sequence[StoredJob]) -> bytes | None:
+    """The common batch in binary COPY format in one pass: every job has a distinct plain ASCII unique
+    and nothing else to keep (no generated key, run-at time, reducer or schedule). None if not: then
+    _rows and _copy_data handle the batch."""
+    parts = [_COPY_HEADER]
+    add = parts.extend
+    names: dict[bytes, bytes] = {}
+    for job in jobs:
+        function = job.function
+        name = names.get(function)
+        if name is None:
+            if not is_text(function):
+                return None
+            name = names[function] = _LENGTH(len(function)) + function
+        unique = job.unique
+        if job.store_key or job.reducer or job.schedule or job.when or not unique or unique == b"-":
+            return None
+        data = job.data
+        add((_FIELDS_KEY(6, len(unique)), unique, name, _PRIORITY.get(job.priority) or _INT_FIELD(4, job.priority),
+             _LENGTH(len(data)), data, _NOW_NO_EXTRA))
+    uniques = [job.unique for job in jobs]
+    joined = b"".join(uniques)
+    if not joined.isascii() or b"\0" in joined:
+        return None
+    if len(set(uniques) if len(names) == 1 else {(job.unique, job.function) for job in jobs}) != len(jobs):
+        return None  # a key twice: the last add of it must win
+    parts.append(_COPY_TRAILER)
+    return b"".join(parts)
+
+
+def _copy_data(rows: list[Row]) -> bytes:
+    """ROWS in PostgreSQL's binary COPY format, built from the bytes we hold (text columns are sent as
+    their UTF-8 bytes, which the row check made sure they are): no str per value, no codec per field."""
+    parts = [_COPY_HEADER]
+    add = parts.extend
+    for key, _, function, priority, data, when, extra in rows:
+        add((_FIELDS_KEY(6, len(key)), key, function, _PRIORITY.get(priority) or _INT_FIELD(4, priority),
+             _LENGTH(len(data)), data,
+             _INT_FIELD(4, when) if when else _WHEN_NOW,
+             _NULL if extra is None else _LENGTH(len(extra)) + extra))
+    parts.append(_COPY_TRAILER)
+    return b"".join(parts)
+
+
+def _arrays(rows: list[Row]) -> tuple[list, ...]:
+    """ROWS as the upsert's column arrays."""
+    return ([r[0].decode() for r in rows], [r[1].decode() for r in rows], [r[3] for r in rows],
+            [r[4] for r in rows], [r[5] for r in rows], [r[6] for r in rows])
 
 
 def name_parts(name: str) -> list[str]:
@@ -144,39 +218,53 @@ class PostgresStore(ConnectedStore):
     async def add(self, jobs: Sequence[StoredJob]) -> None:
         if not jobs:
             return
-        uniques, functions, priorities, datas, whens, extras = [], [], [], [], [], []
-        seen: set[tuple[bytes, bytes]] = set()
-        rows = []
-        for job in jobs:
-            if not is_text(job.function):
-                raise StoreError("postgres: function names must be UTF-8 without NUL in gearmand's table")
-            key, when, extra = sql_row(job, is_text, INT32_MAX)
-            rows.append((key, job, when, extra))
-            seen.add((key, job.function))
-        if len(seen) != len(rows):
-            rows = list(last_wins(rows, lambda r: (r[0], r[1].function)))  # type: ignore[arg-type]
-        for key, job, when, extra in rows:
-            uniques.append(key.decode())
-            functions.append(job.function.decode())
-            priorities.append(job.priority)
-            datas.append(job.data)
-            whens.append(when)
-            extras.append(extra)
+        rows: list[Row] | None = None
+        data = _copy_plain(jobs) if len(jobs) >= _COPY_MIN else None
+        if data is None:
+            rows = self._rows(jobs)
+            if len(rows) >= _COPY_MIN:
+                data = _copy_data(rows)
 
         async def op(conn: asyncpg.Connection) -> None:
-            if len(rows) >= _COPY_MIN:
-                # COPY is the fastest way in; a row that exists already (rare: the server coalesces
-                # live jobs) makes it fail as a whole, and the upsert below does the batch instead.
+            if data is not None:
+                # binary COPY straight from our bytes is the fastest way in; a row that exists already
+                # (rare: the server coalesces live jobs) makes it fail as a whole, and the upsert below
+                # does the batch instead.
                 try:
-                    await conn.copy_records_to_table(self.table_name, schema_name=self.schema, columns=_COLUMNS,
-                                                     records=zip(uniques, functions, priorities, datas, whens,
-                                                                 extras, strict=True))
+                    await conn.copy_to_table(self.table_name, schema_name=self.schema, columns=_COLUMNS,
+                                             source=memoryview(data), format="binary")
                     return
                 except asyncpg.UniqueViolationError:
                     pass
-            await self._ins.fetch(uniques, functions, priorities, datas, whens, extras)
+            await self._ins.fetch(*_arrays(rows if rows is not None else self._rows(jobs)))
 
         await self._call("add", op)
+
+    @staticmethod
+    def _rows(jobs: Sequence[StoredJob]) -> list[Row]:
+        """JOBS as rows of the table, the last of each key only; StoreError if a function name cannot be text."""
+        rows: list[Row] = []
+        names: dict[bytes, bytes] = {}  # function name -> its COPY field, once it passed the text check
+        for job in jobs:
+            function = job.function
+            if function not in names:
+                if not is_text(function):
+                    raise StoreError("postgres: function names must be UTF-8 without NUL in gearmand's table")
+                names[function] = _LENGTH(len(function)) + function
+            unique = job.unique
+            if (job.store_key or job.reducer or job.schedule or job.when or needs_generated_key(unique)
+                    or not (unique.isascii() and b"\0" not in unique)):
+                key, when, extra = sql_row(job, is_text, INT32_MAX)
+                rows.append((key, function, names[function], job.priority, job.data, when, extra))
+            else:  # the common case, kept cheap
+                rows.append((unique, function, names[function], job.priority, job.data, 0, None))
+        if len(names) == 1:
+            distinct = len(set([row[0] for row in rows]))
+        else:
+            distinct = len(set([(row[0], row[1]) for row in rows]))
+        if distinct != len(rows):  # one statement may not touch a row twice: the last add of a key wins
+            rows = list(last_wins(rows, lambda r: (r[0], r[1])))
+        return rows
 
     async def done(self, keys: Sequence[tuple[bytes, bytes]]) -> None:
         pairs = [(u.decode(), f.decode()) for u, f in keys if is_text(u) and is_text(f)]

@@ -92,6 +92,47 @@ def test_add_replay_done_round_trip(backend: Backend):
     run(go())
 
 
+def test_big_batches_keep_unusual_jobs_and_the_last_add_of_a_key(backend: Backend):
+    """Batches big enough for each backend's bulk path (PostgreSQL's binary COPY, MariaDB's bulk
+    execute), plain ones and ones mixing in every kind of job the plain fast path does not take."""
+    unusual = [
+        StoredJob(b"f", b"", b"empty unique", 1),
+        StoredJob(b"f", b"-", b"dash unique", 2),
+        StoredJob(b"f", b"\xc3\xbcnicode", b"utf-8 unique", 0),
+        StoredJob(b"f", b"\xffnot utf8", b"binary unique", 1),
+        StoredJob(b"other", b"u3", b"same unique, other function", 1),
+        StoredJob(b"epoch", b"e1", b"later", 1, when=2_000_000_000),
+        StoredJob(b"reduce", b"r1", b"map me", 1, reducer=b"reducer-fn"),
+        StoredJob(b"big", b"b1", bytes(range(256)) * 300, 2),
+    ]
+
+    async def go():
+        store = backend.store()
+        await store.open()
+        try:
+            plain = jobs(300, tag=b"p")
+            await store.add(plain)
+            mixed = jobs(150) + unusual + [StoredJob(b"f", b"u7", b"the last add of u7", 0)]
+            await store.add(mixed)
+            got = await store.replay()
+            assert len(got) == 300 + 150 + len(unusual)
+            index = {(j.function, j.unique): j for j in got}
+            for want in plain + jobs(150) + unusual:
+                if want.unique == b"u7":
+                    continue
+                job = index[(want.function, want.unique)] if want.unique else next(
+                    j for j in got if j.unique == b"" and j.data == want.data)
+                assert (job.data, job.priority, job.when, job.reducer) == (
+                    want.data, want.priority, want.when, want.reducer)
+            assert (index[(b"f", b"u7")].data, index[(b"f", b"u7")].priority) == (b"the last add of u7", 0)
+            await store.done([j.key for j in got])
+            assert await backend.count() == 0
+        finally:
+            await store.close()
+
+    run(go())
+
+
 def test_state_survives_a_new_store(backend: Backend):
     """What one store object added, a fresh one (a restarted server) replays, keys included."""
     async def go():
