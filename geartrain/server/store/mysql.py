@@ -13,9 +13,11 @@ a case-insensitive collation would make ``abc`` and ``ABC`` one job. On a gearma
 table a unique that is not UTF-8 goes under a generated key (real bytes in geartrain_extra) and
 such a function name is refused with StoreError.
 
-A batch of adds is one multi-row ``INSERT ... ON DUPLICATE KEY UPDATE``, a batch of dones one
-``DELETE ... WHERE function_name = f AND unique_key IN (...)`` per function; each batch is one
-InnoDB transaction.
+A batch of adds is one ``INSERT ... ON DUPLICATE KEY UPDATE``: on MariaDB a prepared statement run
+with its bulk execute (the rows go in binary, with no escaping and no SQL text to parse: a third of
+the time of the text protocol for our process and less for the server), elsewhere one multi-row
+statement. A batch of dones is one ``DELETE ... WHERE function_name = f AND unique_key IN (...)``
+per function; each batch is one InnoDB transaction.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ DEFAULT_TABLE = "gearman_queue"
 #: MySQL/MariaDB error numbers that mean the connection is gone
 _GONE = {2003, 2006, 2013, 2055, 1053, 1077, 1152, 1927, 4031}
 _DELETE_CHUNK = 1000
+#: batches at least this big go in with MariaDB's bulk execute, in pieces of about this many bytes
+_BULK_MIN = 16
+_BULK_BYTES = 1 << 20
 
 
 def quote_ident(name: str) -> str:
@@ -55,6 +60,16 @@ class MySQLStore(ConnectedStore):
                         "VALUES (%s, %s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE priority = VALUES(priority), "
                         "data = VALUES(data), when_to_run = VALUES(when_to_run), "
                         "geartrain_extra = VALUES(geartrain_extra)")
+        # the same as prepared statements for MariaDB's bulk execute, with and without the extra column
+        # (a column of a bulk execute may not be NULL in every row)
+        self._bulk_sql = (
+            f"INSERT INTO {t} (unique_key, function_name, priority, data, when_to_run, geartrain_extra) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE priority = VALUES(priority), data = VALUES(data), "
+            "when_to_run = VALUES(when_to_run), geartrain_extra = VALUES(geartrain_extra)",
+            f"INSERT INTO {t} (unique_key, function_name, priority, data, when_to_run) "
+            "VALUES (?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE priority = VALUES(priority), data = VALUES(data), "
+            "when_to_run = VALUES(when_to_run), geartrain_extra = NULL")
+        self._bulk: tuple[Any, Any] | None = None  # those statements, prepared on the connection
         self._delete = f"DELETE FROM {t} WHERE function_name = %s AND unique_key IN ("
         self._select = f"SELECT unique_key, function_name, priority, data, when_to_run, geartrain_extra FROM {t}"
 
@@ -83,6 +98,9 @@ class MySQLStore(ConnectedStore):
                                                                         "mediumblob", "tinyblob")
                                         for c in ("unique_key", "function_name"))
             await conn.commit()
+            self._bulk = None
+            if getattr(conn, "_bulk_supported", False) and hasattr(conn, "prepare"):
+                self._bulk = (await conn.prepare(self._bulk_sql[0]), await conn.prepare(self._bulk_sql[1]))
         except BaseException:
             conn.close()
             raise
@@ -117,14 +135,36 @@ class MySQLStore(ConnectedStore):
 
         async def op(conn: Any) -> None:
             try:
-                async with conn.cursor() as cur:
-                    await cur.executemany(self._insert, rows)
+                if not await self._add_bulk(rows):
+                    async with conn.cursor() as cur:
+                        await cur.executemany(self._insert, rows)
                 await conn.commit()
             except BaseException:
                 await _rollback(conn)
                 raise
 
         await self._call("add", op)
+
+    async def _add_bulk(self, rows: list[tuple]) -> bool:
+        """ROWS with MariaDB's bulk execute (COM_STMT_BULK_EXECUTE: the rows go binary, as they are, no
+        escaping and no SQL text to parse), in pieces of about _BULK_BYTES, in the caller's transaction;
+        False, before anything was sent, where it cannot be used (MySQL, an older driver)."""
+        if self._bulk is None or len(rows) < _BULK_MIN:
+            return False
+        pieces = []
+        start = size = 0
+        for i, row in enumerate(rows):
+            size += len(row[0]) + len(row[3]) + 32
+            if size > _BULK_BYTES and i > start:
+                pieces.append(rows[start:i])
+                start, size = i, len(row[0]) + len(row[3]) + 32
+        pieces.append(rows[start:] if start else rows)
+        for piece in pieces:
+            if any(row[5] is not None for row in piece):
+                await self._bulk[0].execute_bulk(piece)
+            else:
+                await self._bulk[1].execute_bulk([row[:5] for row in piece])
+        return True
 
     async def done(self, keys: Sequence[tuple[bytes, bytes]]) -> None:
         if not keys:
