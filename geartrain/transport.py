@@ -2,7 +2,8 @@
 
 ``Link`` owns a server address and its connection: it connects (plain TCP or TLS, given an
 ``ssl.SSLContext``), hands every packet the sans-I/O ``Parser(expect=RES)`` yields to a handler,
-coalesces writes (all packets queued in one loop turn, or while handling one read, leave in one ``write``), and tracks a
+coalesces writes (all packets queued in one loop turn, or while handling one read, leave in one ``write``),
+can wait a moment before its next read when its owner asks (``after_read``), and tracks a
 backoff so a server that is down is skipped until its retry time. Reconnecting is the owner's
 call: ``connect()`` again once ``retry_in()`` is zero.
 """
@@ -116,6 +117,16 @@ class _Protocol(asyncio.Protocol):
             link._rx = False
         if link._buf:
             link._flush()
+        if link.after_read is not None:
+            delay = link.after_read()
+            if delay > 0:  # the owner wants the next replies in one batch: read again only after DELAY
+                self.transport.pause_reading()  # type: ignore[union-attr]
+                link._loop.call_later(delay, self._resume)  # type: ignore[union-attr]
+
+    def _resume(self) -> None:
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.resume_reading()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.link._lost(self, exc)
@@ -126,7 +137,7 @@ class Link:
 
     __slots__ = ("address", "host", "port", "ssl", "connect_timeout", "handler", "on_lost", "backoff",
                  "retry_at", "max_packet_size", "_proto", "_buf", "_flush_scheduled", "_connecting", "_loop",
-                 "last_error", "on_up", "_rx")
+                 "last_error", "on_up", "_rx", "after_read")
 
     def __init__(
         self,
@@ -157,6 +168,9 @@ class Link:
         self.last_error: BaseException | None = None
         self.on_up = on_up
         self._rx = False
+        #: called after each read's packets were handled (and the replies to them written); returns how long
+        #: to wait before reading again (0: at once). AsyncClient.run sets it to batch its replies.
+        self.after_read: Callable[[], float] | None = None
 
     def __repr__(self) -> str:
         return f"<Link {self.address} {'up' if self.up else 'down'}>"
