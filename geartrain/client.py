@@ -38,6 +38,8 @@ _REPLIES = frozenset(int(t) for t in (T.STATUS_RES, T.STATUS_RES_UNIQUE, T.OPTIO
 _ERROR = int(T.ERROR)
 _OPT_EXCEPTIONS = pack_req(T.OPTION_REQ, b"exceptions")
 _WORK_COMPLETE = int(T.WORK_COMPLETE)
+#: AsyncClient.run batches replies (its linger) only with at least this many jobs in flight
+_LINGER_WINDOW = 64
 #: _SUBMIT_HEAD[priority][background] -> the magic and type of the submit packet (its first 8 bytes)
 _SUBMIT_HEAD = tuple(tuple(REQ + int(submit_type(p, bg)).to_bytes(4, "big") for bg in (False, True))
                      for p in range(3))
@@ -379,11 +381,18 @@ class AsyncClient:
         return out
 
     async def run(self, tasks: Iterable[Task], *, timeout: float | None = None, max_in_flight: int | None = None,
-                  on_done: Callable[[Task], None] | None = None) -> list[Task]:
+                  on_done: Callable[[Task], None] | None = None, linger: float = 0.001) -> list[Task]:
         """Run every task concurrently (at most max_in_flight at a time); set each task's result or error.
 
         No coroutine, semaphore or future per task: a finished job's callback (run as its reply is read) submits
         the next task, so its packet leaves in the same write as the other replies' follow-ups.
+
+        ``linger``: with at least 64 jobs in flight and more to come, a read that ended fewer than 1/8 of them
+        makes the client wait this long (seconds) before it reads again, so the next replies are handled, and
+        their follow-up submits written, in one batch (the server still has most of the window queued, so its
+        workers stay busy). It costs a job up to ``linger`` of latency; in exchange one wake-up, read and write
+        serve many jobs instead of one or two each. If jobs end so fast that 3/4 of the window ends during one
+        wait, waiting stops for a while. 0: read every reply as it comes.
         """
         tasks = list(tasks)
         total = len(tasks)
@@ -396,6 +405,7 @@ class AsyncClient:
         by_job: dict[Job, Task] = {}
         nxt = 0  # the next task to start
         stopped = False  # all done, timed out or cancelled: start no more
+        finished = 0  # jobs ended so far
         new_job = self._new_job
         send_fast = self._send_fast
 
@@ -427,9 +437,11 @@ class AsyncClient:
                                                  "exception": exc})
 
         def finish(job: Job) -> None:
+            nonlocal finished
             task = by_job.pop(job, None)
             if task is None:
                 return
+            finished += 1
             if job._error is not None:
                 task.error = job._error
             else:
@@ -446,6 +458,31 @@ class AsyncClient:
                 stopped = True
                 all_done.set_result(None)
 
+        # Link.after_read hook: how long to wait before the next read (see linger above)
+        seen = 0  # `finished` at the end of the previous read
+        waited = False  # the previous read was followed by a wait
+        calm = 0  # reads to come without waiting (the window drained during a wait)
+        few = limit // 8
+
+        def after_read() -> float:
+            nonlocal seen, waited, calm
+            ended = finished - seen
+            seen = finished
+            if waited and ended >= limit * 3 // 4:
+                calm = 64
+            waited = False
+            if calm:
+                calm -= 1
+            elif ended < few and nxt < total and not stopped:
+                waited = True
+                return linger
+            return 0.0
+
+        links = []
+        if linger > 0 and limit >= _LINGER_WINDOW and total > limit:
+            links = [st.link for st in self._list if st.link.after_read is None]  # not those of another run
+            for link in links:
+                link.after_read = after_read
         start()
         timer = None if timeout is None else loop.call_later(timeout, expire)
         try:
@@ -456,6 +493,9 @@ class AsyncClient:
             expire()  # cancelled: start no more tasks
             for job in by_job:
                 job._notify = None
+            for link in links:
+                if link.after_read is after_read:
+                    link.after_read = None
         if by_job or nxt < total:
             from .errors import JobTimeout
 

@@ -17,16 +17,19 @@ from geartrain.client import AsyncClient, Task
 from geartrain.errors import JobException, JobFailed
 from geartrain.protocol import Parser, pack_res
 from geartrain.protocol.packets import REQ, T
+from geartrain.transport import _Protocol, run
 
 SUBMITS = {int(T.SUBMIT_JOB), int(T.SUBMIT_JOB_BG), int(T.SUBMIT_JOB_HIGH), int(T.SUBMIT_JOB_LOW)}
 
 
 class Script:
-    """What the scripted server does: ``split`` writes its replies one byte at a time; ``hold`` keeps the
-    results of every job back until ``release()`` (so jobs end after the client started waiting)."""
+    """What the scripted server does: ``split`` writes its replies one byte at a time; ``trickle`` writes
+    each reply packet on its own, a loop turn apart (as a busy server does); ``hold`` keeps the results of
+    every job back until ``release()`` (so jobs end after the client started waiting)."""
 
-    def __init__(self, split: bool = False, hold: bool = False) -> None:
+    def __init__(self, split: bool = False, trickle: bool = False, hold: bool = False) -> None:
         self.split = split
+        self.trickle = trickle
         self.hold = hold
         self.held: list[bytes] = []
         self.writers: list[asyncio.StreamWriter] = []
@@ -82,7 +85,12 @@ class Script:
                     self.held.append(result)
                 else:
                     out.append(result)
-            await self.write(writer, b"".join(out))
+            if self.trickle:
+                for packet in out:
+                    await self.write(writer, packet)
+                    await asyncio.sleep(0)
+            else:
+                await self.write(writer, b"".join(out))
 
     async def write(self, writer: asyncio.StreamWriter, data: bytes) -> None:
         if self.split:
@@ -202,5 +210,40 @@ def test_background_jobs_end_with_their_handle():
             await client.run(tasks, max_in_flight=2)
             assert all(t.error is None and t.result == t.handle and t.handle for t in tasks)
             assert script.submits == 6
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("linger", [0.001, 0.0], ids=["linger", "no-linger"])
+def test_a_wide_window_with_and_without_lingering_reads(linger, monkeypatch):
+    waits = []
+    resume = _Protocol._resume
+    monkeypatch.setattr(_Protocol, "_resume", lambda self: (waits.append(1), resume(self)))
+
+    async def main():
+        async with scripted(trickle=True) as (_, client):
+            link = client._list[0].link
+            hooks = []
+            tasks = [Task("rev", b"%d" % i) for i in range(1000)]
+            await client.run(tasks, max_in_flight=100, linger=linger, on_done=lambda t: hooks.append(link.after_read))
+            assert all(t.result == t.data[::-1] for t in tasks)
+            assert (hooks[0] is not None) == (linger > 0)  # the hook is there only while its run lasts
+            assert link.after_read is None
+            assert bool(waits) == (linger > 0)  # replies trickling in one by one made it wait before reading
+            assert await client.echo(b"reading") == b"reading"
+            assert len(await client.run([Task("rev", b"x") for _ in range(150)], max_in_flight=10)) == 150
+
+    run(main())  # on uvloop, as the benchmark and the sync Client run
+
+
+def test_a_run_that_times_out_while_lingering_leaves_the_connection_reading():
+    async def main():
+        async with scripted() as (_, client):
+            tasks = [Task("nobody", b"") for _ in range(100)] + [Task("rev", b"x") for _ in range(100)]
+            await client.run(tasks, max_in_flight=64, timeout=0.2)
+            assert all(t.error is not None for t in tasks[:100])
+            assert client._list[0].link.after_read is None
+            assert await client.echo(b"still reading") == b"still reading"
+            assert await client.submit("rev", b"abc") == b"cba"
 
     asyncio.run(main())
