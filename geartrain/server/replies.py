@@ -22,6 +22,8 @@ WORK_COMPLETE_HEAD = pack_res(T.WORK_COMPLETE)[:8]
 JOB_ASSIGN_UNIQ_HEAD = pack_res(T.JOB_ASSIGN_UNIQ)[:8]
 JOB_CREATED_HEAD = pack_res(T.JOB_CREATED)[:8]
 NUL = b"\0"
+#: a payload at least this big is queued for writing as a part of its own (no copy into the packet)
+BIG_PART = 64 * 1024
 NOT_EXPECTED = error_packet(ErrorCode.INVALID_COMMAND, b"Command not expected")
 # gearmand words "job not found" differently per packet type
 JOB_NOT_FOUND = error_packet(ErrorCode.JOB_NOT_FOUND, b"Job given in work result not found")

@@ -14,6 +14,7 @@ from ..protocol.codec import pack_res
 from ..protocol.packets import T
 from .jobs import DELAYED, DONE, QUEUED, TIME_BUCKETS, Job, Peer
 from .replies import (
+    BIG_PART,
     DATA_NOT_FOUND,
     EXCEPTION_NOT_FOUND,
     FAILED,
@@ -82,21 +83,34 @@ class Results:
         clients = job.clients
         if clients:
             result = args[1]
-            packet = b"".join((WORK_COMPLETE_HEAD, (len(handle) + 1 + len(result)).to_bytes(4, "big"), handle, NUL,
-                               result))
-            dirty = self.dirty
-            for client in clients:
-                if not client.closed:
-                    out = client.out
-                    if not out:
-                        dirty.append(client)
-                    out.append(packet)
-                client.client_jobs.pop(job, None)
+            if len(result) >= BIG_PART:  # a big result goes out as its own part: written, never copied
+                self._send_all(clients, job, (b"".join((WORK_COMPLETE_HEAD, (len(handle) + 1 + len(result)).to_bytes(
+                    4, "big"), handle, NUL)), result))
+            else:
+                packet = b"".join((WORK_COMPLETE_HEAD, (len(handle) + 1 + len(result)).to_bytes(4, "big"), handle,
+                                   NUL, result))
+                dirty = self.dirty
+                for client in clients:
+                    if not client.closed:
+                        out = client.out
+                        if not out:
+                            dirty.append(client)
+                        out.append(packet)
+                    client.client_jobs.pop(job, None)
             job.clients = ()
         if job.unique or job.store_key is not None:
             self._forget(job)
         elif self.jobs.get(handle) is job:
             del self.jobs[handle]
+
+    def _send_all(self, clients: list[Peer], job: Job, parts: tuple[bytes, ...]) -> None:
+        """Queue the final packet made of PARTS for every client in CLIENTS, which no longer wait for JOB."""
+        for client in clients:
+            if not client.closed:
+                if not client.out:
+                    self.dirty.append(client)
+                client.out.extend(parts)
+            client.client_jobs.pop(job, None)
 
     def _end_run(self, peer: Peer, handle: bytes, not_found: bytes = JOB_NOT_FOUND) -> Job | None:
         """Take the job HANDLE off PEER after its final result (fail, exception) and record its run time;

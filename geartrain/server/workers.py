@@ -15,6 +15,7 @@ from ..protocol.codec import pack_res
 from ..protocol.packets import HIGH, LOW, NORMAL
 from .jobs import QUEUED, RUNNING, TIME_BUCKETS, Function, Job, Peer
 from .replies import (
+    BIG_PART,
     FIRST_BOUND,
     JOB_ASSIGN,
     JOB_ASSIGN_ALL,
@@ -276,8 +277,15 @@ class Workers:
             name = f.name
             unique = job.unique
             data = job.data
-            packet = b"".join((JOB_ASSIGN_UNIQ_HEAD, (len(handle) + len(name) + len(unique) + len(data) + 3).to_bytes(
-                4, "big"), handle, NUL, name, NUL, unique, NUL, data))
+            size = (len(handle) + len(name) + len(unique) + len(data) + 3).to_bytes(4, "big")
+            if len(data) >= BIG_PART:  # the payload goes out as its own part: written, never copied
+                if not peer.closed:
+                    if not peer.out:
+                        self.dirty.append(peer)
+                    peer.out.extend((b"".join((JOB_ASSIGN_UNIQ_HEAD, size, handle, NUL, name, NUL, unique, NUL)),
+                                     data))
+                return
+            packet = b"".join((JOB_ASSIGN_UNIQ_HEAD, size, handle, NUL, name, NUL, unique, NUL, data))
         if not peer.closed:
             out = peer.out
             if not out:
