@@ -60,9 +60,6 @@ _FIELDS = {m: tuple(NFIELDS[t] if ok and t else -1 for t, ok in enumerate(a)) fo
 
 #: packets smaller than this are split with one slice and bytes.split; bigger ones in place (one copy)
 SPLIT_MAX = 4096
-#: per magic, each packet type's field count, or -1 where that type may not arrive (type 0 included)
-_FIELDS = {magic: tuple(NFIELDS[t] if ok else -1 for t, ok in enumerate(allowed))
-           for magic, allowed in _ALLOWED.items()}
 
 
 class Parser:
