@@ -216,7 +216,6 @@ class AsyncClient:
         self._rr = 0
         self._closing = False
         self._tasks: set[asyncio.Task] = set()
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._names: dict[str | bytes, bytes] = {}
 
     async def __aenter__(self) -> AsyncClient:
@@ -321,9 +320,6 @@ class AsyncClient:
     def _new_job(self, function: str | bytes, data: Any, unique: str | bytes | None, priority: int | str | None,
                  background: bool, when: int | float | None, on_data: Callable | None = None,
                  on_warning: Callable | None = None, on_status: Callable | None = None) -> Job:
-        loop = self._loop
-        if loop is None:
-            loop = self._loop = asyncio.get_running_loop()
         uniq = _b(unique) if unique is not None else None
         if when is not None:
             background = True
@@ -335,7 +331,7 @@ class AsyncClient:
                 self._names[function] = fname
         payload = data if type(data) is bytes and self.codec is BYTES else self.codec.encode(data)
         prio = NORMAL if priority is None else priority_of(priority)
-        return Job(fname, payload, uniq, prio, background, when, self.codec, on_data, on_warning, on_status, loop)
+        return Job(fname, payload, uniq, prio, background, when, self.codec, on_data, on_warning, on_status)
 
     def _send_fast(self, job: Job) -> bool:
         """Send JOB now if the server it goes to is connected; False when it needs the slow path (_dispatch)."""
@@ -349,7 +345,7 @@ class AsyncClient:
                 i = 0
             self._rr = i + 1
             st = lst[i]
-        if st.link.up and not self._closing:
+        if st.link._proto is not None and not self._closing:  # Link.up, without the property call
             st.submit(job)
             return True
         return False

@@ -73,7 +73,7 @@ class Job:
 
     def __init__(self, function: bytes, data: bytes, unique: bytes | None, priority: int, background: bool,
                  when: int | None, codec: Any, on_data: Callable | None = None, on_warning: Callable | None = None,
-                 on_status: Callable | None = None, loop: asyncio.AbstractEventLoop | None = None) -> None:
+                 on_status: Callable | None = None) -> None:
         self.function = function
         self.data = data
         self.unique = unique
