@@ -34,7 +34,9 @@ from .common import ConnectedStore, Names, generated_key, needs_generated_key, p
 
 DEFAULT_PREFIX = "_gear_"
 _SCAN_COUNT = 1000
-_PRIORITY = {0: b"0", 1: b"1", 2: b"2"}
+_PRIORITY_ARG = {p: b"$1\r\n%d\r\n" % p for p in (0, 1, 2)}  # a priority as a RESP argument
+#: workloads up to this size are formatted into their job's arguments; bigger ones are appended as they are
+_INLINE_MAX = 4096
 #: ARGV = n, then n x (key, data, priority), then (key, extra record) pairs for KEYS[1]
 _ADD_SCRIPT = b"""
 local n = tonumber(ARGV[1])
@@ -174,26 +176,46 @@ class RedisStore(ConnectedStore):
         if not jobs:
             return
         # One EVALSHA of _ADD_SCRIPT (atomic, like MULTI/EXEC) with every job's key, data and
-        # priority, encoded here in one go: the fastest way to hand Redis a batch from Python.
-        args: list[bytes] = [b"1", self.extra_key, b"%d" % len(jobs)]
+        # priority: the fastest way to hand Redis a batch from Python. The command is encoded here
+        # in one go, one formatting per job (a job's three arguments together).
+        parts = [b""]  # the command's head, once the argument count is known
+        put = parts.append
+        heads: dict[bytes, tuple[bytes, bool]] = {}  # function -> its keys' head, whether it holds a '-'
         extras: list[bytes] = []
         for job in jobs:
+            function = job.function
+            known = heads.get(function)
+            if known is None:
+                known = heads[function] = (self.job_key(function, b""), b"-" in function)
+            head, dash = known
             unique = job.store_key or job.unique
             if needs_generated_key(unique):
                 unique = job.store_key = generated_key()
-            exact = unique != job.unique or b"-" in job.function
-            key = self.job_key(job.function, unique)
-            args += (key, job.data, _PRIORITY[job.priority])
+            data = job.data
+            if len(data) < _INLINE_MAX:
+                put(b"$%d\r\n%s%s\r\n$%d\r\n%s\r\n%s" % (len(head) + len(unique), head, unique, len(data), data,
+                                                       _PRIORITY_ARG[job.priority]))
+            else:  # a big workload is not copied into the formatted string, only once into the command
+                put(b"$%d\r\n%s%s\r\n$%d\r\n" % (len(head) + len(unique), head, unique, len(data)))
+                put(data)
+                put(b"\r\n" + _PRIORITY_ARG[job.priority])
+            exact = dash or unique != job.unique
             if exact or job.when or job.reducer or job.schedule:
-                extra = pack_extra(f=job.function if exact else None, u=job.unique if exact else None,
+                extra = pack_extra(f=function if exact else None, u=job.unique if exact else None,
                                    w=b"%d" % job.when if job.when else None, r=job.reducer or None,
                                    s=job.schedule or None)
-                extras += (key, extra)  # type: ignore[arg-type]
-        args += extras
+                extras += (head + unique, extra)  # type: ignore[arg-type]
+        for arg in extras:
+            put(b"$%d\r\n%s\r\n" % (len(arg), arg))
+        count = b"%d" % len(jobs)
+        parts[0] = b"*%d\r\n$7\r\nEVALSHA\r\n$%d\r\n%s\r\n$1\r\n1\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (
+            5 + 3 * len(jobs) + len(extras), len(self._add_sha), self._add_sha, len(self.extra_key), self.extra_key,
+            len(count), count)
+        command = b"".join(parts)
 
         async def op(conn: aioredis.Redis) -> None:
             connection = conn.connection
-            await connection.send_packed_command(_resp(args, b"EVALSHA", self._add_sha), check_health=False)
+            await connection.send_packed_command(command, check_health=False)
             await connection.read_response()
 
         await self._call("add", op)
