@@ -243,8 +243,14 @@ def test_gearmand_layout(backend: Backend):
             elif backend.kind == "mysql":
                 rows = await backend.sql(f"SELECT unique_key, function_name, priority, data, when_to_run FROM {t}")
                 assert rows == [(b"uniq", b"func", 2, b"payload", 1234)]
+                # the key is the primary key (one B-tree per insert); gearmand's statements work on it
+                key = await backend.sql("SELECT column_name FROM information_schema.key_column_usage WHERE "
+                                        "table_schema = DATABASE() AND table_name = %s AND constraint_name = "
+                                        "'PRIMARY' ORDER BY ordinal_position", t)
+                assert [bytes(row[0]) if not isinstance(row[0], str) else row[0].encode() for row in key] == [
+                    b"unique_key", b"function_name"]
                 await backend.sql(f"INSERT INTO {t} (unique_key, function_name, priority, data, when_to_run) "
-                                  "VALUES ('g1', 'gfunc', 0, x'00ff', 0)")
+                                  "VALUES ('g1', 'gfunc', 0, x'00ff', 0) ON DUPLICATE KEY UPDATE data = x'00ff'")
             else:
                 key = f"{backend.prefix}-func-uniq".encode()
                 assert await backend.redis_keys() == [key]
