@@ -33,9 +33,6 @@ from .store.base import MemoryStore, Store, StoreError
 
 log = logging.getLogger("geartrain.server")
 
-#: a connection's output at least this big is written as its parts (writelines), smaller is joined first
-WRITELINES_MIN = 64 * 1024
-
 #: gearmand's verbosity names -> logging levels (NOTICE sits between INFO and WARNING)
 NOTICE = 25
 logging.addLevelName(NOTICE, "NOTICE")
@@ -327,6 +324,9 @@ class Server:
         self.flush_scheduled = False
         state = self.state
         dirty = state.dirty
+        if state.woken:  # wake-ups first
+            dirty = state.woken + dirty
+            state.woken = []
         if dirty:
             state.dirty = []
             take = state.take_output
@@ -346,15 +346,21 @@ class Server:
                         out.clear()
                         transport.write(data)
                         self.bytes_out += len(data)
-                    else:
-                        # hand the kernel the parts as they are: joining them would copy every payload once more
+                    elif peer.big:
+                        # a payload queued as a part of its own: hand the kernel the parts as they are
+                        # (joining them would copy the payload once more); not for TLS or HTTP's sink
+                        peer.big = False
                         peer.out = []
-                        size = sum(map(len, out))
-                        self.bytes_out += size
-                        if size >= WRITELINES_MIN and hasattr(transport, "writelines"):  # not TLS, not HTTP's sink
+                        self.bytes_out += sum(map(len, out))
+                        if hasattr(transport, "writelines"):
                             transport.writelines(out)
                         else:
                             transport.write(b"".join(out))
+                    else:
+                        peer.out = []
+                        data = b"".join(out)
+                        transport.write(data)
+                        self.bytes_out += len(data)
                     conn = peer.extra
                     if conn is not None and conn.paused:
                         conn.check_hard_limit()

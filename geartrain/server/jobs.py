@@ -177,7 +177,7 @@ class Peer:
     __slots__ = (
         "id", "fd", "host", "client_id", "out", "holds", "exceptions", "abilities", "funcs", "timeouts", "rr",
         "sleeping", "noop_sent", "woken_for", "jobs", "client_jobs", "stale", "closed", "close_after", "transport",
-        "extra", "progress",
+        "extra", "progress", "big",
     )
 
     def __init__(self, id: int, fd: int = -1, host: str = "-") -> None:
@@ -187,6 +187,7 @@ class Peer:
         self.client_id = b"-"
         self.out: list[Any] = []  # bytes (or Hold) waiting to be written
         self.holds = 0  # Holds in out, resolved or not (output is written only up to the first unresolved)
+        self.big = False  # out holds a big payload as a part of its own (written with writelines, not joined)
         self.exceptions = False
         self.abilities: list[Function] = []  # every CAN_DO, in order, repeats kept (for `workers`)
         self.funcs: list[Function] = []  # distinct functions, in round-robin order

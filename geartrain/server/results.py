@@ -110,6 +110,7 @@ class Results:
                 if not client.out:
                     self.dirty.append(client)
                 client.out.extend(parts)
+                client.big = True
             client.client_jobs.pop(job, None)
 
     def _end_run(self, peer: Peer, handle: bytes, not_found: bytes = JOB_NOT_FOUND) -> Job | None:

@@ -84,6 +84,8 @@ class State(Submitting, Workers, Results, Timers):
         self.pending_holds: dict[Job, list[tuple[Peer, Hold]]] = {}
         self.peers: dict[int, Peer] = {}
         self.dirty: list[Peer] = []
+        #: peers whose output begins with a NOOP wake-up: written before those on ``dirty``
+        self.woken: list[Peer] = []
         self.counter = 0
         self._seq = itertools.count()
         self.epoch_heap: list[tuple[float, int, Job]] = []

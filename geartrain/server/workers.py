@@ -132,7 +132,13 @@ class Workers:
     def _noop(self, peer: Peer) -> None:
         peer.noop_sent = True
         self._unsleep(peer)
-        self.send(peer, NOOP)
+        if not peer.closed:
+            # a wake-up is written before the rest of the turn's output (State.woken): the worker's
+            # round trip for the job is what the job waits on
+            out = peer.out
+            if not out:
+                self.woken.append(peer)
+            out.append(NOOP)
 
     def _wake(self, f: Function, n: int) -> None:
         """Wake up to N (0 = all) sleeping workers of F, longest asleep first (round-robin over sleepers)."""
@@ -284,6 +290,7 @@ class Workers:
                         self.dirty.append(peer)
                     peer.out.extend((b"".join((JOB_ASSIGN_UNIQ_HEAD, size, handle, NUL, name, NUL, unique, NUL)),
                                      data))
+                    peer.big = True
                 return
             packet = b"".join((JOB_ASSIGN_UNIQ_HEAD, size, handle, NUL, name, NUL, unique, NUL, data))
         if not peer.closed:
