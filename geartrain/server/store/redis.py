@@ -19,6 +19,7 @@ Redis itself needs Redis persistence (``appendonly yes``; ``appendfsync always``
 
 from __future__ import annotations
 
+import hashlib
 import re
 import struct
 from collections.abc import AsyncIterator, Sequence
@@ -55,6 +56,9 @@ while i < #ARGV do
 end
 return n
 """
+
+#: what SCRIPT LOAD of _ADD_SCRIPT answers (Redis names a script by the SHA1 of its text)
+_ADD_SHA = hashlib.sha1(_ADD_SCRIPT, usedforsecurity=False).hexdigest().encode()
 
 #: ARGV = SCAN cursor, MATCH pattern, COUNT. Returns ONE string of length-prefixed fields (4-byte
 #: big-endian length, 0xFFFFFFFF for none): the next cursor, then for each key seven: the key, its
@@ -155,7 +159,7 @@ class RedisStore(ConnectedStore):
         client = aioredis.Redis(**args)
         try:
             await client.ping()
-            self._add_sha = _sha(await client.script_load(_ADD_SCRIPT))
+            await client.script_load(_ADD_SCRIPT)  # its SHA1 is _ADD_SHA
             self._fetch_sha = _sha(await client.script_load(_FETCH_SCRIPT))
         except BaseException:
             await client.aclose()
@@ -209,7 +213,7 @@ class RedisStore(ConnectedStore):
             put(b"$%d\r\n%s\r\n" % (len(arg), arg))
         count = b"%d" % len(jobs)
         parts[0] = b"*%d\r\n$7\r\nEVALSHA\r\n$%d\r\n%s\r\n$1\r\n1\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n" % (
-            5 + 3 * len(jobs) + len(extras), len(self._add_sha), self._add_sha, len(self.extra_key), self.extra_key,
+            5 + 3 * len(jobs) + len(extras), len(_ADD_SHA), _ADD_SHA, len(self.extra_key), self.extra_key,
             len(count), count)
         command = b"".join(parts)
 
