@@ -10,6 +10,7 @@ submitted in a row into the same batch, so a burst of submits costs one placehol
 from __future__ import annotations
 
 import heapq
+import struct
 from functools import partial
 from typing import Any
 
@@ -114,7 +115,8 @@ class Submitting:
             # durable: JOB_CREATED only once the store has it
             job.state = PENDING
             f.delayed[priority] += 1
-            batch = self.committer.add_job(job, self.record(job))
+            record = StoredJob(name, unique, data, priority) if job.reduce_when is None else self.record(job)
+            batch = self.committer.add_job(job, record)
             out = peer.out
             if out:
                 hold = out[-1]
@@ -200,22 +202,28 @@ class Submitting:
         joiners = self.pending_holds
         if error is None:
             now = self.now
-            enqueue = self._enqueue
+            ready = self.ready
             for job, record in zip(batch.jobs, batch.job_records, strict=True):
                 if job.state != PENDING:
                     continue
-                job.function.delayed[job.priority] -= 1
+                f = job.function
+                p = job.priority
+                f.delayed[p] -= 1
                 job.store_key = record.store_key
                 if job.reduce_when is not None and job.when > now:
                     self._delay(job)
-                else:
-                    enqueue(job)
+                    continue
+                # what _enqueue does, inline: a batch is a thousand jobs
+                job.state = QUEUED
+                job.queued_at = now
+                f.queues[p].append(job)
+                if not f.queued[p]:
+                    ready[p][f] = None
+                f.queued[p] += 1
+                if f.sleepers or self.wide_sleepers:
+                    self._wake(f, self.worker_wakeup)
             for peer, hold in batch.holds:
-                jobs = hold.jobs
-                if len(jobs) == 1:
-                    self._resolve(peer, hold, pack_res(JOB_CREATED, jobs[0].handle))
-                else:
-                    self._resolve(peer, hold, b"".join([pack_res(JOB_CREATED, job.handle) for job in jobs]))
+                self._resolve(peer, hold, created(hold.jobs))
             if joiners:
                 for job in batch.jobs:
                     for peer, hold in joiners.pop(job, ()):
@@ -246,3 +254,24 @@ class Submitting:
         else:
             job.store_key = None
             self._resolve(peer, hold, error_packet(ErrorCode.QUEUE_ERROR, error.encode(errors="replace")[:1024]))
+
+
+_CREATED = pack_res(JOB_CREATED, b"")[:8]  # JOB_CREATED's magic and type
+_SIZE = struct.Struct(">I").pack
+
+
+def created(jobs: list[Job]) -> bytes:
+    """JOB_CREATED for each of JOBS, as one string: handles of one length in a row (nearly all: they
+    are counted up) share one packet head."""
+    parts = []
+    put = parts.append
+    size = -1
+    head = b""
+    for job in jobs:
+        handle = job.handle
+        if len(handle) != size:
+            size = len(handle)
+            head = _CREATED + _SIZE(size)
+        put(head)
+        put(handle)
+    return b"".join(parts)
