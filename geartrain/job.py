@@ -119,7 +119,7 @@ class Job:
     def _outcome(self) -> bytes:
         """The raw result of an ended job, or raise its error."""
         if self._error is not None:
-            raise self._error
+            raise self._error.with_traceback(None)  # each raise starts a fresh traceback, as Future.result() does
         return self._result  # type: ignore[return-value]
 
     async def created(self, timeout: float | None = None) -> bytes:
