@@ -41,6 +41,13 @@ def summarize(results: dict) -> None:
         six["goal"] = ">= 1.0 and >= 0.9 x scenario 1"
         if six.get("met") is not None and ours is not None:
             six["met"] = six["met"] and ours >= 0.9
+    memory = by_id.get("9-memory")
+    if memory:  # issue #4: a durable queue should take at least half of our own in-memory rate
+        base = memory["sides"][0].get("median", {}).get("rate")
+        for case in results["cases"]:
+            if case["id"].startswith("9-") and case is not memory:
+                rate = case["sides"][0].get("median", {}).get("rate")
+                case["sides"][0]["vs_memory"] = rate / base if rate and base else None
 
 
 def fmt_value(side: dict, metric: str) -> str:
@@ -78,6 +85,8 @@ def notes(case: dict) -> str:
     for side in case["sides"][:2]:
         if side.get("vs_scenario_1") is not None:
             out.append(f"{side['label']} at {side['vs_scenario_1']:.0%} of scenario 1")
+        if side.get("vs_memory") is not None:
+            out.append(f"{side['label']} at {side['vs_memory']:.0%} of its 9-memory rate")
     if case["cpu_of"] != "server":
         out.append(f"server: gearmand; CPU column = the {case['cpu_of']} process")
     return "; ".join(out)

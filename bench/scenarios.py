@@ -40,13 +40,14 @@ class Sizes:
     idle: int = 10_000
     lib: int = 30_000
     durable: int = 3_000
+    durable_bursts: int = 5  # scenario 9 times this many bursts of `durable` jobs per run: the median burst counts
     timeout: float = 600.0
 
     @classmethod
     def quick(cls) -> Sizes:
         return cls(echo=300, warmup=20, bg=500, drain=500, latency=100, kib=200, mib=2, mib_inflight=2, mib_raw=4,
                    idle=200,
-                   lib=300, durable=200, timeout=120.0)
+                   lib=300, durable=200, durable_bursts=2, timeout=120.0)
 
 
 @dataclass
@@ -234,8 +235,15 @@ def foreground(ctx: Ctx, server_kind: str, *, size: int = 64, inflight: int = 10
         server.stop()
 
 
-def background_submit(ctx: Ctx, server_kind: str, *, jobs: int, inflight: int = 1000, store: str | None = None) -> dict:
-    """Background submits from one C client, nobody working (with STORE: durable queue)."""
+def background_submit(ctx: Ctx, server_kind: str, *, jobs: int, inflight: int = 1000, store: str | None = None,
+                      bursts: int = 1) -> dict:
+    """Background submits from one C client, nobody working (with STORE: durable queue).
+
+    With BURSTS > 1 the same server takes that many runs of the client one after the other (each a new
+    connection with uniques of its own, the jobs piling up in the queue): the measurement is the
+    median burst's (its rate; "burst_rates" lists them all), the CPU column the server's over all of
+    them. A burst of 3,000 jobs lasts 15-70 ms here, so one burst alone moves with every hiccup of a
+    shared machine."""
     tmp = ctx.scratch()
     backend = servers.backend(store, server_kind, tmp) if store else None
     if store and server_kind == "gearmand" and store not in servers.gearmand_queues():
@@ -244,10 +252,17 @@ def background_submit(ctx: Ctx, server_kind: str, *, jobs: int, inflight: int = 
     try:
         cpu0 = server.cpu()
         prof = Profiler(ctx, server)
-        result = run_json(client_cmd(ctx, "c", server.port, jobs=jobs, inflight=inflight, size=64, func="bgq",
-                                     background=True), ctx.sizes.timeout, "background client")
+        results = [check(run_json(client_cmd(ctx, "c", server.port, jobs=jobs, inflight=inflight, size=64,
+                                             func="bgq", background=True), ctx.sizes.timeout, "background client"),
+                         jobs, f"background submits to {server_kind}") for _ in range(bursts)]
         prof.stop()
-        return with_cpu(check(result, jobs, f"background submits to {server_kind}"), server.cpu() - cpu0)
+        cpu = server.cpu() - cpu0
+        result = dict(sorted(results, key=lambda r: r["rate"])[len(results) // 2])
+        if bursts > 1:
+            result["burst_rates"] = [r["rate"] for r in results]
+        result["cpu"] = cpu
+        result["cpu_per_1k"] = cpu / (jobs * bursts) * 1000
+        return result
     finally:
         server.stop()
         if backend:
@@ -326,7 +341,8 @@ def cases() -> list[Case]:
     for store in DURABLE:
         out.append(Case(f"9-{store}", 9, f"durable background submits, {store}",
                         both(lambda ctx, k, store=store: background_submit(ctx, k, jobs=ctx.sizes.durable,
-                                                                           store=store))))
+                                                                           store=store,
+                                                                           bursts=ctx.sizes.durable_bursts))))
     # the same scenario 1 figure for latency's p99 is taken from case 4's runs (see run.py)
     return out
 
