@@ -465,8 +465,9 @@ def tune_malloc() -> bool:
     By default glibc maps every allocation over 128 KiB (then over the last freed one's size) with
     mmap and trims the heap top back to the system once 128 KiB of it is free, so a server passing
     1 MiB jobs through page-faults and zeroes every payload buffer it reads or writes again: a third
-    of its CPU in scenario 5c. With mmap only from 32 MiB (glibc's ceiling for this setting) and the
-    heap trimmed only past 64 MiB free, those buffers are reused."""
+    of its CPU in scenario 5c. With mmap only from 4 MiB and the heap trimmed only past 16 MiB free,
+    those buffers are reused; bigger blocks (the job index's tables under a million queued jobs) are
+    still mapped and given back when freed, so the memory held per queued job does not grow."""
     import ctypes
     import ctypes.util
     import platform
@@ -475,7 +476,7 @@ def tune_malloc() -> bool:
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(M_MMAP_THRESHOLD, 32 << 20) and libc.mallopt(M_TRIM_THRESHOLD, 64 << 20)
+        return bool(libc.mallopt(M_MMAP_THRESHOLD, 4 << 20) and libc.mallopt(M_TRIM_THRESHOLD, 16 << 20)
                     and libc.mallopt(M_TOP_PAD, 1 << 20))
     except (OSError, AttributeError):
         return False
