@@ -128,20 +128,15 @@ class MySQLStore(ConnectedStore):
     async def add(self, jobs: Sequence[StoredJob]) -> None:
         if not jobs:
             return
-        unique_ok = None if self._binary_keys else is_text
-        rows = []
-        for job in jobs:
-            if not self._binary_keys and not is_text(job.function):
-                raise StoreError("mysql: function names must be UTF-8 without NUL in a VARCHAR queue table")
-            key, when, extra = sql_row(job, unique_ok, INT32_MAX)
-            rows.append((key, job.function, job.priority, job.data, when, extra))
-        rows = list(last_wins(rows, lambda r: (r[0], r[1])))  # type: ignore[arg-type]
+        rows = _plain_rows(jobs) if self._binary_keys else None
+        if rows is None:
+            rows = self._rows(jobs)
 
         async def op(conn: Any) -> None:
             try:
                 if not await self._add_bulk(rows):
                     async with conn.cursor() as cur:
-                        await cur.executemany(self._insert, rows)
+                        await cur.executemany(self._insert, [row if len(row) == 6 else (*row, None) for row in rows])
                 await conn.commit()
             except BaseException:
                 await _rollback(conn)
@@ -149,22 +144,38 @@ class MySQLStore(ConnectedStore):
 
         await self._call("add", op)
 
+    def _rows(self, jobs: Sequence[StoredJob]) -> list[tuple]:
+        """JOBS as (key, function, priority, data, when_to_run, geartrain_extra) rows, the last of each key."""
+        unique_ok = None if self._binary_keys else is_text
+        rows = []
+        for job in jobs:
+            if not self._binary_keys and not is_text(job.function):
+                raise StoreError("mysql: function names must be UTF-8 without NUL in a VARCHAR queue table")
+            key, when, extra = sql_row(job, unique_ok, INT32_MAX)
+            rows.append((key, job.function, job.priority, job.data, when, extra))
+        return list(last_wins(rows, lambda r: (r[0], r[1])))  # type: ignore[arg-type]
+
     async def _add_bulk(self, rows: list[tuple]) -> bool:
         """ROWS with MariaDB's bulk execute (COM_STMT_BULK_EXECUTE: the rows go binary, as they are, no
         escaping and no SQL text to parse), in pieces of about _BULK_BYTES, in the caller's transaction;
-        False, before anything was sent, where it cannot be used (MySQL, an older driver)."""
+        False, before anything was sent, where it cannot be used (MySQL, an older driver). Rows of five
+        values have no extra record."""
         if self._bulk is None or len(rows) < _BULK_MIN:
             return False
-        pieces = []
-        start = size = 0
-        for i, row in enumerate(rows):
-            size += len(row[0]) + len(row[3]) + 32
-            if size > _BULK_BYTES and i > start:
-                pieces.append(rows[start:i])
-                start, size = i, len(row[0]) + len(row[3]) + 32
-        pieces.append(rows[start:] if start else rows)
+        pieces = [rows]
+        if sum([len(row[3]) for row in rows]) + 100 * len(rows) > _BULK_BYTES:
+            pieces = []
+            start = size = 0
+            for i, row in enumerate(rows):
+                size += len(row[3]) + 100
+                if size > _BULK_BYTES and i > start:
+                    pieces.append(rows[start:i])
+                    start, size = i, len(row[3]) + 100
+            pieces.append(rows[start:])
         for piece in pieces:
-            if any(row[5] is not None for row in piece):
+            if len(piece[0]) == 5:
+                await self._bulk[1].execute_bulk(piece)
+            elif any(row[5] is not None for row in piece):
                 await self._bulk[0].execute_bulk(piece)
             else:
                 await self._bulk[1].execute_bulk([row[:5] for row in piece])
@@ -211,6 +222,24 @@ class MySQLStore(ConnectedStore):
             except (OSError, OperationalError, InternalError, InterfaceError) as exc:
                 await self._drop()
                 raise StoreError(f"mysql: replay failed: {exc}") from exc
+
+
+def _plain_rows(jobs: Sequence[StoredJob]) -> list[tuple] | None:
+    """The common batch as (unique, function, priority, data, when_to_run) rows in one pass: every
+    job has a distinct unique that can be the key and nothing to keep in geartrain_extra. None if not
+    (then MySQLStore._rows takes the batch). For a table with binary key columns."""
+    rows = []
+    put = rows.append
+    for job in jobs:
+        unique = job.unique
+        if job.store_key or job.reducer or job.schedule or job.when or not unique or unique == b"-":
+            return None
+        put((unique, job.function, job.priority, job.data, 0))
+    if len({row[1] for row in rows}) == 1:
+        distinct = len({row[0] for row in rows})
+    else:
+        distinct = len({(row[0], row[1]) for row in rows})
+    return rows if distinct == len(rows) else None
 
 
 async def _same(conn: Any) -> Any:

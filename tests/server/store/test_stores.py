@@ -143,9 +143,11 @@ def test_mysql_without_bulk_execute_uses_the_text_protocol(tmp_path):
         await store.open()
         try:
             store._bulk = None  # (with MariaDB and a recent asyncmy the other tests take the bulk path)
-            await store.add(jobs(300) + [StoredJob(b"f", b"", b"empty unique", 1)])
+            await store.add(jobs(300))  # a plain batch
+            await store.add(jobs(300, tag=b"m") + [StoredJob(b"f", b"", b"empty unique", 1)])  # and a mixed one
             got = await store.replay()
-            assert len(got) == 301 and {j.data for j in got} >= {b"%064d" % i for i in range(300)}
+            assert len(got) == 601 and {j.data for j in got} >= {b"%064d" % i for i in range(300)}
+            assert {j.unique for j in got} >= {b"u%d" % i for i in range(300)} | {b"m%d" % i for i in range(300)}
         finally:
             await store.close()
 
