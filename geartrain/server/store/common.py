@@ -1,5 +1,6 @@
 """What every durable backend shares: the side record for what gearmand's layout cannot hold,
-generated keys for empty uniques, and one connection with reconnect, backoff and timeouts.
+generated keys for empty uniques, the test for a batch that needs neither (``plain_batch``), and one
+connection with reconnect, backoff and timeouts.
 
 gearmand keeps (unique, function, priority, data, when) per job. geartrain also needs the reducer,
 the SCHED schedule and, for jobs submitted with an EMPTY unique, the fact that the unique is empty
@@ -123,6 +124,19 @@ def last_wins(jobs: Sequence[StoredJob], key: Callable[[StoredJob], Any]) -> Seq
     """JOBS without earlier duplicates of one key (one statement may not touch a row twice)."""
     seen = {key(j): j for j in jobs}
     return jobs if len(seen) == len(jobs) else list(seen.values())
+
+
+def plain_batch(jobs: Sequence[StoredJob]) -> bool:
+    """Can every job of JOBS be filed as it is: under its own unique (not empty, not ``-``, no two
+    with the same key) with nothing for the extra record (no run-at time, reducer or schedule)? Then
+    a store can write the batch without sql_row and last_wins (nearly every batch of a busy server)."""
+    for job in jobs:
+        unique = job.unique
+        if job.store_key or job.reducer or job.schedule or job.when or not unique or unique == b"-":
+            return False
+    if len({job.function for job in jobs}) == 1:
+        return len({job.unique for job in jobs}) == len(jobs)
+    return len({(job.unique, job.function) for job in jobs}) == len(jobs)
 
 
 def is_text(value: bytes) -> bool:

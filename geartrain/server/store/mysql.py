@@ -34,7 +34,7 @@ from asyncmy.cursors import SSCursor
 from asyncmy.errors import InterfaceError, InternalError, OperationalError
 
 from .base import StoredJob, StoreError
-from .common import INT32_MAX, ConnectedStore, Names, is_text, job_from_row, last_wins, sql_row
+from .common import INT32_MAX, ConnectedStore, Names, is_text, job_from_row, last_wins, plain_batch, sql_row
 
 DEFAULT_TABLE = "gearman_queue"
 #: MySQL/MariaDB error numbers that mean the connection is gone
@@ -128,8 +128,9 @@ class MySQLStore(ConnectedStore):
     async def add(self, jobs: Sequence[StoredJob]) -> None:
         if not jobs:
             return
-        rows = _plain_rows(jobs) if self._binary_keys else None
-        if rows is None:
+        if self._binary_keys and plain_batch(jobs):  # five values: no extra record
+            rows = [(job.unique, job.function, job.priority, job.data, 0) for job in jobs]
+        else:
             rows = self._rows(jobs)
 
         async def op(conn: Any) -> None:
@@ -222,24 +223,6 @@ class MySQLStore(ConnectedStore):
             except (OSError, OperationalError, InternalError, InterfaceError) as exc:
                 await self._drop()
                 raise StoreError(f"mysql: replay failed: {exc}") from exc
-
-
-def _plain_rows(jobs: Sequence[StoredJob]) -> list[tuple] | None:
-    """The common batch as (unique, function, priority, data, when_to_run) rows in one pass: every
-    job has a distinct unique that can be the key and nothing to keep in geartrain_extra. None if not
-    (then MySQLStore._rows takes the batch). For a table with binary key columns."""
-    rows = []
-    put = rows.append
-    for job in jobs:
-        unique = job.unique
-        if job.store_key or job.reducer or job.schedule or job.when or not unique or unique == b"-":
-            return None
-        put((unique, job.function, job.priority, job.data, 0))
-    if len({row[1] for row in rows}) == 1:
-        distinct = len({row[0] for row in rows})
-    else:
-        distinct = len({(row[0], row[1]) for row in rows})
-    return rows if distinct == len(rows) else None
 
 
 async def _same(conn: Any) -> Any:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .base import StoredJob
-from .common import ConnectedStore, Names, job_from_row, last_wins, sql_row
+from .common import ConnectedStore, Names, job_from_row, last_wins, plain_batch, sql_row
 
 T = TypeVar("T")
 
@@ -112,11 +112,14 @@ class SQLiteStore(ConnectedStore):
     async def add(self, jobs: Sequence[StoredJob]) -> None:
         if not jobs:
             return
-        rows = []
-        for job in jobs:
-            key, when, extra = sql_row(job)
-            rows.append((key, job.function, job.priority, job.data, when, extra))
-        rows = last_wins(rows, lambda r: (r[0], r[1]))  # type: ignore[arg-type,assignment]
+        if plain_batch(jobs):
+            rows = [(job.unique, job.function, job.priority, job.data, 0, None) for job in jobs]
+        else:
+            rows = []
+            for job in jobs:
+                key, when, extra = sql_row(job)
+                rows.append((key, job.function, job.priority, job.data, when, extra))
+            rows = last_wins(rows, lambda r: (r[0], r[1]))  # type: ignore[arg-type,assignment]
         await self._call("add", lambda conn: self._in_thread(self._write_rows, conn, rows))
 
     async def done(self, keys: Sequence[tuple[bytes, bytes]]) -> None:
