@@ -21,6 +21,7 @@ import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from itertools import chain
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -138,7 +139,7 @@ class SQLiteStore(ConnectedStore):
                 sql = inserts.get(len(chunk))
                 if sql is None:
                     sql = inserts[len(chunk)] = self._insert_head + ", ".join([_ROW] * len(chunk))
-                conn.execute(sql, [value for row in chunk for value in row])
+                conn.execute(sql, list(chain.from_iterable(chunk)))
         except BaseException:
             conn.execute("ROLLBACK")
             raise
