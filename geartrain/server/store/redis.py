@@ -11,7 +11,8 @@ schedule, and the exact function and unique when the key cannot be parsed back u
 function containing ``-``, or an empty unique, filed under a generated key). Its name does not start
 with the prefix, so gearmand's ``KEYS <prefix>*`` never sees it.
 
-A batch of adds is one MULTI/EXEC pipeline (HSET per job, one HSET of the side hash), a batch of
+A batch of adds is one EVALSHA of a Lua script, atomic like MULTI/EXEC (HSET per job, HDEL of a
+replaced job's old side record, HSET of the new side records), encoded here in one go; a batch of
 dones one MULTI/EXEC (DEL of the keys, HDEL of their side records). Durability is Redis's: a job is
 in Redis's memory when add() returns, which survives a crash of geartrain; surviving a restart of
 Redis itself needs Redis persistence (``appendonly yes``; ``appendfsync always`` for every write).
