@@ -64,6 +64,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                           "Prometheus /metrics and a dashboard at / (default 0: off)")
     net.add_argument("--http-listen", default=None, metavar="ADDRESS",
                      help="address of the HTTP listener (default: the same as --listen)")
+    net.add_argument("--busy-poll", type=float, default=50.0, metavar="MICROSECONDS",
+                     help="after writing while it holds at most 4 jobs, keep polling the sockets this long instead "
+                          "of sleeping, so a reply that comes back at once skips a sleep and a wake-up: lower latency "
+                          "one job at a time, for up to that much CPU per reply (default 50, 0: off)")
     net.add_argument("-f", "--file-descriptors", type=int, default=0, metavar="N",
                      help="raise the open-file limit to N")
 
@@ -141,6 +145,7 @@ def options_from_args(args: argparse.Namespace):  # noqa: ANN201 - imported lazi
         http_port=args.http_port,
         http_listen=args.http_listen,
         hash_buckets=max(args.hashtable_buckets, 1),
+        busy_poll=max(args.busy_poll, 0.0) / 1e6,
         **security_options(args),
         store=store_from_args(args),
     )

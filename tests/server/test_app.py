@@ -1,4 +1,4 @@
-"""server/app.py's process tuning: big payload buffers stay on malloc's heap (tune_malloc)."""
+"""server/app.py: process tuning (big payload buffers reuse heap memory) and busy polling while few jobs are held."""
 
 from __future__ import annotations
 
@@ -39,3 +39,58 @@ def test_big_payloads_reuse_heap_memory_instead_of_faulting_in_fresh_pages():
     # faults (each a zeroed 4 KiB page) for most of the 200 MiB that pass through (8,186 here)
     assert plain["faults"] > 200 * 20, plain
     assert tuned["faults"] < plain["faults"] / 4, (plain, tuned)
+
+
+class FakeLoop:
+    """Records call_soon callbacks instead of running them."""
+
+    def __init__(self) -> None:
+        self.soon: list = []
+
+    def call_soon(self, callback, *args):
+        self.soon.append(callback)
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.data = b""
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+
+def server_with_jobs(jobs: int, busy_poll: float):
+    from geartrain.protocol.packets import T
+    from geartrain.server.app import Options, Server
+
+    server = Server(Options(busy_poll=busy_poll))
+    server.loop = FakeLoop()
+    client = server.state.connect(7, "127.0.0.1")
+    client.transport = Sink()
+    for i in range(jobs):
+        server.state.dispatch[T.SUBMIT_JOB](client, (b"f", b"", b"%d" % i))
+    return server, client
+
+
+@pytest.mark.parametrize("jobs, busy_poll, polls", [(1, 50e-6, True), (4, 50e-6, True), (5, 50e-6, False),
+                                                    (1, 0.0, False)])
+def test_busy_poll_after_a_write_only_while_few_jobs_are_held(jobs, busy_poll, polls):
+    server, client = server_with_jobs(jobs, busy_poll)
+    server.flush()
+    assert client.transport.data.count(b"\0RES") == jobs  # the JOB_CREATED replies were written
+    assert server.polling is polls
+    assert (server._poll in server.loop.soon) is polls
+
+
+def test_busy_poll_keeps_the_loop_polling_until_its_window_ends():
+    server, _ = server_with_jobs(1, 0.05)
+    server.flush()
+    server.loop.soon.clear()
+    server._poll()  # within the 50 ms window: polls on
+    assert server.loop.soon == [server._poll] and server.polling
+    server.loop.soon.clear()
+    server.poll_until = 0.0  # the window is over
+    server._poll()
+    assert server.loop.soon == [] and not server.polling
+    server.flush()  # nothing written: no new window
+    assert not server.polling

@@ -22,6 +22,9 @@ def test_defaults():
     o = options_from_args(_parse())
     assert (o.listen, o.port, o.job_retries, o.worker_wakeup, o.exceptions) == ("127.0.0.1", 4730, 0, 1, False)
     assert o.max_packet_size == 64 * 1024 * 1024 and o.handle_prefix is None
+    assert o.busy_poll == 50e-6
+    assert options_from_args(_parse("--busy-poll", "0")).busy_poll == 0.0
+    assert options_from_args(_parse("--busy-poll", "200")).busy_poll == 200e-6
 
 
 def test_gearmand_spellings(monkeypatch):
