@@ -39,7 +39,7 @@ class Submitting:
             self.submit(peer, name, unique, data, priority, background)
             return
         # the hot path: a job without a unique, of a known function, nothing to check or commit; what
-        # submit() and _enqueue() do for it, inline
+        # submit() does for it, inline
         self.counter += 1
         handle = self.prefix + str(self.counter).encode()
         job = Job(handle, f, unique, data, priority, background)
@@ -54,13 +54,7 @@ class Submitting:
             if not out:
                 self.dirty.append(peer)
             out.append(b"".join((JOB_CREATED_HEAD, len(handle).to_bytes(4, "big"), handle)))
-        job.queued_at = self.now
-        f.queues[priority].append(job)
-        if not f.queued[priority]:
-            self.ready[priority][f] = None
-        f.queued[priority] += 1
-        if f.sleepers or self.wide_sleepers:
-            self._wake(f, self.worker_wakeup)
+        self._enqueue(job)
 
     def _submit_epoch(self, peer: Peer, args: tuple[bytes, ...]) -> None:
         name, unique, when, data = args
