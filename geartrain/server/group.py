@@ -5,13 +5,22 @@ State files each new background job it must store before answering with ``add_jo
 keeps its replies in ``batch.holds``), any other record with ``add(record, callback)`` (a
 background submission joining a running job, a cron schedule), and ``done(key)`` when a stored job
 ends. Everything arriving in the same loop turn, and everything arriving while a commit is in
-flight, goes into the next ``Batch``: one transaction for many jobs. After ``Store.add`` returns,
-the batch is answered with ``None`` (then the server sends JOB_CREATED) or, if the store raised
-StoreError, with the error text (then ERROR QUEUE_ERROR). Adds are committed before dones of the
-same batch, and batches run one at a time, so a job's done never overtakes its add.
+flight, goes into the next ``Batch``: one transaction for many jobs, up to MAX_BATCH records (a
+full batch waits in line and the next one fills). After ``Store.add`` returns, the batch is
+answered with ``None`` (then the server sends JOB_CREATED) or, if the store raised StoreError, with
+the error text (then ERROR QUEUE_ERROR). Adds are committed before the dones of the same batch (the
+deletes filed while it filled), and batches run one at a time in the order they filled, so a job's
+done never overtakes its add.
 
-A new add whose key has a delete still waiting drops that delete (the add overwrites the row;
-deleting after it would lose the new job; if the add fails, the delete is due again). A failed
+Why a cap: past a few hundred rows a bigger transaction is hardly cheaper per job for any of the
+stores (see tests/server/store/bench_add.py), but it answers later. A client with a thousand
+submits in flight that all went into one batch waits for the whole commit, while the database works
+and the server and the client sit idle; with 512 it gets half its replies after half the work and
+sends its next submits while the other half commits, so client, server and database overlap.
+
+A new add whose key has a delete waiting for the same batch drops that delete (the add overwrites
+the row; deleting after it would lose the new job; if the add fails, the delete is due again); a
+delete already in an earlier batch runs before the add anyway. A failed
 ``Store.done`` keeps its keys and retries them in a later batch, after a backoff growing from
 0.1 s to 5 s, so a finished job is not silently left in the store to run again after the next
 restart. Only used with a durable store; the memory path never gets here.
@@ -34,6 +43,8 @@ Key = tuple[bytes, bytes]
 #: seconds before failed deletes are tried again: doubling from the first to the last
 RETRY_MIN = 0.1
 RETRY_MAX = 5.0
+#: records in one batch at most (one Store.add call, one transaction)
+MAX_BATCH = 512
 
 
 class Batch:
@@ -63,7 +74,8 @@ class GroupCommit:
         self.after = after or (lambda: None)  # called after callbacks ran (the app flushes output)
         self.loop = loop
         self.on_jobs = on_jobs  # answers a batch's add_job jobs: State.jobs_committed (needed for add_job)
-        self.filling = Batch()  # the next batch
+        self.filling = Batch()  # the batch being filled
+        self.full: list[Batch] = []  # batches that reached MAX_BATCH, waiting for their turn, oldest first
         self.dones: dict[Key, None] = {}  # deletes for the next batch, in order
         self.failed: dict[Key, None] = {}  # deletes the store refused, waiting for their retry
         self.superseded: set[Key] = set()  # deletes dropped for an add of the same key not committed yet
@@ -82,6 +94,8 @@ class GroupCommit:
         if self.dones or self.failed:
             self._supersede(record.key)
         batch = self.filling
+        if len(batch.records) >= MAX_BATCH:
+            batch = self._seal()
         batch.records.append(record)
         batch.jobs.append(job)
         batch.job_records.append(record)
@@ -94,6 +108,8 @@ class GroupCommit:
         if self.dones or self.failed:
             self._supersede(record.key)
         batch = self.filling
+        if len(batch.records) >= MAX_BATCH:
+            batch = self._seal()
         batch.records.append(record)
         batch.callbacks.append(callback)
         self._kick()
@@ -119,15 +135,30 @@ class GroupCommit:
         self.scheduled = True
         self._loop().call_soon(self._start)
 
-    def _start(self) -> None:
-        self.scheduled = False
+    def _seal(self) -> Batch:
+        """The filling batch is full: it waits in line with the deletes filed meanwhile; a new one fills."""
         batch = self.filling
-        if self.running is not None or not (batch or self.dones):
-            return
-        self.filling = Batch()
         if self.dones:
             batch.dones = list(self.dones)
             self.dones = {}
+        self.full.append(batch)
+        self.filling = Batch()
+        return self.filling
+
+    def _start(self) -> None:
+        self.scheduled = False
+        if self.running is not None:
+            return
+        if self.full:
+            batch = self.full.pop(0)
+        else:
+            batch = self.filling
+            if not (batch or self.dones):
+                return
+            self.filling = Batch()
+            if self.dones:
+                batch.dones = list(self.dones)
+                self.dones = {}
         self.running = batch
         self._loop().create_task(self._run(batch))
 
@@ -152,7 +183,7 @@ class GroupCommit:
             self.running = None
             if self._idle is not None:
                 self._idle.set()
-            if self.filling or self.dones:
+            if self.full or self.filling or self.dones:
                 self._kick()
 
     async def commit(self, batch: Batch) -> None:
@@ -176,8 +207,7 @@ class GroupCommit:
                 self.backoff = min(RETRY_MAX, max(RETRY_MIN, self.backoff * 2))
                 log.error("queue store %s: done of %d job(s) failed: %s; retrying in %.1fs", self.store.name,
                           len(dones), exc, self.backoff)
-                waiting = self.filling.records
-                newer = {record.key for record in waiting} if waiting else ()
+                newer = {record.key for b in (*self.full, self.filling) for record in b.records}
                 for key in dones:
                     if key not in newer:  # a job added again under the key since: its row must stay
                         self.failed[key] = None
@@ -218,8 +248,8 @@ class GroupCommit:
             self.retry_timer.cancel()
             self.retry_timer = None
         self._requeue_failed()
-        while self.running is not None or self.scheduled or self.filling or self.dones:
-            if self.running is None and (self.filling or self.dones):
+        while self.running is not None or self.scheduled or self.full or self.filling or self.dones:
+            if self.running is None and (self.full or self.filling or self.dones):
                 self.scheduled = False
                 self._start()
                 continue

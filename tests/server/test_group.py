@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Sequence
 
 from geartrain.protocol.packets import T
-from geartrain.server.group import GroupCommit
+from geartrain.server.group import MAX_BATCH, GroupCommit
 from geartrain.server.store.base import Store, StoredJob, StoreError
 
 from .helpers import Harness
@@ -137,6 +137,49 @@ def test_a_refused_batch_answers_every_job_of_a_shared_hold():
         assert h.got(c) == [("ERROR", (b"QUEUE_ERROR", b"disk on fire"))] * 3 + [("ECHO_RES", (b"after",))]
         f = h.state.functions[b"f"]
         assert f.total == 0 and f.uniques == {} and h.state.jobs == {} and h.state.submitted == 0
+
+    asyncio.run(main())
+
+
+def test_a_burst_bigger_than_a_batch_is_committed_in_order_in_full_batches():
+    async def main() -> None:
+        store = FakeStore()
+        h = _setup(store)
+        c = h.peer()
+        n = 2 * MAX_BATCH + 100
+        for i in range(n):
+            h.send(c, T.SUBMIT_JOB_BG, b"f", b"u%d" % i, b"d")
+        assert c.holds == 3  # one placeholder per batch
+        await _settle()
+        assert [len(batch) for batch in store.adds] == [MAX_BATCH, MAX_BATCH, 100]
+        assert [j.unique for batch in store.adds for j in batch] == [b"u%d" % i for i in range(n)]
+        handles = [args[0] for _, args in h.got(c)]
+        assert [h.state.jobs[x].unique for x in handles] == [b"u%d" % i for i in range(n)]
+
+    asyncio.run(main())
+
+
+def test_a_delete_filed_before_a_batch_filled_up_goes_with_it_and_before_a_later_add_of_its_key():
+    async def main() -> None:
+        store = FakeStore()
+        h = _setup(store)
+        c = h.peer()
+        w = h.worker(b"f")
+        h.send(c, T.SUBMIT_JOB_BG, b"f", b"k", b"old")
+        await _settle()
+        h.got(c)
+        name, args = h.grab(w)
+        h.send(w, T.WORK_COMPLETE, args[0], b"")  # the delete of (k, f) is filed...
+        for i in range(MAX_BATCH + 1):
+            h.send(c, T.SUBMIT_JOB_BG, b"f", b"u%d" % i, b"d")  # ...then a full batch and one more job
+        h.send(c, T.SUBMIT_JOB_BG, b"f", b"k", b"new")  # and k again, in that next batch
+        for _ in range(5):
+            await _settle()
+        assert [len(batch) for batch in store.adds] == [1, MAX_BATCH, 2]
+        assert store.dones == [[(b"k", b"f")]]  # with the full batch, before the new add of k
+        assert store.rows[(b"k", b"f")].data == b"new"
+        assert len(store.rows) == MAX_BATCH + 2
+        assert [name for name, _ in h.got(c)] == ["JOB_CREATED"] * (MAX_BATCH + 2)
 
     asyncio.run(main())
 
@@ -364,6 +407,37 @@ def test_a_failed_delete_does_not_remove_a_job_added_again_meanwhile():
         await _until(lambda: len(store.adds) == 2)
         await asyncio.sleep(0.5)  # past the first retry
         assert [job.data for job in store.rows.values()] == [b"second"]
+
+    asyncio.run(main())
+
+
+def test_a_failed_delete_does_not_remove_a_job_added_again_into_a_full_batch_waiting_its_turn():
+    async def main() -> None:
+        store = FailingDoneStore(failures=1)
+        gate = asyncio.Event()
+        real_done = store.done
+
+        async def slow_done(keys):
+            await gate.wait()
+            await real_done(keys)
+
+        store.done = slow_done  # type: ignore[method-assign]
+        h = _setup(store)
+        c = h.peer()
+        w = h.worker(b"f")
+        h.send(c, T.SUBMIT_JOB_BG, b"f", b"u", b"first")
+        await _settle()
+        name, args = h.grab(w)
+        h.send(w, T.WORK_COMPLETE, args[0], b"")
+        await _settle()  # the delete is in flight, waiting on the gate
+        h.send(c, T.SUBMIT_JOB_BG, b"f", b"u", b"second")
+        for i in range(MAX_BATCH):  # the batch holding u fills up and waits in line
+            h.send(c, T.SUBMIT_JOB_BG, b"f", b"x%d" % i, b"d")
+        assert len(h.state.committer.full) == 1
+        gate.set()  # ...and now the delete fails
+        await _until(lambda: len(store.adds) == 3)
+        await asyncio.sleep(0.5)  # past the first retry
+        assert store.rows[(b"u", b"f")].data == b"second"
 
     asyncio.run(main())
 
