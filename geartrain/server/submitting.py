@@ -196,26 +196,16 @@ class Submitting:
         joiners = self.pending_holds
         if error is None:
             now = self.now
-            ready = self.ready
+            enqueue = self._enqueue
             for job, record in zip(batch.jobs, batch.job_records, strict=True):
                 if job.state != PENDING:
                     continue
-                f = job.function
-                p = job.priority
-                f.delayed[p] -= 1
+                job.function.delayed[job.priority] -= 1
                 job.store_key = record.store_key
                 if job.reduce_when is not None and job.when > now:
                     self._delay(job)
-                    continue
-                # what _enqueue does, inline: a batch is a thousand jobs
-                job.state = QUEUED
-                job.queued_at = now
-                f.queues[p].append(job)
-                if not f.queued[p]:
-                    ready[p][f] = None
-                f.queued[p] += 1
-                if f.sleepers or self.wide_sleepers:
-                    self._wake(f, self.worker_wakeup)
+                else:
+                    enqueue(job)
             for peer, hold in batch.holds:
                 self._resolve(peer, hold, created(hold.jobs))
             if joiners:
