@@ -102,8 +102,11 @@ class _Protocol(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        handler = self.handler
         link = self.link
+        fast = link.fast
+        if fast is not None and not self.parser._chunks and fast(data):
+            return  # the owner handled the read whole (and wrote its replies)
+        handler = self.handler
         link._rx = True  # packets queued while handling these go out in one write at the end, not a loop turn later
         try:
             for ptype, args in self.parser.feed(data):
@@ -137,7 +140,7 @@ class Link:
 
     __slots__ = ("address", "host", "port", "ssl", "connect_timeout", "handler", "on_lost", "backoff",
                  "retry_at", "max_packet_size", "_proto", "_buf", "_flush_scheduled", "_connecting", "_loop",
-                 "last_error", "on_up", "_rx", "after_read")
+                 "last_error", "on_up", "_rx", "after_read", "fast")
 
     def __init__(
         self,
@@ -171,6 +174,10 @@ class Link:
         #: called after each read's packets were handled (and the replies to them written); returns how long
         #: to wait before reading again (0: at once). AsyncClient.run sets it to batch its replies.
         self.after_read: Callable[[], float] | None = None
+        #: called first with each read's bytes while nothing is buffered; returns True when it handled them all
+        #: (every packet, its replies written), False to leave them to the parser and handler. The worker's fast
+        #: path for a read that is one JOB_ASSIGN_UNIQ.
+        self.fast: Callable[[bytes], bool] | None = None
 
     def __repr__(self) -> str:
         return f"<Link {self.address} {'up' if self.up else 'down'}>"

@@ -31,7 +31,7 @@ from typing import Any
 from .codecs import BYTES, Codec
 from .errors import WorkFailed
 from .protocol import pack_req
-from .protocol.packets import T
+from .protocol.packets import REQ, RES, T
 from .transport import Backoff, Link, new_event_loop, normalize_servers
 
 __all__ = ["AsyncWorker", "WorkFailed", "Worker", "WorkerJob"]
@@ -44,6 +44,9 @@ _ASSIGN = {int(T.JOB_ASSIGN), int(T.JOB_ASSIGN_UNIQ), int(T.JOB_ASSIGN_ALL)}
 _NOOP, _NO_JOB, _ERROR = int(T.NOOP), int(T.NO_JOB), int(T.ERROR)
 _JOB_ASSIGN, _JOB_ASSIGN_UNIQ = int(T.JOB_ASSIGN), int(T.JOB_ASSIGN_UNIQ)
 _WORK_COMPLETE = int(T.WORK_COMPLETE)
+#: the first 8 bytes of a JOB_ASSIGN_UNIQ, and of a WORK_COMPLETE we send (the fast path builds both by hand)
+_ASSIGN_UNIQ_HEAD = RES + _JOB_ASSIGN_UNIQ.to_bytes(4, "big")
+_COMPLETE_HEAD = REQ + _WORK_COMPLETE.to_bytes(4, "big")
 
 Handler = Callable[["WorkerJob"], Any] | Callable[["WorkerJob"], Awaitable[Any]]
 
@@ -56,8 +59,7 @@ class WorkerJob:
     """A job given to this worker: ``data`` (decoded by the worker's codec), ``raw``, ``unique``, ``handle``,
     ``function``; ``send_status``, ``send_data``, ``send_warning`` report progress; ``fail()`` fails it."""
 
-    __slots__ = ("handle", "function", "unique", "raw", "data", "server", "_ws", "_gen", "_loop", "_finished",
-                 "_failed")
+    __slots__ = ("handle", "function", "unique", "raw", "data", "_ws", "_gen", "_finished")
 
     def __init__(self, ws: _WServer, handle: bytes, function: bytes, unique: bytes | None, raw: bytes,
                  codec: Codec) -> None:
@@ -66,18 +68,20 @@ class WorkerJob:
         self.unique = unique or None
         self.raw = raw
         self.data = codec.decode(raw) if codec is not BYTES else raw
-        self.server = ws.link.address
         self._ws = ws
         self._gen = ws.generation
-        self._loop = ws.worker._loop
         self._finished = False
-        self._failed = False
+
+    @property
+    def server(self) -> str:
+        """The address of the job server that gave this job."""
+        return self._ws.link.address
 
     def __repr__(self) -> str:
         return f"<WorkerJob {self.function!r} handle={self.handle!r} unique={self.unique!r}>"
 
     def _send(self, packet: bytes, now: bool = True) -> None:
-        loop = self._loop
+        loop = self._ws.worker._loop
         if loop is None or loop.is_closed():
             return
         if threading.get_ident() == self._ws.worker._thread_id:
@@ -101,7 +105,7 @@ class WorkerJob:
     def fail(self) -> None:
         """Fail the job now (WORK_FAIL); what the handler returns afterwards is ignored."""
         if not self._finished:
-            self._finished = self._failed = True
+            self._finished = True
             self._send(pack_req(T.WORK_FAIL, self.handle))
 
 
@@ -114,6 +118,7 @@ class _WServer:
         self.worker = worker
         self.link = Link(address, self.packet, self.lost, ssl=worker.ssl, connect_timeout=worker.connect_timeout,
                          backoff=Backoff(maximum=worker.max_backoff), on_up=self.up)
+        self.link.fast = self.fast
         self.grabs = 0
         self.sleeping = False
         self.empty = False
@@ -147,6 +152,67 @@ class _WServer:
             # gearmand (>= 1.1.19) reads the value as milliseconds
             return pack_req(T.CAN_DO_TIMEOUT, name, str(max(1000, int(timeout * 1000))).encode())
         return pack_req(T.CAN_DO, name)
+
+    def fast(self, data: bytes) -> bool:
+        """The hot path: a read that is exactly one JOB_ASSIGN_UNIQ for the grab we sent, of a function run inline.
+        Parse it by hand, run the handler, and write its WORK_COMPLETE and the next GRAB_JOB_UNIQ in one write.
+        False (nothing done): anything else, for the parser and packet()."""
+        if data[:8] != _ASSIGN_UNIQ_HEAD or self.empty or len(data) - 12 != int.from_bytes(data[8:12], "big"):
+            return False
+        w = self.worker
+        args = data[12:].split(b"\0", 3)
+        if len(args) != 4 or w._stopping or w._max_jobs is not None:
+            return False
+        handle, function, unique, raw = args
+        handler = w._inline.get(function)
+        if handler is None:
+            return False
+        self.grabs -= 1
+        w._grabs -= 1
+        w._started += 1
+        w._running += 1
+        job = WorkerJob(self, handle, function, unique, raw, w.codec)
+        link = self.link
+        try:
+            result = handler(job)
+        except BaseException as exc:  # noqa: BLE001 - reported to the client
+            self._finish_slow(job, None, exc)
+            if isinstance(exc, KeyboardInterrupt | SystemExit):
+                raise
+            return True
+        if job._finished or type(result) is not bytes or w.codec is not BYTES or w._stopping:
+            self._finish_slow(job, result, None)
+            return True
+        job._finished = True
+        w._running -= 1
+        w.jobs_done += 1
+        self.jobs_done += 1
+        size = (len(handle) + 1 + len(result)).to_bytes(4, "big")
+        buf = link._buf
+        if w._solo and not self.sleeping and not buf:
+            # one slot, one server: the slot this job held is the one free slot, so ask for the next job with it
+            self.grabs = 1
+            w._grabs = 1
+            link._proto.transport.write(b"".join((_COMPLETE_HEAD, size, handle, b"\0", result, _GRAB)))
+            return True
+        buf.append(b"".join((_COMPLETE_HEAD, size, handle, b"\0", result)))
+        link._rx = True
+        try:
+            w._pump()
+        finally:
+            link._rx = False
+        link._flush()
+        return True
+
+    def _finish_slow(self, job: WorkerJob, result: Any, exc: BaseException | None) -> None:
+        """The fast path's job ends the general way: its packets (and the next grab) in one write."""
+        link = self.link
+        link._rx = True
+        try:
+            self.worker._finish(job, result, exc)
+        finally:
+            link._rx = False
+        link._flush()
 
     def packet(self, ptype: int, args: tuple) -> None:
         w = self.worker
@@ -233,6 +299,10 @@ class AsyncWorker:
         self.max_backoff = max_backoff
         self.functions: dict[bytes, tuple[Handler, float | None]] = {}
         self._is_async: dict[bytes, bool] = {}
+        #: the plain-function handlers that run inline on the loop (no thread pool): the fast path's functions
+        self._inline: dict[bytes, Callable[[WorkerJob], Any]] = {}
+        #: one job at a time from one server: the fast path asks for the next job along with each result
+        self._solo = concurrency == 1 and len(self.addresses) == 1
         self.servers = [_WServer(self, a) for a in self.addresses]
         self.jobs_done = 0
         self._rr = 0
@@ -257,6 +327,10 @@ class AsyncWorker:
         name = _b(function)
         self.functions[name] = (handler, timeout)
         self._is_async[name] = inspect.iscoroutinefunction(handler)
+        if self._is_async[name] or self.threads:
+            self._inline.pop(name, None)
+        else:
+            self._inline[name] = handler
         for ws in self.servers:
             if ws.link.up:
                 ws.link.send(ws._can_do(name, timeout))
@@ -268,6 +342,7 @@ class AsyncWorker:
     def unregister(self, function: str | bytes) -> None:
         name = _b(function)
         self.functions.pop(name, None)
+        self._inline.pop(name, None)
         for ws in self.servers:
             if ws.link.up:
                 ws.link.send(pack_req(T.CANT_DO, name))

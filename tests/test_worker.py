@@ -263,3 +263,130 @@ def test_registration_packets_on_connect():
     assert link.sent == [pack_req(T.SET_CLIENT_ID, b"w-1"), pack_req(T.CAN_DO, b"plain"),
                          pack_req(T.CAN_DO_TIMEOUT, b"timed", b"1500"),  # milliseconds, as gearmand >= 1.1.19 reads
                          pack_req(T.GRAB_JOB_UNIQ)]
+
+
+class FakeTransport:
+    """What a Link's protocol writes to: records every write."""
+
+    def __init__(self):
+        self.writes = []
+
+    def write(self, data):
+        self.writes.append(bytes(data))
+
+    def is_closing(self):
+        return False
+
+    def close(self):
+        pass
+
+
+class StubLoop:
+    def is_closed(self):
+        return False
+
+
+def wired_worker(handlers, **kwargs):
+    """An AsyncWorker whose one Link is up on a FakeTransport, its registration already written; (worker, proto)."""
+    from geartrain.transport import _Protocol
+
+    worker = AsyncWorker("fake:4730", **kwargs)
+    for name, handler in handlers.items():
+        worker.register(name, handler)
+    worker._max_jobs = None
+    worker._loop = StubLoop()  # what WorkerJob.send_* look at: open, and this thread is the loop's
+    worker._thread_id = threading.get_ident()
+    ws = worker.servers[0]
+    link = ws.link
+    proto = _Protocol(link)
+    proto.connection_made(FakeTransport())
+    link._proto = proto
+    link._rx = True  # no loop here: the registration is flushed by hand below
+    ws.up(link)
+    link._rx = False
+    link._flush()
+    proto.transport.writes.clear()
+    return worker, proto
+
+
+def test_fast_path_answers_a_lone_assign_with_complete_and_grab_in_one_write():
+    from geartrain.protocol import pack_req, pack_res
+    from geartrain.protocol.packets import T
+
+    seen = []
+
+    def echo(job):
+        seen.append((job.handle, job.function, job.unique, job.data, job.server))
+        return job.raw
+
+    worker, proto = wired_worker({"echo": echo})
+    for i in range(3):
+        proto.data_received(pack_res(T.JOB_ASSIGN_UNIQ, b"H:%d" % i, b"echo", b"u" if i else b"", b"x\0y%d" % i))
+    assert proto.transport.writes == [pack_req(T.WORK_COMPLETE, b"H:%d" % i, b"x\0y%d" % i) + pack_req(T.GRAB_JOB_UNIQ)
+                                      for i in range(3)]
+    assert seen[0] == (b"H:0", b"echo", None, b"x\0y0", "fake:4730") and seen[1][2] == b"u"
+    assert worker.jobs_done == 3 and worker._running == 0 and worker._grabs == 1
+
+
+def test_fast_path_failures_results_and_progress_as_the_general_path():
+    from geartrain.codecs import JSON
+    from geartrain.errors import WorkFailed
+    from geartrain.protocol import pack_req, pack_res
+    from geartrain.protocol.packets import T
+
+    def boom(job):
+        raise ValueError("bad")
+
+    def refuse(job):
+        raise WorkFailed("no")
+
+    def chatty(job):
+        job.send_data(b"part")
+        job.send_status(1, 2)
+        return b"whole"
+
+    def quitter(job):
+        job.fail()
+        return b"ignored"
+
+    grab = pack_req(T.GRAB_JOB_UNIQ)
+    worker, proto = wired_worker({"boom": boom, "refuse": refuse, "chatty": chatty, "quitter": quitter})
+    out = proto.transport.writes
+
+    def assign(function):
+        out.clear()
+        proto.data_received(pack_res(T.JOB_ASSIGN_UNIQ, b"H:1", function, b"", b"in"))
+        return b"".join(out)
+
+    assert assign(b"boom") == (pack_req(T.WORK_EXCEPTION, b"H:1", b"ValueError: bad") + pack_req(T.WORK_FAIL, b"H:1")
+                               + grab)
+    assert assign(b"refuse") == pack_req(T.WORK_FAIL, b"H:1") + grab
+    assert assign(b"chatty") == (pack_req(T.WORK_DATA, b"H:1", b"part") + pack_req(T.WORK_STATUS, b"H:1", b"1", b"2")
+                                 + pack_req(T.WORK_COMPLETE, b"H:1", b"whole") + grab)
+    assert assign(b"quitter") == pack_req(T.WORK_FAIL, b"H:1") + grab
+    # not registered: the general path refuses it
+    assert assign(b"other") == pack_req(T.WORK_FAIL, b"H:1") + grab
+    assert worker._running == 0 and worker._grabs == 1
+
+    jworker, jproto = wired_worker({"sum": lambda job: sum(job.data)}, codec=JSON)
+    jproto.data_received(pack_res(T.JOB_ASSIGN_UNIQ, b"H:2", b"sum", b"", b"[1, 2]"))
+    assert b"".join(jproto.transport.writes) == pack_req(T.WORK_COMPLETE, b"H:2", b"3") + grab
+
+
+def test_fast_path_leaves_other_reads_to_the_parser():
+    """Two assigns in one read, an assign split over two reads, and concurrency 2: same packets as ever."""
+    from geartrain.protocol import pack_req, pack_res
+    from geartrain.protocol.packets import T
+
+    grab = pack_req(T.GRAB_JOB_UNIQ)
+    done = [pack_req(T.WORK_COMPLETE, b"H:%d" % i, b"d%d" % i) for i in range(3)]
+    assigns = [pack_res(T.JOB_ASSIGN_UNIQ, b"H:%d" % i, b"echo", b"", b"d%d" % i) for i in range(3)]
+    worker, proto = wired_worker({"echo": lambda job: job.raw}, concurrency=2, threads=False)
+    assert worker._grabs == 2  # sent on connect
+    proto.data_received(assigns[0] + assigns[1])
+    assert b"".join(proto.transport.writes) == done[0] + grab + done[1] + grab
+    proto.transport.writes.clear()
+    proto.data_received(assigns[2][:7])
+    proto.data_received(assigns[2][7:])
+    assert b"".join(proto.transport.writes) == done[2] + grab
+    assert worker.jobs_done == 3 and worker._grabs == 2
