@@ -25,8 +25,9 @@ def summarize(results: dict) -> None:
         a, b = ours.get("median", {}).get(metric), ref.get("median", {}).get(metric)
         case["ratio"] = a / b if a is not None and b else None
         case["met"] = None
-        if case["ratio"] is not None:
-            case["met"] = case["ratio"] <= 1.0 if case["goal"].startswith("<=") else case["ratio"] >= 1.0
+        if case["ratio"] is not None and case["goal"][:2] in ("<=", ">="):
+            bound = float(case["goal"].split()[1])
+            case["met"] = case["ratio"] <= bound if case["goal"].startswith("<=") else case["ratio"] >= bound
         if metric == "p50_us":
             pa, pb = ours.get("median", {}).get("p99_us"), ref.get("median", {}).get("p99_us")
             case["ratio_p99"] = pa / pb if pa is not None and pb else None
@@ -47,7 +48,11 @@ def summarize(results: dict) -> None:
         for case in results["cases"]:
             if case["id"].startswith("9-") and case is not memory:
                 rate = case["sides"][0].get("median", {}).get("rate")
-                case["sides"][0]["vs_memory"] = rate / base if rate and base else None
+                share = case["sides"][0]["vs_memory"] = rate / base if rate and base else None
+                if "9-memory" not in case["goal"]:
+                    case["goal"] += " and >= 0.5 x 9-memory"
+                if case["met"] is not None:
+                    case["met"] = case["met"] and share is not None and share >= 0.5
 
 
 def fmt_value(side: dict, metric: str) -> str:
