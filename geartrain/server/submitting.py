@@ -240,7 +240,6 @@ class Submitting:
             self._resolve(peer, hold, error_packet(ErrorCode.QUEUE_ERROR, error.encode(errors="replace")[:1024]))
 
 
-_CREATED = pack_res(JOB_CREATED, b"")[:8]  # JOB_CREATED's magic and type
 _SIZE = struct.Struct(">I").pack
 
 
@@ -255,7 +254,7 @@ def created(jobs: list[Job]) -> bytes:
         handle = job.handle
         if len(handle) != size:
             size = len(handle)
-            head = _CREATED + _SIZE(size)
+            head = JOB_CREATED_HEAD + _SIZE(size)
         put(head)
         put(handle)
     return b"".join(parts)
