@@ -92,12 +92,7 @@ class GroupCommit:
 
     def add_job(self, job: Any, record: StoredJob) -> Batch:
         """File a new job's record; the batch it goes in (answered by on_jobs) is returned."""
-        if self.dones or self.failed:
-            self._supersede(record.key)
-        batch = self.filling
-        if len(batch.records) >= MAX_BATCH:
-            batch = self._seal()
-        batch.records.append(record)
+        batch = self._file(record)
         batch.jobs.append(job)
         batch.job_records.append(record)
         if not self.scheduled:
@@ -106,14 +101,18 @@ class GroupCommit:
 
     def add(self, record: StoredJob, callback: Callback) -> None:
         """File a record whose CALLBACK is called with the outcome of its batch."""
+        self._file(record).callbacks.append(callback)
+        self._kick()
+
+    def _file(self, record: StoredJob) -> Batch:
+        """Put RECORD in the batch being filled (sealing it first when full) and return that batch."""
         if self.dones or self.failed:
             self._supersede(record.key)
         batch = self.filling
         if len(batch.records) >= MAX_BATCH:
             batch = self._seal()
         batch.records.append(record)
-        batch.callbacks.append(callback)
-        self._kick()
+        return batch
 
     def done(self, key: Key) -> None:
         self.dones[key] = None
