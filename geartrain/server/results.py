@@ -84,8 +84,10 @@ class Results:
         if clients:
             result = args[1]
             if len(result) >= BIG_PART:  # a big result goes out as its own part: written, never copied
-                self._send_all(clients, job, (b"".join((WORK_COMPLETE_HEAD, (len(handle) + 1 + len(result)).to_bytes(
-                    4, "big"), handle, NUL)), result))
+                head = b"".join((WORK_COMPLETE_HEAD, (len(handle) + 1 + len(result)).to_bytes(4, "big"), handle, NUL))
+                for client in clients:
+                    self.send_parts(client, head, result)
+                    client.client_jobs.pop(job, None)
             else:
                 packet = b"".join((WORK_COMPLETE_HEAD, (len(handle) + 1 + len(result)).to_bytes(4, "big"), handle,
                                    NUL, result))
@@ -102,16 +104,6 @@ class Results:
             self._forget(job)
         elif self.jobs.get(handle) is job:
             del self.jobs[handle]
-
-    def _send_all(self, clients: list[Peer], job: Job, parts: tuple[bytes, ...]) -> None:
-        """Queue the final packet made of PARTS for every client in CLIENTS, which no longer wait for JOB."""
-        for client in clients:
-            if not client.closed:
-                if not client.out:
-                    self.dirty.append(client)
-                client.out.extend(parts)
-                client.big = True
-            client.client_jobs.pop(job, None)
 
     def _end_run(self, peer: Peer, handle: bytes, not_found: bytes = JOB_NOT_FOUND) -> Job | None:
         """Take the job HANDLE off PEER after its final result (fail, exception) and record its run time;

@@ -227,22 +227,7 @@ class Workers:
             if not peer.noop_sent:
                 self._unsleep(peer)
             peer.noop_sent = False
-        funcs = peer.funcs
-        if len(funcs) == 1 and not self.draining:
-            # the common worker, inline: one function, its first runnable job by priority
-            f = funcs[0]
-            q = f.queued
-            p = 0 if q[0] else 1 if q[1] else 2 if q[2] else -1
-            if p >= 0:
-                dq = f.queues[p]
-                job = dq.popleft()
-                while job.state != QUEUED:
-                    job = dq.popleft()
-                q[p] -= 1
-            else:
-                job = None
-        else:
-            job = self._take(peer) if not self.draining else None
+        job = self._take(peer) if not self.draining else None
         woken_for = peer.woken_for
         if woken_for is not None:
             peer.woken_for = None
@@ -285,12 +270,8 @@ class Workers:
             data = job.data
             size = (len(handle) + len(name) + len(unique) + len(data) + 3).to_bytes(4, "big")
             if len(data) >= BIG_PART:  # the payload goes out as its own part: written, never copied
-                if not peer.closed:
-                    if not peer.out:
-                        self.dirty.append(peer)
-                    peer.out.extend((b"".join((JOB_ASSIGN_UNIQ_HEAD, size, handle, NUL, name, NUL, unique, NUL)),
-                                     data))
-                    peer.big = True
+                self.send_parts(peer, b"".join((JOB_ASSIGN_UNIQ_HEAD, size, handle, NUL, name, NUL, unique, NUL)),
+                                data)
                 return
             packet = b"".join((JOB_ASSIGN_UNIQ_HEAD, size, handle, NUL, name, NUL, unique, NUL, data))
         if not peer.closed:

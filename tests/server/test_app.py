@@ -94,3 +94,34 @@ def test_busy_poll_keeps_the_loop_polling_until_its_window_ends():
     assert server.loop.soon == [] and not server.polling
     server.flush()  # nothing written: no new window
     assert not server.polling
+
+
+class PartsSink(Sink):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[list[bytes]] = []
+
+    def writelines(self, parts) -> None:
+        self.lines.append(list(parts))
+        self.data += b"".join(parts)
+
+
+def test_flush_hands_output_holding_a_big_payload_to_writelines_and_joins_the_rest():
+    from geartrain.protocol.packets import T
+    from geartrain.server.app import Options, Server
+    from geartrain.server.replies import BIG_PART
+
+    server = Server(Options(busy_poll=0.0))
+    server.loop = FakeLoop()
+    client = server.state.connect(7, "127.0.0.1")
+    client.transport = PartsSink()
+    dispatch = server.state.dispatch
+    dispatch[T.ECHO_REQ](client, (b"small",))
+    dispatch[T.ECHO_REQ](client, (b"again",))
+    server.flush()
+    assert client.transport.lines == [] and client.transport.data.count(b"\0RES") == 2  # joined, one write
+    payload = b"p" * BIG_PART
+    server.state.send_parts(client, b"head", payload)
+    server.flush()
+    assert len(client.transport.lines) == 1 and client.transport.lines[0][1] is payload
+    assert not client.big and client.out == []

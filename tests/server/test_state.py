@@ -711,3 +711,18 @@ def test_histogram_slots_at_every_bound():
     assert f.wait_hist == expected
     assert f.run_hist == expected
     assert abs(f.wait_sum - sum(values)) < 1e-6 and abs(f.run_sum - sum(values)) < 1e-6
+
+
+def test_big_payloads_are_queued_as_parts_of_their_own_and_arrive_whole():
+    from geartrain.server.replies import BIG_PART
+
+    h = Harness()
+    c, w = h.peer(), h.worker(b"f")
+    data, result = bytes(range(256)) * (BIG_PART // 256 + 1), b"\x01\x00r" * BIG_PART
+    handle = h.submit(c, b"f", data, b"u1")
+    h.send(w, T.GRAB_JOB_UNIQ)
+    assert w.big and w.out[-1] is data  # the payload itself, not a copy in a joined packet
+    assert h.got(w) == [("JOB_ASSIGN_UNIQ", (handle, b"f", b"u1", data))]
+    h.send(w, T.WORK_COMPLETE, handle, result)
+    assert c.big and c.out[-1] is result
+    assert h.got(c) == [("WORK_COMPLETE", (handle, result))]
