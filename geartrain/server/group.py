@@ -138,12 +138,16 @@ class GroupCommit:
     def _seal(self) -> Batch:
         """The filling batch is full: it waits in line with the deletes filed meanwhile; a new one fills."""
         batch = self.filling
-        if self.dones:
-            batch.dones = list(self.dones)
-            self.dones = {}
+        self._take_dones(batch)
         self.full.append(batch)
         self.filling = Batch()
         return self.filling
+
+    def _take_dones(self, batch: Batch) -> None:
+        """The deletes filed so far go with BATCH, after its adds."""
+        if self.dones:
+            batch.dones = list(self.dones)
+            self.dones = {}
 
     def _start(self) -> None:
         self.scheduled = False
@@ -156,9 +160,7 @@ class GroupCommit:
             if not (batch or self.dones):
                 return
             self.filling = Batch()
-            if self.dones:
-                batch.dones = list(self.dones)
-                self.dones = {}
+            self._take_dones(batch)
         self.running = batch
         self._loop().create_task(self._run(batch))
 
