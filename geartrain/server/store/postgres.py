@@ -34,6 +34,7 @@ from .common import (
     job_from_row,
     last_wins,
     needs_generated_key,
+    plain_batch,
     sql_row,
 )
 
@@ -58,9 +59,14 @@ _COPY_TRAILER = b"\xff\xff"
 
 
 def _copy_plain(jobs: Sequence[StoredJob]) -> bytes | None:
-    """The common batch in binary COPY format in one pass: every job has a distinct plain ASCII unique
+    """The common batch in binary COPY format: every job has a distinct plain ASCII unique
     and nothing else to keep (no generated key, run-at time, reducer or schedule). None if not: then
     _rows and _copy_data handle the batch."""
+    if not plain_batch(jobs):  # a generated key, an extra record, or a key twice (the last add must win)
+        return None
+    joined = b"".join([job.unique for job in jobs])
+    if not joined.isascii() or b"\0" in joined:
+        return None
     parts = [_COPY_HEADER]
     add = parts.extend
     names: dict[bytes, bytes] = {}
@@ -72,17 +78,9 @@ def _copy_plain(jobs: Sequence[StoredJob]) -> bytes | None:
                 return None
             name = names[function] = _LENGTH(len(function)) + function
         unique = job.unique
-        if job.store_key or job.reducer or job.schedule or job.when or not unique or unique == b"-":
-            return None
         data = job.data
         add((_FIELDS_KEY(6, len(unique)), unique, name, _PRIORITY.get(job.priority) or _INT_FIELD(4, job.priority),
              _LENGTH(len(data)), data, _NOW_NO_EXTRA))
-    uniques = [job.unique for job in jobs]
-    joined = b"".join(uniques)
-    if not joined.isascii() or b"\0" in joined:
-        return None
-    if len(set(uniques) if len(names) == 1 else {(job.unique, job.function) for job in jobs}) != len(jobs):
-        return None  # a key twice: the last add of it must win
     parts.append(_COPY_TRAILER)
     return b"".join(parts)
 
