@@ -161,14 +161,10 @@ class State(Submitting, Workers, Results, Timers):
     def send_parts(self, peer: Peer, head: bytes, payload: bytes) -> None:
         """Queue a packet whose big PAYLOAD follows HEAD as a part of its own: the connection layer hands
         the parts to writelines instead of copying the payload into one string."""
-        if peer.closed:
-            return
-        out = peer.out
-        if not out:
-            self.dirty.append(peer)
-        out.append(head)
-        out.append(payload)
-        peer.big = True
+        if not peer.closed:
+            self.send(peer, head)
+            peer.out.append(payload)
+            peer.big = True
 
     def _hold(self, peer: Peer) -> Hold:
         hold = Hold()
