@@ -26,7 +26,7 @@ from .errors import ConnectionLost, JobLost, NoServerAvailable, ServerError
 from .hashring import HashRing
 from .job import NORMAL, Job, JobEvent, JobStatus, Task, _int, priority_of
 from .protocol import pack_req
-from .protocol.packets import REQ, T, submit_type
+from .protocol.packets import T, submit_type
 from .transport import Backoff, Link, new_event_loop, normalize_servers
 
 __all__ = ["AsyncClient", "Client", "Job", "JobEvent", "JobStatus", "Task"]
@@ -40,9 +40,8 @@ _OPT_EXCEPTIONS = pack_req(T.OPTION_REQ, b"exceptions")
 _WORK_COMPLETE = int(T.WORK_COMPLETE)
 #: AsyncClient.run batches replies (its linger) only with at least this many jobs in flight
 _LINGER_WINDOW = 64
-#: _SUBMIT_HEAD[priority][background] -> the magic and type of the submit packet (its first 8 bytes)
-_SUBMIT_HEAD = tuple(tuple(REQ + int(submit_type(p, bg)).to_bytes(4, "big") for bg in (False, True))
-                     for p in range(3))
+#: _SUBMIT[priority][background] -> the submit packet's type
+_SUBMIT = tuple((int(submit_type(p, False)), int(submit_type(p, True))) for p in range(3))
 
 
 def _b(value: str | bytes) -> bytes:
@@ -79,9 +78,8 @@ class _Server:
         job._tried += 1
         if job.when is not None:
             pkt = pack_req(T.SUBMIT_JOB_EPOCH, job.function, job.unique or b"", str(job.when).encode(), job.data)
-        else:  # pack_req inlined: this runs once per job
-            body = b"\0".join((job.function, job.unique or b"", job.data))
-            pkt = b"".join((_SUBMIT_HEAD[job.priority][job.background], len(body).to_bytes(4, "big"), body))
+        else:
+            pkt = pack_req(_SUBMIT[job.priority][job.background], job.function, job.unique or b"", job.data)
         self.link.send(pkt)
 
     def packet(self, ptype: int, args: tuple) -> None:
