@@ -65,9 +65,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     net.add_argument("--http-listen", default=None, metavar="ADDRESS",
                      help="address of the HTTP listener (default: the same as --listen)")
     net.add_argument("--busy-poll", type=float, default=50.0, metavar="MICROSECONDS",
-                     help="after writing while it holds at most 4 jobs, keep polling the sockets this long instead "
-                          "of sleeping, so a reply that comes back at once skips a sleep and a wake-up: lower latency "
-                          "one job at a time, for up to that much CPU per reply (default 50, 0: off)")
+                     help="after each write, keep polling the sockets this long instead of sleeping, so a reply "
+                          "that comes back at once skips a sleep and a wake-up: lower latency, and draining workers "
+                          "wait less, for up to that much CPU per write (default 50, 0: off)")
     net.add_argument("-f", "--file-descriptors", type=int, default=0, metavar="N",
                      help="raise the open-file limit to N")
 

@@ -33,10 +33,6 @@ from .store.base import MemoryStore, Store, StoreError
 
 log = logging.getLogger("geartrain.server")
 
-#: busy polling (Options.busy_poll) only while the server holds at most this many jobs: a few jobs in
-#: flight are latency-bound; with more there is always work and polling would take CPU from the workers
-BUSY_POLL_JOBS = 4
-
 #: gearmand's verbosity names -> logging levels (NOTICE sits between INFO and WARNING)
 NOTICE = 25
 logging.addLevelName(NOTICE, "NOTICE")
@@ -82,7 +78,7 @@ class Options:
     admin_loopback_only: bool = False  # state-changing admin commands only from loopback
     partial_timeout: float = 60.0  # seconds a partial packet or TLS handshake may take (slowloris); 0: no limit
     idle_timeout: float = 0.0  # seconds a connection that neither works nor waits may stay silent; 0: no limit
-    busy_poll: float = 50e-6  # seconds the loop keeps polling after writing while it holds few jobs; 0: never
+    busy_poll: float = 50e-6  # seconds the loop keeps polling after each write; 0: never
     store: Store = field(default_factory=MemoryStore)
 
 
@@ -374,7 +370,7 @@ class Server:
                         conn.check_hard_limit()
                 if peer.close_after and not peer.holds:
                     transport.close()
-            if self.busy_poll and len(state.jobs) <= BUSY_POLL_JOBS:
+            if self.busy_poll:
                 self.poll_until = time.perf_counter() + self.busy_poll
                 if not self.polling and self.loop is not None:
                     self.polling = True
