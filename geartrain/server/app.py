@@ -165,6 +165,8 @@ class Server:
             exceptions=options.exceptions,
             notice=lambda msg: log.log(NOTICE, "%s", msg),
             now=time.time(),
+            defer_no_job=True,  # flush and the busy poll answer the deferred grabs
+            grab_wait=options.busy_poll,  # while the server busy polls anyway
         )
         if options.acl is not None:  # no ACL: the hook stays None and costs nothing
             state.acl = options.acl.state_hook
@@ -327,6 +329,8 @@ class Server:
         """Write every connection's pending output with one write each, then re-arm the timer."""
         self.flush_scheduled = False
         state = self.state
+        if state.grabs:
+            state.retry_grabs(time.time())
         dirty = state.dirty
         if state.woken:  # wake-ups first
             dirty = state.woken + dirty
@@ -370,11 +374,11 @@ class Server:
                         conn.check_hard_limit()
                 if peer.close_after and not peer.holds:
                     transport.close()
-            if self.busy_poll:
-                self.poll_until = time.perf_counter() + self.busy_poll
-                if not self.polling and self.loop is not None:
-                    self.polling = True
-                    self.loop.call_soon(self._poll)
+        if self.busy_poll and (dirty or state.grabs):  # after a write, or while grabs wait for a job
+            self.poll_until = time.perf_counter() + self.busy_poll
+            if not self.polling and self.loop is not None:
+                self.polling = True
+                self.loop.call_soon(self._poll)
         if state.epoch_heap or state.timeout_heap or state.sched_heap:
             nxt = state.next_wakeup()
             if nxt is not None and (self.timer_at is None or nxt < self.timer_at):
@@ -384,10 +388,15 @@ class Server:
         """Busy poll: while a callback is queued the loop polls its sockets without sleeping, so a reply
         that comes back within --busy-poll of our last write is read without a sleep and a wake-up (tens
         of microseconds each on a virtual machine: the job waiting on that reply pays them)."""
+        state = self.state
         if time.perf_counter() < self.poll_until:
             self.loop.call_soon(self._poll)  # type: ignore[union-attr]
+            if state.grabs and state.retry_grabs(time.time()):  # a grab's wait is over: its NO_JOB goes out
+                self.schedule_flush()
         else:
             self.polling = False
+            if state.grabs and state.retry_grabs(float("inf")):  # polling stops: no grab waits any longer
+                self.schedule_flush()
 
     def arm_timer(self) -> None:
         if self.timer is not None:

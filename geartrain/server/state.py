@@ -69,6 +69,8 @@ class State(Submitting, Workers, Results, Timers):
         committer: Any = None,
         notice: Callable[[str], None] | None = None,
         now: float = 0.0,
+        defer_no_job: bool = False,
+        grab_wait: float = 0.0,
     ) -> None:
         self.prefix = (handle_prefix if handle_prefix is not None else default_handle_prefix()) + b":"
         self.job_retries = job_retries  # <= 0: unlimited (gearmand 1.1.20's default 0)
@@ -77,6 +79,12 @@ class State(Submitting, Workers, Results, Timers):
         self.committer = committer  # group.GroupCommit for a durable store, None for memory
         self.notice = notice or (lambda msg: None)  # log line for rare events (drops, timeouts)
         self.now = now
+        #: a grab that finds no job waits up to grab_wait seconds (at least to the end of the loop turn) for
+        #: one before it gets NO_JOB (Workers.retry_grabs, called by the server's flush and busy poll)
+        self.defer_no_job = defer_no_job
+        self.grab_wait = grab_wait
+        #: the deferred grabs: answer kind, worker, the place of its reply, when its wait is over
+        self.grabs: list[tuple[int, Peer, Hold, float]] = []
         self.functions: dict[bytes, Function] = {}
         self.jobs: dict[bytes, Job] = {}  # by handle: every job in the server (by unique: Function.uniques)
         # replies to submissions that joined a job still waiting for its store commit (the job's own

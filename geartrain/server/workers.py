@@ -13,7 +13,7 @@ from bisect import bisect_left
 
 from ..protocol.codec import pack_res
 from ..protocol.packets import HIGH, LOW, NORMAL
-from .jobs import QUEUED, RUNNING, TIME_BUCKETS, Function, Job, Peer
+from .jobs import QUEUED, RUNNING, TIME_BUCKETS, Function, Hold, Job, Peer
 from .replies import (
     BIG_PART,
     FIRST_BOUND,
@@ -235,8 +235,42 @@ class Workers:
                 # woken for F but took other work: pass F's wake-up on to another sleeper
                 self._wake(woken_for, 1)
         if job is None:
-            self.send(peer, NO_JOB)
+            if self.defer_no_job and not self.draining:
+                # answered by retry_grabs (a job, or NO_JOB once grab_wait is over), in its place among the replies
+                self.grabs.append((kind, peer, self._hold(peer), self.now + self.grab_wait))
+            else:
+                self.send(peer, NO_JOB)
             return
+        self._assign(kind, peer, job)
+
+    def retry_grabs(self, now: float) -> bool:
+        """Answer the deferred grabs that can be answered at time NOW; True if any was.
+
+        A job queued since the grab (a client's submit read in the same loop turn, or within grab_wait)
+        goes to the worker instead of NO_JOB, which would cost it a round trip of NO_JOB, PRE_SLEEP, NOOP
+        and GRAB before it got the job. A grab whose wait is over gets NO_JOB; so does a worker that sent
+        PRE_SLEEP after its grab, as it expects (PRE_SLEEP wakes it if there is work)."""
+        answered = False
+        waiting = []
+        for grab in self.grabs:
+            kind, peer, hold, until = grab
+            if peer.closed:
+                continue
+            job = None if peer.sleeping or self.draining else self._take(peer)
+            if job is not None:
+                self._assign(kind, peer, job, hold)
+            elif until <= now or peer.sleeping or self.draining:
+                self._resolve(peer, hold, NO_JOB)
+            else:
+                waiting.append(grab)
+                continue
+            answered = True
+        self.grabs = waiting
+        return answered
+
+    def _assign(self, kind: int, peer: Peer, job: Job, hold: Hold | None = None) -> None:
+        """Hand JOB to worker PEER: its records, its deadline (CAN_DO_TIMEOUT), and the JOB_ASSIGN* packet of
+        KIND queued for PEER (into HOLD, the place kept for a deferred grab's answer, if given)."""
         f = job.function
         job.state = RUNNING
         job.worker = peer
@@ -269,12 +303,14 @@ class Workers:
             unique = job.unique
             data = job.data
             size = (len(handle) + len(name) + len(unique) + len(data) + 3).to_bytes(4, "big")
-            if len(data) >= BIG_PART:  # the payload goes out as its own part: written, never copied
+            if len(data) >= BIG_PART and hold is None:  # the payload goes out as its own part: written, never copied
                 self.send_parts(peer, b"".join((JOB_ASSIGN_UNIQ_HEAD, size, handle, NUL, name, NUL, unique, NUL)),
                                 data)
                 return
             packet = b"".join((JOB_ASSIGN_UNIQ_HEAD, size, handle, NUL, name, NUL, unique, NUL, data))
-        if not peer.closed:
+        if hold is not None:
+            self._resolve(peer, hold, packet)
+        elif not peer.closed:
             out = peer.out
             if not out:
                 self.dirty.append(peer)

@@ -97,6 +97,53 @@ def test_busy_poll_keeps_the_loop_polling_until_its_window_ends():
     assert not server.polling
 
 
+def waiting_worker(busy_poll: float):
+    """A server whose one worker's grab found no job and waits (flushed once)."""
+    import time
+
+    from geartrain.protocol.packets import T
+    from geartrain.server.app import Options, Server
+
+    server = Server(Options(busy_poll=busy_poll))
+    server.loop = FakeLoop()
+    worker = server.state.connect(8, "127.0.0.1")
+    worker.transport = Sink()
+    server.state.now = time.time()
+    server.state.dispatch[T.CAN_DO](worker, (b"f",))
+    server.state.dispatch[T.GRAB_JOB_UNIQ](worker, ())
+    server.flush()
+    return server, worker
+
+
+def test_a_waiting_grab_gets_the_next_job_and_keeps_the_loop_polling_meanwhile():
+    from geartrain.protocol.packets import T
+
+    server, worker = waiting_worker(0.05)
+    assert worker.transport.data == b"" and server.polling  # no NO_JOB yet; the loop polls
+    client = server.state.connect(9, "127.0.0.1")
+    client.transport = Sink()
+    server.state.dispatch[T.SUBMIT_JOB](client, (b"f", b"", b"job"))
+    server.flush()
+    assert worker.transport.data.startswith(b"\0RES\0\0\0\x1f")  # JOB_ASSIGN_UNIQ, no NO_JOB before it
+    assert server.state.grabs == []
+
+
+def test_the_busy_poll_answers_no_job_when_polling_stops():
+    server, worker = waiting_worker(0.05)
+    server.loop.soon.clear()
+    server.poll_until = 0.0  # the poll window is over
+    server._poll()
+    assert not server.polling and server.state.grabs == []
+    assert server.loop.soon == [server.flush]
+    server.flush()
+    assert worker.transport.data == b"\0RES\0\0\0\x0a\0\0\0\0"  # NO_JOB
+
+
+def test_without_busy_poll_a_grab_waits_only_to_the_end_of_the_turn():
+    server, worker = waiting_worker(0.0)
+    assert worker.transport.data == b"\0RES\0\0\0\x0a\0\0\0\0" and not server.polling
+
+
 class PartsSink(Sink):
     def __init__(self) -> None:
         super().__init__()
