@@ -38,7 +38,7 @@ class Sizes:
     mib_inflight: int = 8
     mib_raw: int = 1_000
     idle: int = 10_000
-    lib: int = 30_000
+    lib: int = 60_000
     durable: int = 3_000
     durable_bursts: int = 5  # scenario 9 times this many bursts of `durable` jobs per run: the median burst counts
     timeout: float = 600.0
