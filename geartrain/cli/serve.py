@@ -67,7 +67,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     net.add_argument("--busy-poll", type=float, default=50.0, metavar="MICROSECONDS",
                      help="after each write, keep polling the sockets this long instead of sleeping, so a reply "
                           "that comes back at once skips a sleep and a wake-up: lower latency, and draining workers "
-                          "wait less, for up to that much CPU per write (default 50, 0: off)")
+                          "wait less, for up to that much CPU per write; a grab that finds no job waits that long for "
+                          "one before NO_JOB (default 50, 0: off)")
     net.add_argument("-f", "--file-descriptors", type=int, default=0, metavar="N",
                      help="raise the open-file limit to N")
 
