@@ -282,8 +282,14 @@ class FakeTransport:
 
 
 class StubLoop:
+    def __init__(self):
+        self.soon = []  # call_soon callbacks, recorded instead of run
+
     def is_closed(self):
         return False
+
+    def call_soon(self, callback, *args):
+        self.soon.append(callback)
 
 
 def wired_worker(handlers, **kwargs):
@@ -326,6 +332,27 @@ def test_fast_path_answers_a_lone_assign_with_complete_and_grab_in_one_write():
                                       for i in range(3)]
     assert seen[0] == (b"H:0", b"echo", None, b"x\0y0", "fake:4730") and seen[1][2] == b"u"
     assert worker.jobs_done == 3 and worker._running == 0 and worker._grabs == 1
+
+
+@pytest.mark.parametrize("busy_poll", [50e-6, 0.0])
+def test_fast_path_busy_polls_for_the_next_job_after_asking_for_it_unless_turned_off(busy_poll):
+    from geartrain.protocol import pack_res
+    from geartrain.protocol.packets import T
+
+    worker, proto = wired_worker({"echo": lambda job: job.raw}, busy_poll=busy_poll)
+    proto.data_received(pack_res(T.JOB_ASSIGN_UNIQ, b"H:1", b"echo", b"", b"x"))
+    proto.data_received(pack_res(T.JOB_ASSIGN_UNIQ, b"H:2", b"echo", b"", b"y"))
+    assert len(proto.transport.writes) == 2
+    loop = worker._loop
+    assert loop.soon == ([worker._poll] if busy_poll else [])  # one poll chain, not one per job
+    if busy_poll:
+        loop.soon.clear()
+        worker._poll()  # within the window: polls on
+        assert loop.soon == [worker._poll] and worker._polling
+        loop.soon.clear()
+        worker._poll_until = 0.0  # the window is over: the loop may sleep
+        worker._poll()
+        assert loop.soon == [] and not worker._polling
 
 
 def test_fast_path_failures_results_and_progress_as_the_general_path():
