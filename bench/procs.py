@@ -124,11 +124,19 @@ def last_json(text: str) -> dict:
     raise BenchError(f"no JSON result in output: {text[-500:]!r}")
 
 
-def run_json(cmd: list[str], timeout: float, what: str, env: dict | None = None) -> dict:
+def on_cpus(cpus: set[int] | None):
+    """A preexec_fn that keeps a child (and every thread it starts) on CPUS; None: leave it to the scheduler."""
+    if not cpus:
+        return None
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
+def run_json(cmd: list[str], timeout: float, what: str, env: dict | None = None,
+             cpus: set[int] | None = None) -> dict:
     """Run a load process to completion and return its JSON result line (BenchError if it failed)."""
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT,
-                              env={**os.environ, **(env or {})})
+                              env={**os.environ, **(env or {})}, preexec_fn=on_cpus(cpus))
     except subprocess.TimeoutExpired as exc:
         raise BenchError(f"{what} did not finish within {timeout}s: {' '.join(map(str, cmd))}") from exc
     try:
@@ -145,11 +153,12 @@ def run_json(cmd: list[str], timeout: float, what: str, env: dict | None = None)
 class Background:
     """A load process that runs beside the measured one (workers, idle connections); stop() ends it."""
 
-    def __init__(self, cmd: list[str], what: str, stdin_pipe: bool = False, env: dict | None = None) -> None:
+    def __init__(self, cmd: list[str], what: str, stdin_pipe: bool = False, env: dict | None = None,
+                 cpus: set[int] | None = None) -> None:
         self.what = what
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
                                      stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
-                                     env={**os.environ, **(env or {})})
+                                     env={**os.environ, **(env or {})}, preexec_fn=on_cpus(cpus))
 
     def read_line(self, timeout: float) -> dict:
         """Wait for the process's first JSON line on stdout (e.g. {"ready": N})."""

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from procs import ROOT, BenchError, NotAvailable, cpu_seconds, free_port, wait_port
+from procs import ROOT, BenchError, NotAvailable, cpu_seconds, free_port, on_cpus, wait_port
 
 GEARMAND = os.environ.get("GEARMAND", "/usr/sbin/gearmand")
 SIDES = ("geartrain", "gearmand")
@@ -68,8 +68,9 @@ def _tail(path: Path, n: int = 1200) -> str:
         return ""
 
 
-def start(kind: str, tmp: Path, queue: list[str] | None = None) -> Server:
-    """Start one server on a free loopback port. QUEUE: the durable-queue options for this kind."""
+def start(kind: str, tmp: Path, queue: list[str] | None = None, cpus: set[int] | None = None) -> Server:
+    """Start one server on a free loopback port. QUEUE: the durable-queue options for this kind; CPUS: the
+    CPUs it (every thread of it) may run on, None for any."""
     port = free_port()
     log = tmp / f"{kind}-{port}.log"
     errlog = tmp / f"{kind}-{port}.stderr"
@@ -86,7 +87,7 @@ def start(kind: str, tmp: Path, queue: list[str] | None = None) -> Server:
     else:
         raise ValueError(kind)
     with open(errlog, "wb") as err:
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, cwd=ROOT)
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, cwd=ROOT, preexec_fn=on_cpus(cpus))
     try:
         wait_port(port, proc)
     except BenchError:
