@@ -375,7 +375,7 @@ class AsyncClient:
         return out
 
     async def run(self, tasks: Iterable[Task], *, timeout: float | None = None, max_in_flight: int | None = None,
-                  on_done: Callable[[Task], None] | None = None, linger: float = 0.001) -> list[Task]:
+                  on_done: Callable[[Task], None] | None = None, linger: float = 0.0003) -> list[Task]:
         """Run every task concurrently (at most max_in_flight at a time); set each task's result or error.
 
         No coroutine, semaphore or future per task: a finished job's callback (run as its reply is read) submits
@@ -386,7 +386,8 @@ class AsyncClient:
         their follow-up submits written, in one batch (the server still has most of the window queued, so its
         workers stay busy). It costs a job up to ``linger`` of latency; in exchange one wake-up, read and write
         serve many jobs instead of one or two each. If jobs end so fast that 3/4 of the window ends during one
-        wait, waiting stops for a while. 0: read every reply as it comes.
+        wait, waiting stops for a while. 0: read every reply as it comes. (The default, 0.3 ms: 1 ms drained
+        the window of 100 jobs far enough to idle the workers, 66.8k jobs/s through gearmand against 74-76k.)
         """
         tasks = list(tasks)
         total = len(tasks)
