@@ -67,8 +67,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     net.add_argument("--busy-poll", type=float, default=50.0, metavar="MICROSECONDS",
                      help="after each write, keep polling the sockets this long instead of sleeping, so a reply "
                           "that comes back at once skips a sleep and a wake-up: lower latency, and draining workers "
-                          "wait less, for up to that much CPU per write; a grab that finds no job waits that long for "
-                          "one before NO_JOB (default 50, 0: off)")
+                          "wait less, for up to that much CPU per write (default 50, 0: off)")
+    net.add_argument("--grab-wait", type=float, default=150.0, metavar="MICROSECONDS",
+                     help="a worker's grab that finds no job waits this long for one, the loop polling meanwhile, "
+                          "before it gets NO_JOB: a job submitted just after it asked goes to it without its "
+                          "NO_JOB, PRE_SLEEP, NOOP, GRAB round trip (default 150; 0: to the end of the loop turn)")
     net.add_argument("-f", "--file-descriptors", type=int, default=0, metavar="N",
                      help="raise the open-file limit to N")
 
@@ -147,6 +150,7 @@ def options_from_args(args: argparse.Namespace):  # noqa: ANN201 - imported lazi
         http_listen=args.http_listen,
         hash_buckets=max(args.hashtable_buckets, 1),
         busy_poll=max(args.busy_poll, 0.0) / 1e6,
+        grab_wait=max(args.grab_wait, 0.0) / 1e6,
         **security_options(args),
         store=store_from_args(args),
     )

@@ -79,6 +79,7 @@ class Options:
     partial_timeout: float = 60.0  # seconds a partial packet or TLS handshake may take (slowloris); 0: no limit
     idle_timeout: float = 0.0  # seconds a connection that neither works nor waits may stay silent; 0: no limit
     busy_poll: float = 50e-6  # seconds the loop keeps polling after each write; 0: never
+    grab_wait: float = 150e-6  # seconds a grab that finds no job waits for one (polling); 0: to the turn's end
     store: Store = field(default_factory=MemoryStore)
 
 
@@ -166,7 +167,7 @@ class Server:
             notice=lambda msg: log.log(NOTICE, "%s", msg),
             now=time.time(),
             defer_no_job=True,  # flush and the busy poll answer the deferred grabs
-            grab_wait=options.busy_poll,  # while the server busy polls anyway
+            grab_wait=options.grab_wait,  # the loop polls while a grab waits
         )
         if options.acl is not None:  # no ACL: the hook stays None and costs nothing
             state.acl = options.acl.state_hook
@@ -374,7 +375,7 @@ class Server:
                         conn.check_hard_limit()
                 if peer.close_after and not peer.holds:
                     transport.close()
-        if self.busy_poll and (dirty or state.grabs):  # after a write, or while grabs wait for a job
+        if (self.busy_poll and dirty) or state.grabs:  # after a write, or while grabs wait for a job
             self.poll_until = time.perf_counter() + self.busy_poll
             if not self.polling and self.loop is not None:
                 self.polling = True
@@ -389,14 +390,12 @@ class Server:
         that comes back within --busy-poll of our last write is read without a sleep and a wake-up (tens
         of microseconds each on a virtual machine: the job waiting on that reply pays them)."""
         state = self.state
-        if time.perf_counter() < self.poll_until:
+        if state.grabs and state.retry_grabs(time.time()):  # a grab's wait is over: its NO_JOB goes out
+            self.schedule_flush()
+        if state.grabs or time.perf_counter() < self.poll_until:  # every grab's wait ends: this stops
             self.loop.call_soon(self._poll)  # type: ignore[union-attr]
-            if state.grabs and state.retry_grabs(time.time()):  # a grab's wait is over: its NO_JOB goes out
-                self.schedule_flush()
         else:
             self.polling = False
-            if state.grabs and state.retry_grabs(float("inf")):  # polling stops: no grab waits any longer
-                self.schedule_flush()
 
     def arm_timer(self) -> None:
         if self.timer is not None:

@@ -80,7 +80,7 @@ class State(Submitting, Workers, Results, Timers):
         self.notice = notice or (lambda msg: None)  # log line for rare events (drops, timeouts)
         self.now = now
         #: a grab that finds no job waits up to grab_wait seconds (at least to the end of the loop turn) for
-        #: one before it gets NO_JOB (Workers.retry_grabs, called by the server's flush and busy poll)
+        #: one before it gets NO_JOB (Workers.retry_grabs, called by the server's flush and poll)
         self.defer_no_job = defer_no_job
         self.grab_wait = grab_wait
         #: the deferred grabs: answer kind, worker, the place of its reply, when its wait is over

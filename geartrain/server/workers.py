@@ -4,7 +4,7 @@ A part of State (a mixin: every method works on the State's attributes). A grab 
 runnable job across the worker's functions, HIGH before NORMAL before LOW, round-robin among the
 functions; a worker with many functions is served from ``State.ready``. A queued job wakes one
 sleeper (``-w``); a wake-up a worker does not use is passed on. In the server a grab that finds no
-job waits for one (``State.grab_wait``, while the server busy polls) before it gets NO_JOB.
+job waits for one (``State.grab_wait``, --grab-wait, the loop polling) before it gets NO_JOB.
 """
 
 from __future__ import annotations

@@ -97,14 +97,14 @@ def test_busy_poll_keeps_the_loop_polling_until_its_window_ends():
     assert not server.polling
 
 
-def waiting_worker(busy_poll: float):
+def waiting_worker(grab_wait: float, busy_poll: float = 50e-6):
     """A server whose one worker's grab found no job and waits (flushed once)."""
     import time
 
     from geartrain.protocol.packets import T
     from geartrain.server.app import Options, Server
 
-    server = Server(Options(busy_poll=busy_poll))
+    server = Server(Options(busy_poll=busy_poll, grab_wait=grab_wait))
     server.loop = FakeLoop()
     worker = server.state.connect(8, "127.0.0.1")
     worker.transport = Sink()
@@ -128,20 +128,27 @@ def test_a_waiting_grab_gets_the_next_job_and_keeps_the_loop_polling_meanwhile()
     assert server.state.grabs == []
 
 
-def test_the_busy_poll_answers_no_job_when_polling_stops():
-    server, worker = waiting_worker(0.05)
+@pytest.mark.parametrize("busy_poll", [50e-6, 0.0])
+def test_the_poll_goes_on_while_a_grab_waits_and_answers_no_job_when_its_wait_is_over(busy_poll):
+    import time
+
+    server, worker = waiting_worker(0.05, busy_poll)
+    assert server.polling  # polling for the waiting grab, busy poll or not
     server.loop.soon.clear()
-    server.poll_until = 0.0  # the poll window is over
+    server.poll_until = 0.0  # any busy poll window is over, the grab's wait is not
     server._poll()
-    assert not server.polling and server.state.grabs == []
-    assert server.loop.soon == [server.flush]
+    assert server.loop.soon == [server._poll] and len(server.state.grabs) == 1 and worker.transport.data == b""
+    server.loop.soon.clear()
+    server.state.grabs[0] = (*server.state.grabs[0][:3], time.time() - 1)  # its wait is over
+    server._poll()
+    assert server.loop.soon == [server.flush] and not server.polling and server.state.grabs == []
     server.flush()
     assert worker.transport.data == b"\0RES\0\0\0\x0a\0\0\0\0"  # NO_JOB
 
 
-def test_without_busy_poll_a_grab_waits_only_to_the_end_of_the_turn():
+def test_without_grab_wait_a_grab_waits_only_to_the_end_of_the_turn():
     server, worker = waiting_worker(0.0)
-    assert worker.transport.data == b"\0RES\0\0\0\x0a\0\0\0\0" and not server.polling
+    assert worker.transport.data == b"\0RES\0\0\0\x0a\0\0\0\0" and server.state.grabs == []
 
 
 class PartsSink(Sink):

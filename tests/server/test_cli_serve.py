@@ -25,6 +25,8 @@ def test_defaults():
     assert o.busy_poll == 50e-6
     assert options_from_args(_parse("--busy-poll", "0")).busy_poll == 0.0
     assert options_from_args(_parse("--busy-poll", "200")).busy_poll == 200e-6
+    assert o.grab_wait == 150e-6
+    assert options_from_args(_parse("--grab-wait", "0")).grab_wait == 0.0
 
 
 def test_gearmand_spellings(monkeypatch):
