@@ -33,6 +33,7 @@ op = st.one_of(
     st.tuples(st.just("cancel"), st.integers(0, 40)),
     st.tuples(st.just("tick"), st.integers(0, 20)),
     st.tuples(st.just("status"), st.integers(0, 40)),
+    st.tuples(st.just("turn")),  # the end of a loop turn: the server answers the grabs it can (deferred grabs)
 )
 
 
@@ -75,9 +76,10 @@ def check(h: Harness) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(op, min_size=20, max_size=80), st.integers(0, 3), st.integers(0, 2))
-def test_random_sessions_keep_the_state_consistent(ops, retries, wakeup):
-    h = Harness(job_retries=retries, worker_wakeup=wakeup)
+@given(st.lists(op, min_size=20, max_size=80), st.integers(0, 3), st.integers(0, 2), st.booleans())
+def test_random_sessions_keep_the_state_consistent(ops, retries, wakeup, defer):
+    # defer: grabs that find no job wait (up to 5 s of the fake clock) as in the server, answered at "turn"s
+    h = Harness(job_retries=retries, worker_wakeup=wakeup, defer_no_job=defer, grab_wait=5.0)
     peers = [h.peer() for _ in range(3)]
     created: list[bytes] = []
 
@@ -129,8 +131,18 @@ def test_random_sessions_keep_the_state_consistent(ops, retries, wakeup):
             h.tick(step[1])
         elif kind == "status":
             h.send(peer(0), T.GET_STATUS, b"H:test:%d" % step[1])
+        elif kind == "turn":
+            h.state.retry_grabs(h.state.now)
         for p in peers:
             if not p.closed:
                 h.raw(p)
         created = list(h.state.jobs)
         check(h)
+    # every waiting grab gets its answer in the end, and nothing stays stuck behind one
+    h.state.retry_grabs(float("inf"))
+    check(h)
+    assert h.state.grabs == []
+    for p in peers:
+        if not p.closed:
+            h.raw(p)
+            assert p.out == [] and p.holds == 0, p.out
