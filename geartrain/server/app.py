@@ -166,7 +166,7 @@ class Server:
             exceptions=options.exceptions,
             notice=lambda msg: log.log(NOTICE, "%s", msg),
             now=time.time(),
-            defer_no_job=True,  # flush and the busy poll answer the deferred grabs
+            defer_no_job=True,  # flush and _poll answer the deferred grabs
             grab_wait=options.grab_wait,  # the loop polls while a grab waits
         )
         if options.acl is not None:  # no ACL: the hook stays None and costs nothing
@@ -388,7 +388,8 @@ class Server:
     def _poll(self) -> None:
         """Busy poll: while a callback is queued the loop polls its sockets without sleeping, so a reply
         that comes back within --busy-poll of our last write is read without a sleep and a wake-up (tens
-        of microseconds each on a virtual machine: the job waiting on that reply pays them)."""
+        of microseconds each on a virtual machine: the job waiting on that reply pays them). It also runs
+        while grabs wait for a job (--grab-wait), and answers each with NO_JOB when its wait is over."""
         state = self.state
         if state.grabs and state.retry_grabs(time.time()):  # a grab's wait is over: its NO_JOB goes out
             self.schedule_flush()
