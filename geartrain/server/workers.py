@@ -109,11 +109,11 @@ class Workers:
         for f in waiting:
             q = f.queued
             if q[0] or q[1] or q[2]:
-                # a job is waiting: do not let the worker sleep through it
+                # a job is waiting: do not let the worker sleep through it (and, if it was asleep already,
+                # take it off the sleepers: _noop does)
                 peer.woken_for = f
-                peer.noop_sent = True
                 peer.sleeping = True
-                self.send(peer, NOOP)
+                self._noop(peer)
                 return
         peer.sleeping = True
         peer.noop_sent = False

@@ -77,3 +77,16 @@ def test_without_deferral_no_job_is_immediate():
     worker = h.worker(b"f")
     assert h.grab(worker) == ("NO_JOB", ())
     assert h.state.grabs == []
+
+
+def test_pre_sleep_while_a_job_waits_wakes_the_worker_and_takes_it_off_the_sleepers():
+    h = Harness(now=NOW)  # -w 1: one sleeper woken per job
+    client, a, b = h.peer(), h.worker(b"f"), h.worker(b"f")
+    h.send(a, T.PRE_SLEEP)
+    h.send(b, T.PRE_SLEEP)
+    h.submit(client)
+    assert h.names(a) == ["NOOP"] and b in h.state.functions[b"f"].sleepers
+    h.send(b, T.PRE_SLEEP)  # again, with the job still queued: woken at once, and no longer a sleeper
+    assert h.names(b) == ["NOOP"] and b not in h.state.functions[b"f"].sleepers
+    h.submit(client)  # so the next job wakes nobody twice
+    assert h.got(b) == []
