@@ -330,7 +330,7 @@ class Server:
         """Write every connection's pending output with one write each, then re-arm the timer."""
         self.flush_scheduled = False
         state = self.state
-        if state.grabs:
+        if state.grabs or state.unwoken:
             state.retry_grabs(time.time())
         dirty = state.dirty
         if state.woken:  # wake-ups first

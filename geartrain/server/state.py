@@ -85,6 +85,8 @@ class State(Submitting, Workers, Results, Timers):
         self.grab_wait = grab_wait
         #: the deferred grabs: answer kind, worker, the place of its reply, when its wait is over
         self.grabs: list[tuple[int, Peer, Hold, float]] = []
+        #: jobs queued this turn without a NOOP, per function, because a waiting grab can take them
+        self.unwoken: dict[Function, int] = {}
         self.functions: dict[bytes, Function] = {}
         self.jobs: dict[bytes, Job] = {}  # by handle: every job in the server (by unique: Function.uniques)
         # replies to submissions that joined a job still waiting for its store commit (the job's own

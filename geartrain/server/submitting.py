@@ -178,7 +178,10 @@ class Submitting:
             self.ready[p][f] = None
         f.queued[p] += 1
         if f.sleepers or self.wide_sleepers:
-            self._wake(f, self.worker_wakeup)
+            if self.grabs and self._grab_will_take(f):
+                self.unwoken[f] = self.unwoken.get(f, 0) + 1  # retry_grabs wakes sleepers for what is left
+            else:
+                self._wake(f, self.worker_wakeup)
 
     @staticmethod
     def record(job: Job) -> StoredJob:

@@ -28,6 +28,9 @@ from .replies import (
     atoi,
 )
 
+#: with more grabs than this waiting, a queued job wakes sleepers as usual (no scan of the grabs for a taker)
+MANY_GRABS = 32
+
 #: CAN_DO_TIMEOUT values below this are seconds, values from it up are milliseconds.
 TIMEOUT_MS_FROM = 1000
 
@@ -253,6 +256,7 @@ class Workers:
         PRE_SLEEP after its grab, as it expects (PRE_SLEEP wakes it if there is work)."""
         answered = False
         waiting = []
+        unwoken = self.unwoken
         for grab in self.grabs:
             kind, peer, hold, until = grab
             if peer.closed:
@@ -267,7 +271,24 @@ class Workers:
                 continue
             answered = True
         self.grabs = waiting
+        if unwoken:
+            # the jobs queued without a wake-up that no grab took: wake sleepers for them now
+            self.unwoken = {}
+            for f, n in unwoken.items():
+                left = min(n, f.queued[0] + f.queued[1] + f.queued[2])
+                if left and (f.sleepers or self.wide_sleepers):
+                    self._wake(f, self.worker_wakeup * left)
+                    answered = True
         return answered
+
+    def _grab_will_take(self, f: Function) -> bool:
+        """Whether the waiting grabs that can take a job of F outnumber F's jobs already left to them (then a
+        newly queued job of F needs no wake-up: retry_grabs hands it out at the end of this turn)."""
+        grabs = self.grabs
+        if len(grabs) > MANY_GRABS:
+            return False  # not worth the scan: wake as usual
+        able = sum(1 for _, peer, _, _ in grabs if f in peer.timeouts and not peer.sleeping and not peer.closed)
+        return able > self.unwoken.get(f, 0)
 
     def _assign(self, kind: int, peer: Peer, job: Job, hold: Hold | None = None) -> None:
         """Hand JOB to worker PEER: its records, its deadline (CAN_DO_TIMEOUT), and the JOB_ASSIGN* packet of

@@ -146,3 +146,7 @@ def test_random_sessions_keep_the_state_consistent(ops, retries, wakeup, defer):
         if not p.closed:
             h.raw(p)
             assert p.out == [] and p.holds == 0, p.out
+    # no wake-up lost: a function with jobs to run and workers asleep for it has one of its workers woken
+    for f in h.state.functions.values():
+        if f.has_runnable() and f.sleepers:
+            assert any(p.noop_sent and f in p.timeouts for p in h.state.peers.values()), f

@@ -79,6 +79,48 @@ def test_without_deferral_no_job_is_immediate():
     assert h.state.grabs == []
 
 
+def test_a_job_a_waiting_grab_will_take_wakes_no_sleeper():
+    h = deferring()
+    client, waiting, sleeper = h.peer(), h.worker(b"f"), h.worker(b"f")
+    h.send(sleeper, T.PRE_SLEEP)
+    h.send(waiting, T.GRAB_JOB)
+    handle = h.submit(client)
+    h.state.retry_grabs(NOW)
+    assert h.got(waiting) == [("JOB_ASSIGN", (handle, b"f", b"x"))]
+    assert h.got(sleeper) == []  # not woken for a job it would not get
+    assert h.state.unwoken == {}
+
+
+def test_jobs_beyond_the_waiting_grabs_wake_sleepers_as_usual():
+    h = deferring()
+    client, waiting, sleeper = h.peer(), h.worker(b"f"), h.worker(b"f")
+    h.send(sleeper, T.PRE_SLEEP)
+    h.send(waiting, T.GRAB_JOB)
+    h.submit(client)
+    h.submit(client)  # one grab waits: the second job wakes the sleeper at once
+    assert h.names(sleeper) == ["NOOP"]
+    h.state.retry_grabs(NOW)
+    assert h.names(waiting) == ["JOB_ASSIGN"]
+    assert h.grab(sleeper)[0] == "JOB_ASSIGN"
+
+
+def test_a_job_the_waiting_grab_did_not_take_wakes_a_sleeper_then():
+    h = deferring()
+    client, waiting, sleeper, gone = h.peer(), h.worker(b"f", b"g"), h.worker(b"f"), h.worker(b"f")
+    h.send(sleeper, T.PRE_SLEEP)
+    h.send(waiting, T.GRAB_JOB)
+    h.send(gone, T.GRAB_JOB)
+    f_job = h.submit(client, b"f")
+    g_job = h.submit(client, b"g", ptype=T.SUBMIT_JOB_HIGH)
+    f_job2 = h.submit(client, b"f")  # two grabs wait that can do f: no wake-up yet
+    assert h.got(sleeper) == []
+    h.state.disconnect(gone)  # one of them goes away
+    h.state.retry_grabs(NOW)
+    assert h.got(waiting) == [("JOB_ASSIGN", (g_job, b"g", b"x"))]  # HIGH first: the f jobs are left
+    assert h.names(sleeper) == ["NOOP"]  # so the sleeper is woken for them now
+    assert h.grab(sleeper)[1][0] == f_job and f_job2 in h.state.jobs
+
+
 def test_pre_sleep_while_a_job_waits_wakes_the_worker_and_takes_it_off_the_sleepers():
     h = Harness(now=NOW)  # -w 1: one sleeper woken per job
     client, a, b = h.peer(), h.worker(b"f"), h.worker(b"f")
