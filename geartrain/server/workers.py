@@ -248,7 +248,8 @@ class Workers:
         self._assign(kind, peer, job)
 
     def retry_grabs(self, now: float) -> bool:
-        """Answer the deferred grabs that can be answered at time NOW; True if any was.
+        """Answer the deferred grabs that can be answered at time NOW, then wake sleepers for the jobs that
+        were queued without a wake-up (``unwoken``) and that no grab took; True if there is output.
 
         A job queued since the grab (a client's submit read in the same loop turn, or within grab_wait)
         goes to the worker instead of NO_JOB, which would cost it a round trip of NO_JOB, PRE_SLEEP, NOOP
