@@ -22,6 +22,7 @@ from .packets import (
     HEADER_SIZE,
     MAX_TYPE,
     NFIELDS,
+    OPTIONAL_TAIL,
     PACKETS,
     REQ,
     RES,
@@ -57,6 +58,9 @@ _ALLOWED = {REQ: _allowed(REQ), RES: _allowed(RES)}
 
 #: per packet type, on a stream of that magic: its number of arguments, or -1 if it may not arrive there
 _FIELDS = {m: tuple(NFIELDS[t] if ok and t else -1 for t, ok in enumerate(a)) for m, a in _ALLOWED.items()}
+
+#: per packet type: the values of the trailing fields a peer may leave out (packets.OPTIONAL_TAIL), or None
+_TAILS = tuple(OPTIONAL_TAIL.get(t) for t in range(MAX_TYPE + 1))
 
 #: packets smaller than this are split with one slice and bytes.split; bigger ones in place (one copy)
 SPLIT_MAX = 4096
@@ -215,10 +219,7 @@ class Parser:
             elif size < SPLIT_MAX:
                 # small packet: one slice, split at the first n-1 NULs (the last argument may hold NULs)
                 args = data[start:stop].split(b"\0", n - 1)
-                if len(args) == n:
-                    append((ptype, tuple(args)))
-                else:
-                    append((PARSE_ERROR, (ErrorCode.INVALID_PACKET, b"Packet has too few arguments")))
+                append((ptype, tuple(args)) if len(args) == n else _short(ptype, args))
             else:
                 # big packet: find the separators in place so the payload is copied once
                 args = []
@@ -233,7 +234,8 @@ class Parser:
                     args.append(data[i:stop])
                     append((ptype, tuple(args)))
                     continue
-                append((PARSE_ERROR, (ErrorCode.INVALID_PACKET, b"Packet has too few arguments")))
+                args.append(data[i:stop])
+                append(_short(ptype, args))
         return pos
 
     def _fatal(self, events: list[Event], code: bytes, text: bytes) -> int:
@@ -241,6 +243,16 @@ class Parser:
         self._chunks = []
         events.append((FATAL, (code, text)))
         return 0
+
+
+def _short(ptype: int, args: list[bytes]) -> Event:
+    """The event for a packet that split into fewer than its fields: the packet with its missing trailing
+    fields filled in, where the table lets a peer leave them out (OPTIONAL_TAIL), else a PARSE_ERROR."""
+    tail = _TAILS[ptype]
+    short = NFIELDS[ptype] - len(args)
+    if tail is not None and short <= len(tail):
+        return ptype, (*args, *tail[len(tail) - short:])
+    return PARSE_ERROR, (ErrorCode.INVALID_PACKET, b"Packet has too few arguments")
 
 
 def _prefixes(magic: bytes) -> tuple[bytes, ...]:

@@ -182,6 +182,20 @@ del _t, _f, _d, _doc
 #: NFIELDS[n]: how many arguments packet type n carries (0 for TEXT).
 NFIELDS: tuple[int, ...] = tuple(0 if p is None else p.nfields for p in PACKETS)
 
+#: Trailing fields a peer may leave out, per packet type, with the value taken for each one missing.
+#: Perl's Gearman::Worker sends a result, data, warning or exception that is false in Perl ("" or "0")
+#: as the bare handle, with no NUL, and its send_work_status sends only "handle\0numerator" (just the
+#: handle when the numerator is 0). gearmand 1.1.20 tolerates none of these: it looks for the missing NUL
+#: past the packet's end, which misframes the stream (the next packet is swallowed or the connection
+#: dropped), so the job's client waits until the worker disconnects. Here the job goes on as sent.
+OPTIONAL_TAIL: dict[int, tuple[bytes, ...]] = {
+    T.WORK_COMPLETE: (b"",),
+    T.WORK_DATA: (b"",),
+    T.WORK_WARNING: (b"",),
+    T.WORK_EXCEPTION: (b"",),
+    T.WORK_STATUS: (b"0", b"0"),
+}
+
 #: Submit packets: type -> (priority, background). Priority 0=HIGH, 1=NORMAL, 2=LOW (gearmand's enum).
 HIGH, NORMAL, LOW = 0, 1, 2
 SUBMIT_KINDS: dict[int, tuple[int, bool]] = {

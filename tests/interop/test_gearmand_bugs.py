@@ -10,7 +10,14 @@ Each test names the gearmand bug it steps around (all seen on the Debian gearman
   GET_STATUS_UNIQUE with it closes the connection;
 * an epoch job (SUBMIT_JOB_EPOCH) wakes the sleeping workers when it is submitted, too early (their
   GRAB_JOB gets NO_JOB), and nothing wakes them when its time comes (gearmand issue #101, fixed
-  upstream only in 2026).
+  upstream only in 2026);
+* a WORK_COMPLETE, WORK_DATA, WORK_WARNING or WORK_EXCEPTION that is the bare handle, without the NUL
+  and data (Perl's Gearman::Worker sends a result that is false in Perl, "" or "0", so), and a
+  WORK_STATUS short of its numerator or denominator (Perl's send_work_status): gearmand looks for the
+  missing NUL past the packet's end, so the worker's stream is misframed (its next packet swallowed,
+  or the connection dropped) and the job's client waits until the worker disconnects. geartrain takes
+  the missing data as empty and a missing numerator or denominator as 0 (protocol/packets.py,
+  OPTIONAL_TAIL).
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import pytest
 from geartrain.protocol import T
 
 from .conftest import run, wait_workers
-from .wire import connect
+from .wire import connect, raw_packet
 
 pytestmark = pytest.mark.interop
 
@@ -75,3 +82,39 @@ def test_an_epoch_job_wakes_a_sleeping_worker_when_its_time_comes(geartrain):
         assert time.time() >= when - 1
         w.send(T.GRAB_JOB)
         assert w.expect(T.JOB_ASSIGN) == (handle, b"later", b"on time")
+
+
+@pytest.mark.parametrize("ptype", [T.WORK_DATA, T.WORK_WARNING, T.WORK_EXCEPTION, T.WORK_COMPLETE])
+def test_a_result_sent_as_the_bare_handle_is_taken_as_empty(geartrain, ptype):
+    with connect(geartrain) as c, connect(geartrain) as w:
+        c.send(T.OPTION_REQ, b"exceptions")
+        c.expect(T.OPTION_RES)
+        w.send(T.CAN_DO, b"f")
+        handle = c.submit(T.SUBMIT_JOB, b"f", b"", b"x")
+        w.send(T.GRAB_JOB)
+        assert w.expect(T.JOB_ASSIGN)[0] == handle
+        w.send_raw(raw_packet(ptype, handle))  # gearmand: misframed, see the module docstring
+        assert c.expect(ptype) == (handle, b"")
+        if ptype in (T.WORK_DATA, T.WORK_WARNING):  # not final: the job is still the worker's
+            w.send_raw(raw_packet(T.WORK_COMPLETE, handle))
+            assert c.expect(T.WORK_COMPLETE) == (handle, b"")
+        w.send(T.ECHO_REQ, b"alive")  # no ERROR before it: the worker goes on
+        assert w.expect(T.ECHO_RES) == (b"alive",)
+
+
+@pytest.mark.parametrize(("payload", "status"), [
+    (b"", (b"0", b"0")),  # Perl's send_work_status with a numerator of 0: the bare handle
+    (b"\x003", (b"3", b"0")),  # Perl's send_work_status drops the denominator
+])
+def test_a_work_status_short_of_its_numbers_reads_them_as_0(geartrain, payload, status):
+    with connect(geartrain) as c, connect(geartrain) as w:
+        w.send(T.CAN_DO, b"f")
+        handle = c.submit(T.SUBMIT_JOB, b"f", b"", b"x")
+        w.send(T.GRAB_JOB)
+        w.expect(T.JOB_ASSIGN)
+        w.send_raw(raw_packet(T.WORK_STATUS, handle + payload))
+        assert c.expect(T.WORK_STATUS) == (handle, *status)
+        c.send(T.GET_STATUS, handle)
+        assert c.expect(T.STATUS_RES) == (handle, b"1", b"1", *status)
+        w.send(T.WORK_COMPLETE, handle, b"done")
+        assert c.expect(T.WORK_COMPLETE) == (handle, b"done")

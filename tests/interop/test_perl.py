@@ -74,3 +74,22 @@ def test_perl_client_with_c_worker(any_server, perl_gearman, background, c_progr
     background([str(c_programs["gt_worker"]), "-p", str(any_server.port), "-f", "rev"])
     wait_workers(any_server, b"rev")
     assert client(perl_gearman, any_server, "do", "rev", "from perl to C") == [b"RESULT C ot lrep morf"]
+
+
+@pytest.mark.parametrize("func", ["zero", "empty"])
+def test_a_worker_returning_a_false_result_completes_and_goes_on(geartrain, perl_gearman, background, func):
+    # Gearman::Worker sends "0" and "" as the bare handle; against gearmand 1.1.20 the client waits until the
+    # worker disconnects (tests/interop/test_gearmand_bugs.py), here the job completes with an empty result
+    w = worker(perl_gearman, geartrain, background, 0, func, "rev")
+    wait_workers(geartrain, b"rev")
+    for i in range(3):
+        assert client(perl_gearman, geartrain, "do", func, f"x{i}") == [b"RESULT "]
+    assert client(perl_gearman, geartrain, "do", "rev", "still here") == [b"RESULT ereh llits"]
+    assert w.proc.poll() is None  # the worker lives on
+
+
+def test_false_data_status_and_warning_reach_the_client(geartrain, perl_gearman, background):
+    worker(perl_gearman, geartrain, background, 0, "falsy")
+    wait_workers(geartrain, b"falsy")
+    assert client(perl_gearman, geartrain, "events", "falsy", "x") == [
+        b"DATA ", b"STATUS 0/0", b"STATUS 1/0", b"WARNING ", b"COMPLETE "]

@@ -21,6 +21,11 @@ Packet = tuple[int, tuple[bytes, ...]]
 REPLY_TIMEOUT = 10.0
 
 
+def raw_packet(ptype: int, payload: bytes) -> bytes:
+    """A request packet of PTYPE around PAYLOAD as given: unlike pack_req, no NULs are added between fields."""
+    return b"\0REQ" + int(ptype).to_bytes(4, "big") + len(payload).to_bytes(4, "big") + payload
+
+
 class WireError(AssertionError):
     """The server did not answer as a Gearman server must (timeout, garbage, closed)."""
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from geartrain.protocol import FATAL, PACKETS, PARSE_ERROR, REQ, RES, TEXT, Parser, T, pack, pack_req
+from geartrain.protocol.codec import SPLIT_MAX
 from geartrain.protocol.packets import Direction
 
 SPECS = [p for p in PACKETS if p is not None]
@@ -88,6 +90,41 @@ def test_unknown_type_and_missing_nuls():
     events = p.feed(bad_type + missing + pack_req(T.ECHO_REQ, b"z"))
     assert [e[1][0] for e in events[:2]] == [b"INVALID_COMMAND", b"INVALID_PACKET"]
     assert events[2] == (T.ECHO_REQ, (b"z",))
+
+
+def _raw(ptype: int, payload: bytes) -> bytes:
+    return b"\0REQ" + int(ptype).to_bytes(4, "big") + len(payload).to_bytes(4, "big") + payload
+
+
+@pytest.mark.parametrize("ptype", [T.WORK_COMPLETE, T.WORK_DATA, T.WORK_WARNING, T.WORK_EXCEPTION])
+@pytest.mark.parametrize("pad", [0, SPLIT_MAX], ids=["small", "big"])
+def test_a_result_sent_as_the_bare_handle_has_empty_data(ptype, pad):
+    # Perl's Gearman::Worker sends a false result ("" or "0") as the handle alone, without its NUL
+    handle = b"H:x:" + b"1" * pad
+    events = Parser().feed(_raw(ptype, handle) + pack_req(T.ECHO_REQ, b"z"))
+    assert events == [(ptype, (handle, b"")), (T.ECHO_REQ, (b"z",))]
+
+
+@pytest.mark.parametrize(("payload", "args"), [
+    (b"H:x:1", (b"H:x:1", b"0", b"0")),  # Perl's send_work_status with a numerator of 0
+    (b"H:x:1\x003", (b"H:x:1", b"3", b"0")),  # Perl's send_work_status drops the denominator
+    (b"H:x:1\x003\x0010", (b"H:x:1", b"3", b"10")),
+])
+def test_work_status_missing_its_tail(payload, args):
+    assert Parser().feed(_raw(T.WORK_STATUS, payload)) == [(T.WORK_STATUS, args)]
+
+
+@pytest.mark.parametrize(("ptype", "payload"), [
+    (T.SUBMIT_JOB, b"func"), (T.SUBMIT_JOB, b"func\x00uniq"), (T.CAN_DO_TIMEOUT, b"func"),
+    (T.JOB_ASSIGN, b"H:1"),
+])
+def test_other_packets_short_of_fields_are_errors(ptype, payload):
+    parser = Parser(RES if ptype == T.JOB_ASSIGN else REQ)
+    raw = _raw(ptype, payload)
+    if ptype == T.JOB_ASSIGN:
+        raw = RES + raw[4:]
+    events = parser.feed(raw)
+    assert events == [(PARSE_ERROR, (b"INVALID_PACKET", b"Packet has too few arguments"))]
 
 
 def test_bad_magic_is_fatal():

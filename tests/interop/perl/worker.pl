@@ -1,7 +1,7 @@
 #!/usr/bin/perl
 # A Gearman::Worker for geartrain's interop tests.
 #   worker.pl HOST:PORT COUNT [FUNC...]
-# Registers rev, chatty, fail and die (or only the FUNCs named), works COUNT jobs (0 = until killed),
+# Registers rev, chatty, fail, die, zero, empty and falsy (or only the FUNCs named), works COUNT jobs (0 = until killed),
 # and prints "JOB <function> <workload>" for each job it starts.
 use strict;
 use warnings;
@@ -25,6 +25,18 @@ my %funcs = (
     },
     fail => sub { my $job = shift; print "JOB fail ", $job->arg, "\n"; return undef; },
     die  => sub { my $job = shift; print "JOB die ", $job->arg, "\n"; die "boom\n"; },
+    # results that are false in Perl: Gearman::Worker sends them as the bare handle, without a NUL
+    zero  => sub { my $job = shift; print "JOB zero ", $job->arg, "\n"; return "0"; },
+    empty => sub { my $job = shift; print "JOB empty ", $job->arg, "\n"; return ""; },
+    falsy => sub {
+        my $job = shift;
+        print "JOB falsy ", $job->arg, "\n";
+        $worker->send_work_data($job, "0");
+        $worker->send_work_status($job, 0, 2);  # sent as the bare handle
+        $worker->send_work_status($job, 1, 2);  # sent without its denominator
+        $worker->send_work_warning($job, "");
+        return "0";
+    },
 );
 for my $name (@only ? @only : sort keys %funcs) {
     $worker->register_function($name => $funcs{$name});
