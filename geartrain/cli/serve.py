@@ -84,6 +84,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     jobs.add_argument("-w", "--worker-wakeup", type=int, default=None, metavar="N",
                       help="wake at most N sleeping workers (NOOP) per queued job; 0 wakes all of them "
                            "(default: 1, which avoids a NOOP/GRAB_JOB/NO_JOB storm with many idle workers)")
+    jobs.add_argument("--wakeup-timeout", type=float, default=0.1, metavar="SECONDS",
+                      help="a worker woken (NOOP) for a job that has not asked for one (GRAB_JOB) within SECONDS "
+                           "passes its wake-up on to another sleeping worker, so a worker that never reads cannot "
+                           "hold a job back (default 0.1; 0: never)")
     jobs.add_argument("--exceptions", action="store_true",
                       help="send WORK_EXCEPTION to every client (as if each had sent OPTION_REQ exceptions)")
     jobs.add_argument("-R", "--round-robin", action="store_true",
@@ -151,6 +155,7 @@ def options_from_args(args: argparse.Namespace):  # noqa: ANN201 - imported lazi
         hash_buckets=max(args.hashtable_buckets, 1),
         busy_poll=max(args.busy_poll, 0.0) / 1e6,
         grab_wait=max(args.grab_wait, 0.0) / 1e6,
+        wake_timeout=max(args.wakeup_timeout, 0.0),
         **security_options(args),
         store=store_from_args(args),
     )

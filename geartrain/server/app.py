@@ -80,6 +80,7 @@ class Options:
     idle_timeout: float = 0.0  # seconds a connection that neither works nor waits may stay silent; 0: no limit
     busy_poll: float = 50e-6  # seconds the loop keeps polling after each write; 0: never
     grab_wait: float = 150e-6  # seconds a grab that finds no job waits for one (polling); 0: to the turn's end
+    wake_timeout: float = 0.1  # seconds a woken worker has to grab before its wake-up goes to another; 0: never
     store: Store = field(default_factory=MemoryStore)
 
 
@@ -168,6 +169,7 @@ class Server:
             now=time.time(),
             defer_no_job=True,  # flush and _poll answer the deferred grabs
             grab_wait=options.grab_wait,  # the loop polls while a grab waits
+            wake_timeout=options.wake_timeout,
         )
         if options.acl is not None:  # no ACL: the hook stays None and costs nothing
             state.acl = options.acl.state_hook
@@ -380,7 +382,7 @@ class Server:
             if not self.polling and self.loop is not None:
                 self.polling = True
                 self.loop.call_soon(self._poll)
-        if state.epoch_heap or state.timeout_heap or state.sched_heap:
+        if state.epoch_heap or state.timeout_heap or state.sched_heap or state.wake_heap:
             nxt = state.next_wakeup()
             if nxt is not None and (self.timer_at is None or nxt < self.timer_at):
                 self.arm_timer()

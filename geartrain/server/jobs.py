@@ -176,8 +176,8 @@ class Peer:
 
     __slots__ = (
         "id", "fd", "host", "client_id", "out", "holds", "exceptions", "abilities", "funcs", "timeouts", "rr",
-        "sleeping", "noop_sent", "woken_for", "jobs", "client_jobs", "stale", "closed", "close_after", "transport",
-        "extra", "progress", "big",
+        "sleeping", "noop_sent", "woken_for", "woken_seq", "jobs", "client_jobs", "stale", "closed", "close_after",
+        "transport", "extra", "progress", "big",
     )
 
     def __init__(self, id: int, fd: int = -1, host: str = "-") -> None:
@@ -196,6 +196,7 @@ class Peer:
         self.sleeping = False
         self.noop_sent = False
         self.woken_for: Function | None = None  # the function a NOOP was sent for, until the worker grabs
+        self.woken_seq = 0  # which wake-up that was (State.wake_heap's entry for it carries the same number)
         self.jobs: dict[bytes, Job] = {}  # running on this worker, by handle
         self.progress: dict[bytes, tuple[bytes, bytes]] = {}  # the last WORK_STATUS of its jobs, by handle
         self.client_jobs: dict[Job, None] = {}  # jobs this connection waits on as a foreground client

@@ -71,6 +71,7 @@ class State(Submitting, Workers, Results, Timers):
         now: float = 0.0,
         defer_no_job: bool = False,
         grab_wait: float = 0.0,
+        wake_timeout: float = 0.0,
     ) -> None:
         self.prefix = (handle_prefix if handle_prefix is not None else default_handle_prefix()) + b":"
         self.job_retries = job_retries  # <= 0: unlimited (gearmand 1.1.20's default 0)
@@ -83,6 +84,9 @@ class State(Submitting, Workers, Results, Timers):
         #: one before it gets NO_JOB (Workers.retry_grabs, called by the server's flush and poll)
         self.defer_no_job = defer_no_job
         self.grab_wait = grab_wait
+        #: a worker woken for a function that has not grabbed within wake_timeout seconds passes the wake-up on
+        #: to another sleeper (0: never), so a worker that never reads cannot hold a job back (Timers.tick)
+        self.wake_timeout = wake_timeout
         #: the deferred grabs: answer kind, worker, the place of its reply, when its wait is over
         self.grabs: list[tuple[int, Peer, Hold, float]] = []
         #: jobs queued this turn without a NOOP, per function, because a waiting grab can take them
@@ -101,6 +105,7 @@ class State(Submitting, Workers, Results, Timers):
         self.epoch_heap: list[tuple[float, int, Job]] = []
         self.timeout_heap: list[tuple[float, int, Job, Peer, int]] = []
         self.sched_heap: list[tuple[float, int, Schedule]] = []
+        self.wake_heap: list[tuple[float, int, Peer, Function]] = []  # wake-ups to pass on if not answered
         self._epoch_limit = 1024  # heap sizes that trigger dropping dead entries (amortized O(1) per push)
         self._timeout_limit = 1024
         self.schedules: dict[bytes, Schedule] = {}  # by handle

@@ -49,7 +49,7 @@ class Timers:
     def next_wakeup(self) -> float | None:
         """When tick() next has something to do (epoch seconds), or None."""
         t = None
-        for heap in (self.epoch_heap, self.timeout_heap, self.sched_heap):
+        for heap in (self.epoch_heap, self.timeout_heap, self.sched_heap, self.wake_heap):
             if heap and (t is None or heap[0][0] < t):
                 t = heap[0][0]
         return t
@@ -73,6 +73,8 @@ class Timers:
             sched = heapq.heappop(heap3)[2]
             if sched.active:
                 self._fire(sched, now)
+        if self.wake_heap:
+            self.pass_wakeups(now)
 
     def _timeout(self, job: Job, peer: Peer) -> None:
         """A worker ran past its CAN_DO_TIMEOUT: take the job back; its late result will be ignored."""

@@ -71,8 +71,7 @@ class Workers:
         peer.timeouts[f] = timeout
         if peer.sleeping and not peer.noop_sent:
             if f.has_runnable():
-                peer.woken_for = f
-                self._noop(peer)
+                self._wake_for(peer, f)
             elif peer not in self.wide_sleepers:
                 f.sleepers[peer] = None
 
@@ -113,10 +112,9 @@ class Workers:
             q = f.queued
             if q[0] or q[1] or q[2]:
                 # a job is waiting: do not let the worker sleep through it (and, if it was asleep already,
-                # take it off the sleepers: _noop does)
-                peer.woken_for = f
+                # take it off the sleepers: _wake_for does)
                 peer.sleeping = True
-                self._noop(peer)
+                self._wake_for(peer, f)
                 return
         peer.sleeping = True
         peer.noop_sent = False
@@ -133,9 +131,29 @@ class Workers:
         for g in peer.funcs:
             g.sleepers.pop(peer, None)
 
-    def _noop(self, peer: Peer) -> None:
+    def _wake(self, f: Function, n: int) -> None:
+        """Wake up to N (0 = all) sleeping workers of F, longest asleep first (round-robin over sleepers)."""
+        sleepers = f.sleepers
+        wide = self.wide_sleepers
+        if not n:
+            n = len(sleepers) + len(wide)
+        while sleepers and n:
+            self._wake_for(sleepers.popitem(last=False)[0], f)
+            n -= 1
+        if n and wide:
+            for peer in [p for p in wide if f in p.timeouts][:n]:
+                self._wake_for(peer, f)
+
+    def _wake_for(self, peer: Peer, f: Function) -> None:
+        """Send PEER a NOOP for F's jobs. If it has not grabbed within wake_timeout, the wake-up goes on to
+        another sleeper (pass_wakeups): a worker that never reads must not hold F's jobs back."""
+        peer.woken_for = f
         peer.noop_sent = True
         self._unsleep(peer)
+        if self.wake_timeout:
+            seq = next(self._seq)
+            peer.woken_seq = seq
+            heapq.heappush(self.wake_heap, (self.now + self.wake_timeout, seq, peer, f))
         if not peer.closed:
             # a wake-up is written before the rest of the turn's output (State.woken): the worker's
             # round trip for the job is what the job waits on
@@ -144,21 +162,18 @@ class Workers:
                 self.woken.append(peer)
             out.append(NOOP)
 
-    def _wake(self, f: Function, n: int) -> None:
-        """Wake up to N (0 = all) sleeping workers of F, longest asleep first (round-robin over sleepers)."""
-        sleepers = f.sleepers
-        wide = self.wide_sleepers
-        if not n:
-            n = len(sleepers) + len(wide)
-        while sleepers and n:
-            peer = sleepers.popitem(last=False)[0]
-            peer.woken_for = f
-            self._noop(peer)
-            n -= 1
-        if n and wide:
-            for peer in [p for p in wide if f in p.timeouts][:n]:
-                peer.woken_for = f
-                self._noop(peer)
+    def pass_wakeups(self, now: float) -> None:
+        """Pass on the wake-ups due by NOW that their workers have not answered with a grab (Timers.tick)."""
+        heap = self.wake_heap
+        while heap and heap[0][0] <= now:
+            _, seq, peer, f = heapq.heappop(heap)
+            if peer.woken_for is f and peer.woken_seq == seq and not peer.closed:
+                peer.woken_for = None
+                if f.has_runnable() and (f.sleepers or self.wide_sleepers):
+                    self.notice(f"Worker {peer.host} fd {peer.fd} did not ask for a job within "
+                                f"{self.wake_timeout:g}s of its wake-up for {f.name.decode(errors='replace')}; "
+                                "waking another worker")
+                    self._wake(f, 1)
 
     def _take(self, peer: Peer) -> Job | None:
         """The next job for PEER: highest priority first across all its functions, round-robin among them."""

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from geartrain.protocol import T
 
+from .conftest import run, wait_workers
 from .wire import Wire, connect, noops
 
 pytestmark = pytest.mark.interop
@@ -46,3 +49,24 @@ def test_wakeup_zero_wakes_every_sleeper_once(start_any):
         assert noops(workers, 3) == [1, 1, 1]  # one NOOP per sleep, not one per job
     for w in workers:
         w.close()
+
+
+def test_a_registered_worker_that_never_reads_does_not_hold_a_job_back(start_any, c_programs, background):
+    # a process that registered and went to sleep, then stopped reading its connection (Perl's test suite forks
+    # the work off and leaves the parent's connection idle; a worker stuck in a long pause; a half-dead host):
+    # it is asleep longest, so it is woken first. geartrain passes the wake-up on after --wakeup-timeout, gearmand
+    # wakes every sleeper; either way the libgearman worker beside it runs the job
+    server = start_any()
+    with connect(server) as deaf:
+        deaf.send(T.CAN_DO, b"rev")
+        deaf.send(T.PRE_SLEEP)
+        deaf.send(T.ECHO_REQ, b"sync")
+        deaf.expect(T.ECHO_RES)  # from here on it reads nothing
+        background([str(c_programs["gt_worker"]), "-p", str(server.port), "-f", "rev"])
+        wait_workers(server, b"rev", count=2)
+        time.sleep(0.3)  # the C worker finds no job and goes to sleep too
+        for i in range(3):
+            out = run([str(c_programs["gt_client"]), "-p", str(server.port), "submit", "fg", "rev", "-", f"job{i}"],
+                      timeout=20)
+            assert out.returncode == 0, out.stderr
+            assert out.stdout.splitlines()[1:] == [f"COMPLETE 4 {i}boj".encode()]

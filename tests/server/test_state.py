@@ -726,3 +726,62 @@ def test_big_payloads_are_queued_as_parts_of_their_own_and_arrive_whole():
     h.send(w, T.WORK_COMPLETE, handle, result)
     assert c.big and c.out[-1] is result
     assert h.got(c) == [("WORK_COMPLETE", (handle, result))]
+
+
+def test_a_wakeup_not_answered_in_time_passes_to_the_next_sleeper():
+    h = Harness(wake_timeout=0.1)
+    c = h.peer()
+    deaf, alive, third = _sleep(h, b"f"), _sleep(h, b"f"), _sleep(h, b"f")
+    h.submit(c, ptype=T.SUBMIT_JOB_BG)
+    assert h.names(deaf) == ["NOOP"] and h.got(alive) == []  # the longest asleep is woken first
+    h.state.tick(h.state.now + 0.05)
+    assert h.got(alive) == []  # not yet
+    h.state.tick(h.state.now + 0.06)
+    assert h.names(alive) == ["NOOP"]
+    assert h.got(deaf) == [] and h.got(third) == []
+    assert h.grab(alive)[0] == "JOB_ASSIGN"
+    h.state.tick(h.state.now + 1.0)
+    assert h.got(third) == []  # answered: nothing more to pass on
+    assert any("did not ask for a job within 0.1s" in n for n in h.notices)
+
+
+def test_a_wakeup_answered_in_time_is_not_passed_on():
+    h = Harness(wake_timeout=0.1)
+    c = h.peer()
+    first, second = _sleep(h, b"f"), _sleep(h, b"f")
+    h.submit(c, ptype=T.SUBMIT_JOB_BG)
+    h.submit(c, ptype=T.SUBMIT_JOB_BG)
+    assert h.names(first) == ["NOOP"] and h.names(second) == ["NOOP"]
+    name, (handle, _, _) = h.grab(first)
+    assert name == "JOB_ASSIGN"
+    h.send(first, T.WORK_COMPLETE, handle, b"")
+    h.send(first, T.PRE_SLEEP)
+    assert h.names(first) == ["NOOP"]  # the second job is still queued: woken again at once
+    h.state.tick(h.state.now + 0.2)  # the first wake-up's deadline is gone by, the second's too
+    assert h.got(second) == []  # second never grabbed, but nobody else sleeps: nothing to pass to
+    assert h.grab(first)[0] == "JOB_ASSIGN"
+    h.state.tick(h.state.now + 1.0)
+    assert h.got(second) == [] and h.got(first) == []
+
+
+def test_a_wakeup_is_passed_on_only_while_its_function_has_jobs():
+    h = Harness(wake_timeout=0.1)
+    c, other = h.peer(), h.worker(b"f")
+    deaf, alive = _sleep(h, b"f"), _sleep(h, b"f")
+    h.submit(c, ptype=T.SUBMIT_JOB_BG)
+    assert h.names(deaf) == ["NOOP"]
+    assert h.grab(other)[0] == "JOB_ASSIGN"  # a worker that was awake took it
+    h.state.tick(h.state.now + 0.2)
+    assert h.got(alive) == []  # no job left to wake anyone for
+    assert not h.notices
+
+
+def test_without_a_wake_timeout_nothing_is_passed_on():
+    h = Harness()
+    c = h.peer()
+    deaf, alive = _sleep(h, b"f"), _sleep(h, b"f")
+    h.submit(c, ptype=T.SUBMIT_JOB_BG)
+    assert h.names(deaf) == ["NOOP"]
+    h.state.tick(h.state.now + 10)
+    assert h.got(alive) == []
+    assert h.state.next_wakeup() is None

@@ -76,10 +76,12 @@ def check(h: Harness) -> None:
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(op, min_size=20, max_size=80), st.integers(0, 3), st.integers(0, 2), st.booleans())
-def test_random_sessions_keep_the_state_consistent(ops, retries, wakeup, defer):
-    # defer: grabs that find no job wait (up to 5 s of the fake clock) as in the server, answered at "turn"s
-    h = Harness(job_retries=retries, worker_wakeup=wakeup, defer_no_job=defer, grab_wait=5.0)
+@given(st.lists(op, min_size=20, max_size=80), st.integers(0, 3), st.integers(0, 2), st.booleans(), st.booleans())
+def test_random_sessions_keep_the_state_consistent(ops, retries, wakeup, defer, pass_on):
+    # defer: grabs that find no job wait (up to 5 s of the fake clock) as in the server, answered at "turn"s;
+    # pass_on: a wake-up not answered by a grab within 3 s of the fake clock goes to another sleeper
+    h = Harness(job_retries=retries, worker_wakeup=wakeup, defer_no_job=defer, grab_wait=5.0,
+                wake_timeout=3.0 if pass_on else 0.0)
     peers = [h.peer() for _ in range(3)]
     created: list[bytes] = []
 
@@ -150,3 +152,20 @@ def test_random_sessions_keep_the_state_consistent(ops, retries, wakeup, defer):
     for f in h.state.functions.values():
         if f.has_runnable() and f.sleepers:
             assert any(p.noop_sent and f in p.timeouts for p in h.state.peers.values()), f
+    if pass_on:
+        # three more workers go to sleep on each function and a job of each is submitted; nobody grabs from here
+        # on: every wake-up runs out and is passed on while its function has jobs and sleepers, so one worker of
+        # such a function always holds a wake-up not yet run out
+        client = h.peer()
+        for name in FUNCS:
+            for _ in range(3):
+                h.send(h.worker(name), T.PRE_SLEEP)
+            h.send(client, T.SUBMIT_JOB_BG, name, b"", b"late")
+        for _ in range(4):
+            h.state.tick(h.state.now + 3.0)
+            for p in h.state.peers.values():
+                h.raw(p)
+            check(h)
+            for f in h.state.functions.values():
+                if f.has_runnable() and f.sleepers:
+                    assert any(p.woken_for is f and p.noop_sent for p in h.state.peers.values()), f
