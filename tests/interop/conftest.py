@@ -160,13 +160,17 @@ def c_programs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(params=["geartrain", "gearmand"])
 def start_any(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator:
-    """``start_any(*options)`` starts geartrain or gearmand (one run each) with extra options; stopped after."""
+    """``start_any(*options, ours=())`` starts geartrain or gearmand (one run each) with extra options (and, for
+    geartrain only, the options OURS); stopped after."""
     from tests.conftest import start_gearmand, start_geartrain
 
     started = []
 
-    def start(*args: str):
-        server = start_geartrain(tmp_path, *args) if request.param == "geartrain" else start_gearmand(tmp_path, *args)
+    def start(*args: str, ours: tuple[str, ...] = ()):
+        if request.param == "geartrain":
+            server = start_geartrain(tmp_path, *args, *ours)
+        else:
+            server = start_gearmand(tmp_path, *args)
         started.append(server)
         return server
 

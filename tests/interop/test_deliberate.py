@@ -171,7 +171,9 @@ def test_dropping_an_ability_leaves_running_jobs_with_the_worker(geartrain, drop
         assert w.quiet(0.2) == b""  # gearmand: ERROR JOB_NOT_FOUND
 
 
-def test_one_sleeper_woken_per_job_by_default(geartrain):
+def test_one_sleeper_woken_per_job_by_default(tmp_path):
+    # these workers read their NOOPs but do not grab: a long --wakeup-timeout keeps the wake-up with the first
+    geartrain = start_geartrain(tmp_path, "--wakeup-timeout", "30")
     workers = [connect(geartrain) for _ in range(3)]
     try:
         for w in workers:
@@ -185,6 +187,7 @@ def test_one_sleeper_woken_per_job_by_default(geartrain):
     finally:
         for w in workers:
             w.close()
+        geartrain.stop()
 
 
 def test_unknown_packet_type_gets_an_error_and_the_connection_lives(geartrain):

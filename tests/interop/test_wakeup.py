@@ -25,7 +25,8 @@ def sleepers(server, n: int) -> list[Wire]:
 
 
 def test_wakeup_one_wakes_one_sleeper_per_job(start_any):
-    server = start_any("--worker-wakeup", "1")
+    # these workers read their NOOPs but do not grab: a long --wakeup-timeout keeps the wake-up with the first
+    server = start_any("--worker-wakeup", "1", ours=("--wakeup-timeout", "30"))
     workers = sleepers(server, 3)
     with connect(server) as c:
         c.submit(T.SUBMIT_JOB_BG, b"f", b"", b"one")
