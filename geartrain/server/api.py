@@ -177,15 +177,15 @@ def worker_view(peer: Peer) -> dict[str, Any]:
         "fd": peer.fd,
         "host": peer.host,
         "client_id": text(peer.client_id),
-        "functions": [text(f.name) for f in peer.funcs],
-        "running": [text(handle) for handle in peer.jobs],
-        "sleeping": peer.sleeping,
+        "functions": [text(f.name) for f in peer.as_worker.funcs],
+        "running": [text(handle) for handle in peer.as_worker.jobs],
+        "sleeping": peer.as_worker.sleeping,
     }
 
 
 def workers(server: Server) -> list[dict[str, Any]]:
     """Connections that registered a function or run a job, oldest first."""
-    return [worker_view(p) for p in server.state.peers.values() if p.funcs or p.jobs]
+    return [worker_view(p) for p in server.state.peers.values() if p.as_worker.funcs or p.as_worker.jobs]
 
 
 def server_info(server: Server, now: float) -> dict[str, Any]:
@@ -203,7 +203,7 @@ def server_info(server: Server, now: float) -> dict[str, Any]:
         "connections": len(state.peers),
         "connections_total": state.next_peer_id,
         "functions": len(state.functions),
-        "workers": sum(1 for p in state.peers.values() if p.funcs),
+        "workers": sum(1 for p in state.peers.values() if p.as_worker.funcs),
         "jobs": len(state.jobs),
         "draining": state.draining,
         "counters": {

@@ -28,7 +28,7 @@ from .commands import Admin
 from .connection import Connection, set_keepalive
 from .group import GroupCommit
 from .logfmt import make_formatter
-from .state import State, default_handle_prefix
+from .state import State
 from .store.base import MemoryStore, Store, StoreError
 
 log = logging.getLogger("geartrain.server")
@@ -82,6 +82,11 @@ class Options:
     grab_wait: float = 150e-6  # seconds a grab that finds no job waits for one (polling); 0: to the turn's end
     wake_timeout: float = 0.1  # seconds a woken worker has to grab before its wake-up goes to another; 0: never
     store: Store = field(default_factory=MemoryStore)
+
+
+def default_handle_prefix() -> bytes:
+    """gearmand's default: ``H:<hostname>``."""
+    return b"H:" + socket.gethostname().encode(errors="replace")
 
 
 class LogFile:
@@ -332,15 +337,13 @@ class Server:
         """Write every connection's pending output with one write each, then re-arm the timer."""
         self.flush_scheduled = False
         state = self.state
-        if state.grabs or state.unwoken:
-            state.retry_grabs(time.time())
-        dirty = state.dirty
-        if state.woken:  # wake-ups first
-            dirty = state.woken + dirty
-            state.woken = []
+        workers = state.workers
+        if workers.grabs or workers.unwoken:
+            workers.retry_grabs(time.time())
+        outbox = state.outbox
+        dirty = outbox.drain() if outbox.dirty or outbox.woken else None  # the woken first
         if dirty:
-            state.dirty = []
-            take = state.take_output
+            take = outbox.take
             for peer in dirty:
                 transport = peer.transport
                 if peer.closed or transport is None:
@@ -377,12 +380,13 @@ class Server:
                         conn.check_hard_limit()
                 if peer.close_after and not peer.holds:
                     transport.close()
-        if (self.busy_poll and dirty) or state.grabs:  # after a write, or while grabs wait for a job
+        if (self.busy_poll and dirty) or workers.grabs:  # after a write, or while grabs wait for a job
             self.poll_until = time.perf_counter() + self.busy_poll
             if not self.polling and self.loop is not None:
                 self.polling = True
                 self.loop.call_soon(self._poll)
-        if state.epoch_heap or state.timeout_heap or state.sched_heap or state.wake_heap:
+        life = state.life
+        if life.epoch_heap or life.timeout_heap or state.timers.sched_heap or workers.wake_heap:
             nxt = state.next_wakeup()
             if nxt is not None and (self.timer_at is None or nxt < self.timer_at):
                 self.arm_timer()
@@ -392,10 +396,10 @@ class Server:
         that comes back within --busy-poll of our last write is read without a sleep and a wake-up (tens
         of microseconds each on a virtual machine: the job waiting on that reply pays them). It also runs
         while grabs wait for a job (--grab-wait), and answers each with NO_JOB when its wait is over."""
-        state = self.state
-        if state.grabs and state.retry_grabs(time.time()):  # a grab's wait is over: its NO_JOB goes out
+        workers = self.state.workers
+        if workers.grabs and workers.retry_grabs(time.time()):  # a grab's wait is over: its NO_JOB goes out
             self.schedule_flush()
-        if state.grabs or time.perf_counter() < self.poll_until:  # every grab's wait ends: this stops
+        if workers.grabs or time.perf_counter() < self.poll_until:  # every grab's wait ends: this stops
             self.loop.call_soon(self._poll)  # type: ignore[union-attr]
         else:
             self.polling = False
@@ -434,7 +438,8 @@ class Server:
                     f"{conn.parser.buffered} bytes of an unfinished packet"
                 conn.expire(f"no whole packet within --partial-timeout {partial:g}s ({what})", b"TIMEOUT",
                             b"Partial packet not completed in time")
-            elif idle and now - conn.last_rx > idle and not (peer.abilities or peer.client_jobs or peer.jobs):
+            elif idle and now - conn.last_rx > idle and not (peer.as_worker.abilities or peer.as_client.waiting
+                                                                  or peer.as_worker.jobs):
                 conn.expire(f"silent for --idle-timeout {idle:g}s and neither working nor waiting for a job",
                             b"TIMEOUT", b"Idle connection closed")
         self.arm_sweep()

@@ -80,7 +80,8 @@ class Admin:
         # newest connection first, each one's functions newest first (as gearmand's linked lists)
         rows = []
         for peer in reversed(self.state.peers.values()):
-            rows.append((peer.fd, peer.host.encode(), peer.client_id, [f.name for f in reversed(peer.abilities)]))
+            functions = [f.name for f in reversed(peer.as_worker.abilities)]
+            rows.append((peer.fd, peer.host.encode(), peer.client_id, functions))
         return admin.workers(rows)
 
     def show(self, words: list[bytes]) -> bytes:

@@ -501,7 +501,7 @@ class HttpConnection(asyncio.Protocol):
             peer.extra = self
         self.pending = Pending(background)
         state.now = time.time()
-        state.submit(peer, name, unique, data, priority, background)
+        state.submit(priority, background, peer, (name, unique, data))
         self.server.schedule_flush()
 
     def on_packet(self, ptype: int, args: tuple[bytes, ...]) -> None:

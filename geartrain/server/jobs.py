@@ -1,8 +1,9 @@
-"""The server's records: a Job, a Function (its three queues and counters) and a Peer (one connection).
+"""The server's records: a Job, a Function (its three queues and counters) and a Peer (one connection,
+with its client and worker roles).
 
-Plain slotted objects with no behaviour of their own beyond tiny helpers; server/state.py owns the
-logic that moves them about. Kept apart so metrics, admin and tests can read them without pulling
-in the state machine.
+Plain slotted objects with no behaviour of their own beyond tiny helpers: server/lifecycle.py changes a
+job's state and the counters and indexes that follow it, the handlers (submitting, workers, results,
+timers) the rest. Kept apart so metrics, admin and tests can read them without pulling in the logic.
 """
 
 from __future__ import annotations
@@ -17,30 +18,16 @@ from ..protocol.admin import gearmand_bucket
 TIME_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
                 900.0, 3600.0)
 
-# Job.state values
+# Job.state values (server/lifecycle.py changes them, and nothing else)
 DONE = 0  # finished, cancelled or dropped; may still sit in a deque (lazy deletion)
 QUEUED = 1  # in its function's queue, runnable
 RUNNING = 2  # assigned to a worker
 DELAYED = 3  # an epoch job waiting for its time (in the epoch heap)
 PENDING = 4  # a background job waiting for the durable store to commit it
+NEW = 5  # created, not yet placed (queued, delayed or pending)
 
-STATE_NAMES = {DONE: "done", QUEUED: "queued", RUNNING: "running", DELAYED: "delayed", PENDING: "pending"}
-
-
-class Hold:
-    """A reply not yet known (JOB_CREATED waiting for a store commit) in a peer's output list.
-
-    The connection layer writes a peer's output up to the first unresolved Hold, so replies on one
-    connection stay in order. A Hold of new background jobs (``batch`` set) stands for the replies
-    to every job in ``jobs``, all of one group-commit batch, submitted in a row on this connection.
-    """
-
-    __slots__ = ("data", "batch", "jobs")
-
-    def __init__(self) -> None:
-        self.data: bytes | None = None
-        self.batch: Any = None  # the group.Batch its jobs went in (None: one reply of another kind)
-        self.jobs: list[Job] = []
+STATE_NAMES = {DONE: "done", QUEUED: "queued", RUNNING: "running", DELAYED: "delayed", PENDING: "pending",
+               NEW: "new"}
 
 
 class Job:
@@ -49,7 +36,7 @@ class Job:
     A million of them may sit in a queue, so a Job holds only what it needs (14 slots, no dict, no
     per-job list until a client attaches): no copy of the function name (``function.name``), no
     index key (the unique itself, see State), the rare reducer and run-at time in one ``reduce_when``
-    tuple (None for most jobs), WORK_STATUS progress on the worker running it (``Peer.progress``),
+    tuple (None for most jobs), WORK_STATUS progress on the worker running it (``WorkerRole.progress``),
     and of the durable store only the key it was filed under (``store_key``, usually ``b""``)."""
 
     __slots__ = (
@@ -71,7 +58,7 @@ class Job:
         self.clients: list[Peer] | tuple[()] = ()
         self.worker: Peer | None = None
         self.retries = 0  # times it came back from a worker; also tells a stale timeout from the current run
-        self.state = QUEUED
+        self.state = NEW
         #: None: not in the durable store. Else it is, under (store_key or unique, function name): call
         #: Store.done with that key when it ends (store_key is b"" unless the store generated a key)
         self.store_key: bytes | None = None
@@ -93,9 +80,9 @@ class Job:
     def progress(self) -> tuple[bytes, bytes] | None:
         """The last WORK_STATUS (numerator, denominator) of the run under way, if its worker sent one."""
         worker = self.worker
-        if worker is None or not worker.progress:
+        if worker is None or not worker.as_worker.progress:
             return None
-        return worker.progress.get(self.handle)
+        return worker.as_worker.progress.get(self.handle)
 
     @property
     def numerator(self) -> bytes:
@@ -106,10 +93,6 @@ class Job:
     def denominator(self) -> bytes:
         progress = self.progress
         return progress[1] if progress is not None else b"0"
-
-    @property
-    def stored(self) -> bool:
-        return self.store_key is not None
 
     @property
     def store_id(self) -> tuple[bytes, bytes]:
@@ -171,40 +154,59 @@ class Function:
         return f"<Function {self.name!r} queued={self.queued} running={self.running} workers={self.workers}>"
 
 
+class ClientRole:
+    """What a connection is as a client: the foreground jobs it waits for and how it wants failures told."""
+
+    __slots__ = ("waiting", "exceptions")
+
+    def __init__(self, exceptions: bool) -> None:
+        self.waiting: dict[Job, None] = {}  # foreground jobs whose results it waits for, in order
+        self.exceptions = exceptions  # it asked for WORK_EXCEPTION (OPTION_REQ exceptions, or --exceptions)
+
+
+class WorkerRole:
+    """What a connection is as a worker: its functions, its sleep, the wake-up it owes, the jobs it runs."""
+
+    __slots__ = ("abilities", "funcs", "can", "rr", "sleeping", "noop_sent", "woken_for", "woken_seq", "jobs",
+                 "progress", "stale")
+
+    def __init__(self) -> None:
+        self.abilities: list[Function] = []  # every CAN_DO, in order, repeats kept (for `workers`)
+        self.funcs: list[Function] = []  # its distinct functions, in round-robin order
+        self.can: dict[Function, float] = {}  # its distinct functions, each with its CAN_DO_TIMEOUT (0: none)
+        self.rr = 0  # where the next grab starts in funcs
+        self.sleeping = False  # it sent PRE_SLEEP and has not grabbed since
+        self.noop_sent = False  # it was sent a NOOP for this sleep
+        self.woken_for: Function | None = None  # the function a NOOP was sent for, until the worker grabs
+        self.woken_seq = 0  # which wake-up that was (Workers.wake_heap's entry for it carries the same number)
+        self.jobs: dict[bytes, Job] = {}  # running on this worker, by handle
+        self.progress: dict[bytes, tuple[bytes, bytes]] = {}  # the last WORK_STATUS of its jobs, by handle
+        self.stale: set[bytes] = set()  # handles taken away on timeout: late results are ignored
+
+
 class Peer:
-    """One connection as the job logic sees it: its output, and its roles as client and as worker."""
+    """One connection as the job logic sees it: its output, and its two roles, as a client and as a worker.
 
-    __slots__ = (
-        "id", "fd", "host", "client_id", "out", "holds", "exceptions", "abilities", "funcs", "timeouts", "rr",
-        "sleeping", "noop_sent", "woken_for", "woken_seq", "jobs", "client_jobs", "stale", "closed", "close_after",
-        "transport", "extra", "progress", "big",
-    )
+    Any connection may submit jobs and register functions (gearmand allows both on one connection), so
+    both roles exist from the start; each is a record of its own (``as_client``, ``as_worker``)."""
 
-    def __init__(self, id: int, fd: int = -1, host: str = "-") -> None:
+    __slots__ = ("id", "fd", "host", "client_id", "out", "holds", "big", "closed", "close_after", "transport",
+                 "extra", "as_client", "as_worker")
+
+    def __init__(self, id: int, fd: int = -1, host: str = "-", exceptions: bool = False) -> None:
         self.id = id
         self.fd = fd
         self.host = host
-        self.client_id = b"-"
+        self.client_id = b"-"  # SET_CLIENT_ID (shown by `workers`)
         self.out: list[Any] = []  # bytes (or Hold) waiting to be written
         self.holds = 0  # Holds in out, resolved or not (output is written only up to the first unresolved)
         self.big = False  # out holds a big payload as a part of its own (written with writelines, not joined)
-        self.exceptions = False
-        self.abilities: list[Function] = []  # every CAN_DO, in order, repeats kept (for `workers`)
-        self.funcs: list[Function] = []  # distinct functions, in round-robin order
-        self.timeouts: dict[Function, float] = {}  # CAN_DO_TIMEOUT seconds per function
-        self.rr = 0
-        self.sleeping = False
-        self.noop_sent = False
-        self.woken_for: Function | None = None  # the function a NOOP was sent for, until the worker grabs
-        self.woken_seq = 0  # which wake-up that was (State.wake_heap's entry for it carries the same number)
-        self.jobs: dict[bytes, Job] = {}  # running on this worker, by handle
-        self.progress: dict[bytes, tuple[bytes, bytes]] = {}  # the last WORK_STATUS of its jobs, by handle
-        self.client_jobs: dict[Job, None] = {}  # jobs this connection waits on as a foreground client
-        self.stale: set[bytes] = set()  # handles taken away on timeout: late results are ignored
         self.closed = False
         self.close_after = False  # close once the output is written
         self.transport: Any = None  # the connection layer's, untouched by state
         self.extra: Any = None  # for the connection layer (e.g. the Connection object)
+        self.as_client = ClientRole(exceptions)
+        self.as_worker = WorkerRole()
 
     def __repr__(self) -> str:
         return f"<Peer {self.id} fd={self.fd} {self.host}>"

@@ -67,7 +67,7 @@ class Snapshot:
         ]
         self.connections = len(state.peers)
         self.accepted = state.next_peer_id
-        self.workers = sum(1 for p in state.peers.values() if p.funcs)
+        self.workers = sum(1 for p in state.peers.values() if p.as_worker.funcs)
         self.jobs = len(state.jobs)
         self.dropped = state.dropped
         http = server.http

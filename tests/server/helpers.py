@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from geartrain.protocol.codec import Parser
 from geartrain.protocol.packets import RES, T
-from geartrain.server.jobs import Peer
+from geartrain.server.jobs import NEW, STATE_NAMES, Job, Peer
+from geartrain.server.lifecycle import TRANSITIONS
 from geartrain.server.state import State
 
 
@@ -60,3 +61,51 @@ class Harness:
 
     def tick(self, seconds: float) -> None:
         self.state.tick(self.state.now + seconds)
+
+
+#: every change of job.state the lifecycle's table allows: (from, to)
+ALLOWED_CHANGES = {(a, b) for before, after in TRANSITIONS.values() for a in before for b in after}
+
+
+class CheckedJob(Job):
+    """A Job whose every change of state must be one the lifecycle's table (TRANSITIONS) allows."""
+
+    __slots__ = ("_state",)
+
+    @property  # type: ignore[override]
+    def state(self) -> int:
+        return self._state
+
+    @state.setter
+    def state(self, new: int) -> None:
+        old = getattr(self, "_state", NEW)
+        if old != new:
+            assert (old, new) in ALLOWED_CHANGES, f"{self.handle!r}: {STATE_NAMES[old]} -> {STATE_NAMES[new]}"
+        self._state = new
+
+
+def check_transitions(state: State) -> list[tuple[str, int, int]]:
+    """Make STATE's lifecycle check every transition against TRANSITIONS: the job's state before it must be one
+    the transition starts from, and after it one it ends in; every other change of state, one the table allows.
+    Returns the list of (transition, from, to) it saw."""
+    life = state.life
+    life.job_class = CheckedJob
+    seen: list[tuple[str, int, int]] = []
+
+    def wrap(name: str, method):
+        before_ok, after_ok = TRANSITIONS[name]
+
+        def checked(job, *args, **kwargs):
+            before = job.state
+            assert before in before_ok, f"{name} of a {STATE_NAMES[before]} job"
+            result = method(job, *args, **kwargs)
+            assert job.state in after_ok, f"{name} left the job {STATE_NAMES[job.state]}"
+            seen.append((name, before, job.state))
+            return result
+        return checked
+
+    for name in TRANSITIONS:
+        if name in ("start", "release"):
+            continue  # they find the job themselves: checked by CheckedJob
+        setattr(life, name, wrap(name, getattr(life, name)))
+    return seen

@@ -125,7 +125,7 @@ def test_a_waiting_grab_gets_the_next_job_and_keeps_the_loop_polling_meanwhile()
     server.state.dispatch[T.SUBMIT_JOB](client, (b"f", b"", b"job"))
     server.flush()
     assert worker.transport.data.startswith(b"\0RES\0\0\0\x1f")  # JOB_ASSIGN_UNIQ, no NO_JOB before it
-    assert server.state.grabs == []
+    assert server.state.workers.grabs == []
 
 
 @pytest.mark.parametrize("busy_poll", [50e-6, 0.0])
@@ -137,18 +137,18 @@ def test_the_poll_goes_on_while_a_grab_waits_and_answers_no_job_when_its_wait_is
     server.loop.soon.clear()
     server.poll_until = 0.0  # any busy poll window is over, the grab's wait is not
     server._poll()
-    assert server.loop.soon == [server._poll] and len(server.state.grabs) == 1 and worker.transport.data == b""
+    assert server.loop.soon == [server._poll] and len(server.state.workers.grabs) == 1 and worker.transport.data == b""
     server.loop.soon.clear()
-    server.state.grabs[0] = (*server.state.grabs[0][:3], time.time() - 1)  # its wait is over
+    server.state.workers.grabs[0] = (*server.state.workers.grabs[0][:3], time.time() - 1)  # its wait is over
     server._poll()
-    assert server.loop.soon == [server.flush] and not server.polling and server.state.grabs == []
+    assert server.loop.soon == [server.flush] and not server.polling and server.state.workers.grabs == []
     server.flush()
     assert worker.transport.data == b"\0RES\0\0\0\x0a\0\0\0\0"  # NO_JOB
 
 
 def test_without_grab_wait_a_grab_waits_only_to_the_end_of_the_turn():
     server, worker = waiting_worker(0.0)
-    assert worker.transport.data == b"\0RES\0\0\0\x0a\0\0\0\0" and server.state.grabs == []
+    assert worker.transport.data == b"\0RES\0\0\0\x0a\0\0\0\0" and server.state.workers.grabs == []
 
 
 class PartsSink(Sink):
@@ -164,7 +164,7 @@ class PartsSink(Sink):
 def test_flush_hands_output_holding_a_big_payload_to_writelines_and_joins_the_rest():
     from geartrain.protocol.packets import T
     from geartrain.server.app import Options, Server
-    from geartrain.server.replies import BIG_PART
+    from geartrain.server.lifecycle import BIG_PART
 
     server = Server(Options(busy_poll=0.0))
     server.loop = FakeLoop()
@@ -176,7 +176,7 @@ def test_flush_hands_output_holding_a_big_payload_to_writelines_and_joins_the_re
     server.flush()
     assert client.transport.lines == [] and client.transport.data.count(b"\0RES") == 2  # joined, one write
     payload = b"p" * BIG_PART
-    server.state.send_parts(client, b"head", payload)
+    server.state.outbox.send_parts(client, b"head", payload)
     server.flush()
     assert len(client.transport.lines) == 1 and client.transport.lines[0][1] is payload
     assert not client.big and client.out == []

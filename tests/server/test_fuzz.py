@@ -125,12 +125,12 @@ def _check_invariants(h: Harness) -> None:
         for p in range(3):
             assert f.queued[p] == sum(1 for j in live if j.function is f and j.state == QUEUED and j.priority == p)
         assert f.running == sum(1 for j in live if j.function is f and j.state == RUNNING), f
-        assert f.workers == sum(peer.abilities.count(f) for peer in state.peers.values()), f
+        assert f.workers == sum(peer.as_worker.abilities.count(f) for peer in state.peers.values()), f
     for job in live:
         if job.state == RUNNING:
-            assert job.worker is not None and job.worker.jobs.get(job.handle) is job
+            assert job.worker is not None and job.worker.as_worker.jobs.get(job.handle) is job
         for client in job.clients:
-            assert client.id in state.peers and job in client.client_jobs
+            assert client.id in state.peers and job in client.as_client.waiting
 
 
 @st.composite

@@ -643,7 +643,7 @@ def test_sleeping_worker_with_many_functions_is_woken_for_any_of_them():
     assert h.got(wide) == []  # one NOOP per sleep
     assert h.grab(wide)[1][1] == names[33]
     h.state.disconnect(wide)
-    assert not h.state.wide_sleepers
+    assert not h.state.workers.wide_sleepers
 
 
 def test_timeout_and_epoch_heaps_stay_bounded():
@@ -655,17 +655,17 @@ def test_timeout_and_epoch_heaps_stay_bounded():
         a = h.submit(c, ptype=T.SUBMIT_JOB_BG)
         h.grab(w)
         h.send(w, T.WORK_COMPLETE, a, b"")
-    assert len(h.state.timeout_heap) <= 2048
+    assert len(h.state.life.timeout_heap) <= 2048
     when = str(int(h.state.now) + 3600).encode()
     for _ in range(5000):  # far-future epoch jobs, cancelled
         h.send(c, T.SUBMIT_JOB_EPOCH, b"e", b"", when, b"")
         assert h.state.cancel(h.got(c)[0][1][0])
-    assert len(h.state.epoch_heap) <= 2048
+    assert len(h.state.life.epoch_heap) <= 2048
     # live entries survive the clean-up
     a = h.submit(c, ptype=T.SUBMIT_JOB_BG)
     h.grab(w)
     h.tick(3601)
-    assert a in w.stale
+    assert a in w.as_worker.stale
 
 
 def test_get_status_unique_answers_for_the_newest_job_with_that_unique():
@@ -714,7 +714,7 @@ def test_histogram_slots_at_every_bound():
 
 
 def test_big_payloads_are_queued_as_parts_of_their_own_and_arrive_whole():
-    from geartrain.server.replies import BIG_PART
+    from geartrain.server.lifecycle import BIG_PART
 
     h = Harness()
     c, w = h.peer(), h.worker(b"f")

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from geartrain.protocol.packets import T
 from geartrain.server.jobs import DELAYED, PENDING, QUEUED, RUNNING
 
-from .helpers import Harness
+from .helpers import Harness, check_transitions
 
 FUNCS = [b"a", b"b"]
 SUBMITS = [T.SUBMIT_JOB, T.SUBMIT_JOB_BG, T.SUBMIT_JOB_HIGH, T.SUBMIT_JOB_HIGH_BG, T.SUBMIT_JOB_LOW,
@@ -50,7 +50,7 @@ def check(h: Harness) -> None:
             by_fp[f.name, job.priority] += 1
         elif job.state == RUNNING:
             running[f.name] += 1
-            assert job.worker is not None and job.worker.jobs.get(handle) is job
+            assert job.worker is not None and job.worker.as_worker.jobs.get(handle) is job
         elif job.state in (DELAYED, PENDING):
             delayed[f.name, job.priority] += 1
         else:
@@ -58,7 +58,7 @@ def check(h: Harness) -> None:
         if job.unique and (job.data or job.unique != b"-"):
             assert f.uniques.get(job.unique if job.unique != b"-" else (job.data,)) is job
         for client in job.clients:
-            assert job in client.client_jobs and not client.closed
+            assert job in client.as_client.waiting and not client.closed
     for name, f in state.functions.items():
         assert f.running == running[name]
         for p in range(3):
@@ -66,10 +66,10 @@ def check(h: Harness) -> None:
             assert f.delayed[p] == delayed[name, p]
             assert sum(1 for job in f.queues[p] if job.state == QUEUED) == f.queued[p]
             if f.queued[p]:
-                assert f in state.ready[p]
-        assert f.workers == sum(peer.abilities.count(f) for peer in state.peers.values())
+                assert f in state.life.ready[p]
+        assert f.workers == sum(peer.as_worker.abilities.count(f) for peer in state.peers.values())
         for sleeper in f.sleepers:
-            assert sleeper.sleeping and not sleeper.noop_sent and f in sleeper.timeouts
+            assert sleeper.as_worker.sleeping and not sleeper.as_worker.noop_sent and f in sleeper.as_worker.can
     for f in state.functions.values():
         for job in f.uniques.values():
             assert state.jobs.get(job.handle) is job and job.function is f
@@ -82,6 +82,7 @@ def test_random_sessions_keep_the_state_consistent(ops, retries, wakeup, defer, 
     # pass_on: a wake-up not answered by a grab within 3 s of the fake clock goes to another sleeper
     h = Harness(job_retries=retries, worker_wakeup=wakeup, defer_no_job=defer, grab_wait=5.0,
                 wake_timeout=3.0 if pass_on else 0.0)
+    check_transitions(h.state)  # every job's every change of state is one the lifecycle's table allows
     peers = [h.peer() for _ in range(3)]
     created: list[bytes] = []
 
@@ -109,15 +110,15 @@ def test_random_sessions_keep_the_state_consistent(ops, retries, wakeup, defer, 
         elif kind == "reset":
             h.send(peer(step[1]), T.RESET_ABILITIES)
         elif kind == "grab":
-            able = [q for q in peers if q.funcs and not q.closed]
+            able = [q for q in peers if q.as_worker.funcs and not q.closed]
             h.send(able[step[1] % len(able)] if able else peer(step[1]), step[2])  # mostly a registered worker
         elif kind == "sleep":
             h.send(peer(step[1]), T.PRE_SLEEP)
         elif kind == "result":
             _, i, ptype = step
-            busy = [q for q in peers if q.jobs and not q.closed]
+            busy = [q for q in peers if q.as_worker.jobs and not q.closed]
             p = busy[i % len(busy)] if busy else peer(i)  # mostly a worker that holds a job
-            handles = list(p.jobs) or created[-1:] or [b"H:test:1"]
+            handles = list(p.as_worker.jobs) or created[-1:] or [b"H:test:1"]
             handle = handles[0]
             if ptype == T.WORK_FAIL:
                 h.send(p, ptype, handle)
@@ -143,7 +144,7 @@ def test_random_sessions_keep_the_state_consistent(ops, retries, wakeup, defer, 
     # every waiting grab gets its answer in the end, and nothing stays stuck behind one
     h.state.retry_grabs(float("inf"))
     check(h)
-    assert h.state.grabs == []
+    assert h.state.workers.grabs == []
     for p in peers:
         if not p.closed:
             h.raw(p)
@@ -151,7 +152,7 @@ def test_random_sessions_keep_the_state_consistent(ops, retries, wakeup, defer, 
     # no wake-up lost: a function with jobs to run and workers asleep for it has one of its workers woken
     for f in h.state.functions.values():
         if f.has_runnable() and f.sleepers:
-            assert any(p.noop_sent and f in p.timeouts for p in h.state.peers.values()), f
+            assert any(p.as_worker.noop_sent and f in p.as_worker.can for p in h.state.peers.values()), f
     if pass_on:
         # three more workers go to sleep on each function and a job of each is submitted; nobody grabs from here
         # on: every wake-up runs out and is passed on while its function has jobs and sleepers, so one worker of
@@ -168,4 +169,4 @@ def test_random_sessions_keep_the_state_consistent(ops, retries, wakeup, defer, 
             check(h)
             for f in h.state.functions.values():
                 if f.has_runnable() and f.sleepers:
-                    assert any(p.woken_for is f and p.noop_sent for p in h.state.peers.values()), f
+                    assert any(p.as_worker.woken_for is f and p.as_worker.noop_sent for p in h.state.peers.values()), f

@@ -97,8 +97,8 @@ def test_progress_lives_with_the_run_and_goes_when_it_ends():
     h.send(w2, T.WORK_STATUS, a, b"1", b"2")
     h.got(c)
     h.tick(6)  # timed out: taken back and requeued
-    assert progress(a) == status and w2.progress == {}
+    assert progress(a) == status and w2.as_worker.progress == {}
     h.grab(w2)
     h.send(w2, T.WORK_STATUS, a, b"5", b"9")
     h.send(w2, T.WORK_COMPLETE, a, b"done")
-    assert w2.progress == {} and w2.jobs == {}
+    assert w2.as_worker.progress == {} and w2.as_worker.jobs == {}

@@ -22,7 +22,7 @@ def test_a_grab_answered_with_the_job_submitted_in_the_same_turn_instead_of_no_j
     handle = h.submit(client, data=b"d")
     assert h.state.retry_grabs(NOW) is True
     assert h.got(worker) == [("JOB_ASSIGN_UNIQ", (handle, b"f", b"", b"d"))]
-    assert h.state.grabs == []
+    assert h.state.workers.grabs == []
     assert h.state.jobs[handle].worker is worker
     h.send(worker, T.WORK_COMPLETE, handle, b"r")
     assert h.got(client) == [("WORK_COMPLETE", (handle, b"r"))]
@@ -33,10 +33,10 @@ def test_a_grab_gets_no_job_once_its_wait_is_over_and_keeps_waiting_before():
     worker = h.worker(b"f")
     h.send(worker, T.GRAB_JOB)
     assert h.state.retry_grabs(NOW + 0.1) is False  # no job yet, still within its wait
-    assert h.got(worker) == [] and len(h.state.grabs) == 1
+    assert h.got(worker) == [] and len(h.state.workers.grabs) == 1
     assert h.state.retry_grabs(NOW + 0.5) is True
     assert h.got(worker) == [("NO_JOB", ())]
-    assert h.state.grabs == []
+    assert h.state.workers.grabs == []
 
 
 def test_replies_after_a_deferred_grab_stay_behind_its_answer():
@@ -76,7 +76,7 @@ def test_without_deferral_no_job_is_immediate():
     h = Harness(now=NOW)
     worker = h.worker(b"f")
     assert h.grab(worker) == ("NO_JOB", ())
-    assert h.state.grabs == []
+    assert h.state.workers.grabs == []
 
 
 def test_a_job_a_waiting_grab_will_take_wakes_no_sleeper():
@@ -88,7 +88,7 @@ def test_a_job_a_waiting_grab_will_take_wakes_no_sleeper():
     h.state.retry_grabs(NOW)
     assert h.got(waiting) == [("JOB_ASSIGN", (handle, b"f", b"x"))]
     assert h.got(sleeper) == []  # not woken for a job it would not get
-    assert h.state.unwoken == {}
+    assert h.state.workers.unwoken == {}
 
 
 def test_jobs_beyond_the_waiting_grabs_wake_sleepers_as_usual():

@@ -1,0 +1,432 @@
+"""The job lifecycle: every change of a job's state, and the counters and indexes that follow it.
+
+As h11 keeps its state machine in one file, everything that sets ``job.state`` lives here and nowhere
+else; the handlers (submitting.py, workers.py, results.py, timers.py, state.py) call these
+transitions. Each one keeps what depends on a job's state: the job indexes (by handle in ``jobs``, by
+unique in its function's ``uniques``), the functions that have jobs (``ready``), each function's
+queues, counters and wait/run histograms, the server-wide counters, the epoch and CAN_DO_TIMEOUT
+heaps, and the durable store's delete of a job that ended. A transition that ends a job also tells
+its clients how it ended (WORK_COMPLETE, WORK_FAIL, WORK_EXCEPTION): the two are one event.
+
+    transition  from                       to                  when
+    place       NEW                        QUEUED or DELAYED   submitted (DELAYED: to run at an epoch time)
+    pend        NEW                        PENDING             background, waiting for the durable store
+    commit      PENDING                    QUEUED or DELAYED   the store has it
+    refuse      PENDING                    DONE                the store refused it: it was never created
+    release     DELAYED                    QUEUED              its epoch time came
+    start       QUEUED                     RUNNING             a worker took it
+    complete    RUNNING                    DONE                WORK_COMPLETE
+    raise_      RUNNING                    DONE                WORK_EXCEPTION
+    fail        QUEUED, DELAYED, RUNNING   DONE                WORK_FAIL, cancel, drop function, tries spent
+    drop        QUEUED, DELAYED, RUNNING   DONE                no client wants it any more
+    requeue     RUNNING                    QUEUED              its worker left or timed out (head of its queue),
+                                                               or DONE by fail or drop if it may not run again
+
+``TRANSITIONS`` is the same table as data; the state fuzz test checks every transition a random session
+makes against it. A job that becomes QUEUED while workers sleep is announced with ``runnable(function)``,
+the hook through which the workers part wakes one; that hook is the only call out of this module.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from bisect import bisect_left
+from collections.abc import Callable
+from typing import Any
+
+from ..protocol.codec import pack_res
+from ..protocol.packets import T
+from .jobs import DELAYED, DONE, NEW, PENDING, QUEUED, RUNNING, TIME_BUCKETS, Function, Job, Peer
+from .outbox import Outbox
+
+#: transition -> (the states a job may be in before it, the states it may be in after it)
+TRANSITIONS: dict[str, tuple[frozenset[int], frozenset[int]]] = {
+    "place": (frozenset({NEW}), frozenset({QUEUED, DELAYED})),
+    "pend": (frozenset({NEW}), frozenset({PENDING})),
+    "commit": (frozenset({PENDING}), frozenset({QUEUED, DELAYED})),
+    "refuse": (frozenset({PENDING}), frozenset({DONE})),
+    "release": (frozenset({DELAYED}), frozenset({QUEUED})),
+    "start": (frozenset({QUEUED}), frozenset({RUNNING})),
+    "complete": (frozenset({RUNNING}), frozenset({DONE})),
+    "raise_": (frozenset({RUNNING}), frozenset({DONE})),
+    "fail": (frozenset({QUEUED, DELAYED, RUNNING}), frozenset({DONE})),
+    "drop": (frozenset({QUEUED, DELAYED, RUNNING}), frozenset({DONE})),
+    "requeue": (frozenset({RUNNING}), frozenset({QUEUED, DONE})),
+}
+
+NUL = b"\0"
+#: the magic and type of WORK_COMPLETE, built by hand on the hot path (the 4-byte size follows)
+WORK_COMPLETE_HEAD = pack_res(T.WORK_COMPLETE)[:8]
+#: a payload at least this big is queued for writing as a part of its own (no copy into the packet)
+BIG_PART = 64 * 1024
+#: the first histogram bound: most waits and runs under load end below it, and then need no bisect
+FIRST_BOUND = TIME_BUCKETS[0]
+#: heap sizes from which dead entries are dropped (amortized O(1) per push)
+HEAP_FLOOR = 1024
+#: a worker's handles taken away on timeout that are remembered (their late results are ignored quietly)
+STALE_LIMIT = 10000
+
+
+class Lifecycle:
+    """Every job of one server, its state, and the counters and indexes that follow from it."""
+
+    job_class = Job  # what create() makes (the fuzz test's jobs check each change of state against TRANSITIONS)
+
+    def __init__(self, *, prefix: bytes, out: Outbox, job_retries: int = 0,
+                 notice: Callable[[str], None] | None = None, now: float = 0.0) -> None:
+        self.prefix = prefix + b":"  # job handles are PREFIX:N
+        self.counter = 0  # the N of the last handle
+        self.now = now  # the caller's clock (epoch seconds): set per read and per timer tick
+        self.out = out
+        self.job_retries = job_retries  # <= 0: unlimited (gearmand 1.1.20's default 0)
+        self.notice = notice or (lambda msg: None)  # log line for rare events (drops, timeouts)
+        self.committer: Any = None  # group.GroupCommit for a durable store, None for memory
+        #: called with a job's function when the job becomes runnable while workers sleep (in the function's
+        #: sleepers, or in wide_sleepers: the workers part's sleepers with many functions): it wakes one
+        self.runnable: Callable[[Function], None] = lambda f: None
+        self.wide_sleepers: dict[Peer, None] = {}  # the workers part gives its own
+        self.functions: dict[bytes, Function] = {}
+        self.jobs: dict[bytes, Job] = {}  # by handle: every job in the server (by unique: Function.uniques)
+        # per priority, the functions that may have runnable jobs (a superset: emptied ones are dropped lazily)
+        self.ready: tuple[dict[Function, None], ...] = ({}, {}, {})
+        self.seq = itertools.count()  # tie-breaker for the heaps' entries
+        self.epoch_heap: list[tuple[float, int, Job]] = []
+        self.timeout_heap: list[tuple[float, int, Job, Peer, int]] = []
+        self._epoch_limit = HEAP_FLOOR
+        self._timeout_limit = HEAP_FLOOR
+        # server-wide counters (per-function ones live on Function)
+        self.submitted = 0
+        self.completed = 0
+        self.failed = 0
+        self.exceptions = 0
+        self.retried = 0
+        self.timed_out = 0
+        self.dropped = 0
+
+    def function(self, name: bytes) -> Function:
+        """The Function record for NAME, created on first use."""
+        f = self.functions.get(name)
+        if f is None:
+            f = self.functions[name] = Function(name)
+        return f
+
+    def new_handle(self) -> bytes:
+        self.counter += 1
+        return self.prefix + str(self.counter).encode()
+
+    # ------------------------------------------------------------------ coming in
+
+    def create(self, f: Function, unique: bytes, data: bytes, priority: int, background: bool,
+               reducer: bytes = b"", when: int = 0, key: bytes | tuple[bytes] | None = None,
+               client: Peer | None = None) -> Job:
+        """A NEW job of F, indexed by its handle (and by KEY, its unique, for coalescing), CLIENT (if any) waiting
+        for its result; place or pend it next."""
+        self.counter += 1
+        handle = self.prefix + str(self.counter).encode()
+        job = self.job_class(handle, f, unique, data, priority, background, reducer, when)
+        f.submitted += 1
+        self.submitted += 1
+        self.jobs[handle] = job
+        if key is not None:
+            f.uniques[key] = job
+        if client is not None:
+            job.clients = [client]
+            client.as_client.waiting[job] = None
+        return job
+
+    def _place(self, job: Job, head: bool = False) -> None:
+        """NEW -> QUEUED (at the HEAD of its queue if asked), or DELAYED for an epoch job whose time has not come.
+        Also how commit, release and requeue queue a job."""
+        if job.reduce_when is not None and job.when > self.now:
+            self._delay(job)
+            return
+        f = job.function
+        p = job.priority
+        job.state = QUEUED
+        job.queued_at = self.now
+        if head:
+            f.queues[p].appendleft(job)
+        else:
+            f.queues[p].append(job)
+        if not f.queued[p]:
+            self.ready[p][f] = None
+        f.queued[p] += 1
+        if f.sleepers or self.wide_sleepers:
+            self.runnable(f)
+
+    place = _place  # the transition NEW -> QUEUED or DELAYED, as the handlers call it
+
+    def pend(self, job: Job) -> None:
+        """NEW -> PENDING: a background job waits for the durable store to commit it."""
+        job.state = PENDING
+        job.function.delayed[job.priority] += 1
+
+    def commit(self, job: Job, store_key: bytes | None) -> None:
+        """PENDING -> QUEUED or DELAYED: the store has it (under STORE_KEY, the key it may have generated)."""
+        job.function.delayed[job.priority] -= 1
+        job.store_key = store_key
+        self._place(job)
+
+    def refuse(self, job: Job) -> None:
+        """PENDING -> DONE: the store refused the job, so it was never created (nor counted as submitted)."""
+        f = job.function
+        f.delayed[job.priority] -= 1
+        f.submitted -= 1
+        self.submitted -= 1
+        job.state = DONE
+        self._forget(job)
+
+    def _delay(self, job: Job) -> None:
+        job.state = DELAYED
+        job.function.delayed[job.priority] += 1
+        heap = self.epoch_heap
+        heapq.heappush(heap, (job.when, next(self.seq), job))
+        if len(heap) > self._epoch_limit:
+            # cancelled epoch jobs stay in the heap until their time: drop them once they are half of it
+            heap[:] = [e for e in heap if e[2].state == DELAYED]
+            heapq.heapify(heap)
+            self._epoch_limit = max(HEAP_FLOOR, 2 * len(heap))
+
+    def release_due(self, now: float) -> None:
+        """DELAYED -> QUEUED for every epoch job whose time has come by NOW."""
+        heap = self.epoch_heap
+        while heap and heap[0][0] <= now:
+            job = heapq.heappop(heap)[2]
+            if job.state == DELAYED:
+                job.function.delayed[job.priority] -= 1
+                self._place(job)  # its time has come: queued
+
+    # ------------------------------------------------------------------ running
+
+    def next_ready(self, p: int, can: dict[Function, float]) -> Function | None:
+        """A function with jobs of priority P among CAN's, from ``ready`` (for a worker with many functions: no
+        walk of its own list); it moves to the back, so the functions take turns."""
+        ready = self.ready[p]
+        if not ready:
+            return None
+        empty = []
+        found = None
+        for f in ready:
+            if not f.queued[p]:
+                empty.append(f)
+            elif f in can:
+                found = f
+                break
+        for f in empty:
+            del ready[f]
+        if found is not None:
+            del ready[found]
+            ready[found] = None
+        return found
+
+    def start(self, f: Function, p: int, worker: Peer) -> Job:
+        """QUEUED -> RUNNING: the first job of F at priority P (which must have one) goes to WORKER."""
+        dq = f.queues[p]
+        job = dq.popleft()
+        while job.state != QUEUED:  # skip the lazily deleted
+            job = dq.popleft()
+        f.queued[p] -= 1
+        job.state = RUNNING
+        job.worker = worker
+        now = self.now
+        job.started_at = now
+        wait = now - job.queued_at
+        # queue-wait histogram: one float compare for the common "taken within a millisecond"
+        f.wait_hist[0 if wait <= FIRST_BOUND else bisect_left(TIME_BUCKETS, wait)] += 1
+        f.wait_sum += wait
+        f.running += 1
+        role = worker.as_worker
+        handle = job.handle
+        role.jobs[handle] = job
+        timeout = role.can[f]
+        if timeout:
+            if role.stale:
+                role.stale.discard(handle)
+            heap = self.timeout_heap
+            heapq.heappush(heap, (now + timeout, next(self.seq), job, worker, job.retries))
+            if len(heap) > self._timeout_limit:
+                # finished jobs' deadlines stay in the heap until due: drop them once they are half of it
+                heap[:] = [e for e in heap if e[2].state == RUNNING and e[2].worker is e[3] and e[2].retries == e[4]]
+                heapq.heapify(heap)
+                self._timeout_limit = max(HEAP_FLOOR, 2 * len(heap))
+        return job
+
+    def _end_run(self, job: Job, reported: bool) -> None:
+        """Leave RUNNING: off its worker; if the worker REPORTED how it ended (not: it left, it timed out), its run
+        time goes into the run-time histogram."""
+        worker = job.worker.as_worker  # type: ignore[union-attr]
+        handle = job.handle
+        del worker.jobs[handle]
+        if worker.progress:
+            worker.progress.pop(handle, None)
+        f = job.function
+        if reported:
+            ran = self.now - job.started_at
+            f.run_hist[0 if ran <= FIRST_BOUND else bisect_left(TIME_BUCKETS, ran)] += 1
+            f.run_sum += ran
+        f.running -= 1
+        job.worker = None
+
+    # ------------------------------------------------------------------ ending
+
+    def complete(self, job: Job, result: bytes) -> None:
+        """RUNNING -> DONE: WORK_COMPLETE with RESULT to every client."""
+        self._end_run(job, True)
+        f = job.function
+        f.completed += 1
+        self.completed += 1
+        job.state = DONE
+        clients = job.clients
+        if clients:
+            handle = job.handle
+            size = (len(handle) + 1 + len(result)).to_bytes(4, "big")
+            if len(result) >= BIG_PART:  # a big result goes out as its own part: written, never copied
+                head = b"".join((WORK_COMPLETE_HEAD, size, handle, NUL))
+                for client in clients:
+                    self.out.send_parts(client, head, result)
+            else:
+                packet = b"".join((WORK_COMPLETE_HEAD, size, handle, NUL, result))
+                send = self.out.send
+                for client in clients:
+                    send(client, packet)
+        self._forget(job)
+
+    def raise_(self, job: Job, text: bytes) -> None:
+        """RUNNING -> DONE: WORK_EXCEPTION with TEXT to the clients that asked for exceptions, WORK_FAIL to the rest."""
+        self._end_run(job, True)
+        if job.clients:
+            packet = pack_res(T.WORK_EXCEPTION, job.handle, text)
+            fail = pack_res(T.WORK_FAIL, job.handle)
+            for client in job.clients:
+                self.out.send(client, packet if client.as_client.exceptions else fail)
+        job.function.exceptions += 1
+        self.exceptions += 1
+        job.state = DONE
+        self._forget(job)
+
+    def fail(self, job: Job, reported: bool = False) -> None:
+        """QUEUED, DELAYED or RUNNING -> DONE: WORK_FAIL to every client (REPORTED: its worker sent WORK_FAIL)."""
+        self._leave(job, reported)
+        self._failed(job)
+
+    def drop(self, job: Job) -> None:
+        """QUEUED, DELAYED or RUNNING -> DONE without a word to anyone: no client wants it any more (as gearmand)."""
+        self._leave(job, False)
+        self._dropped(job)
+
+    def _failed(self, job: Job) -> None:
+        if job.clients:
+            packet = pack_res(T.WORK_FAIL, job.handle)
+            for client in job.clients:
+                self.out.send(client, packet)
+        job.function.failed += 1
+        self.failed += 1
+        job.state = DONE
+        self._forget(job)
+        self._compact(job)
+
+    def _dropped(self, job: Job) -> None:
+        job.state = DONE
+        self.dropped += 1
+        self._forget(job)
+        self._compact(job)
+
+    def requeue(self, job: Job, why: str) -> None:
+        """RUNNING -> QUEUED at the head of its queue: its worker left or timed out. A foreground job nobody
+        waits for any more is dropped instead, and one that has had its -j tries fails."""
+        self._end_run(job, False)
+        f = job.function
+        job.retries += 1
+        if not job.clients and not job.background:
+            self._dropped(job)
+            return
+        if self.job_retries > 0 and job.retries >= self.job_retries:
+            self.notice(f"Dropped job due to max retry count: {job.handle.decode(errors='replace')} "
+                        f"{f.name.decode(errors='replace')} after {job.retries} tries ({why})")
+            self._failed(job)
+            return
+        f.retried += 1
+        self.retried += 1
+        self._place(job, head=True)
+
+    def expire_due(self, now: float) -> None:
+        """Take back every running job whose worker's CAN_DO_TIMEOUT ran out by NOW (requeue, or fail)."""
+        heap = self.timeout_heap
+        while heap and heap[0][0] <= now:
+            _, _, job, worker, retries = heapq.heappop(heap)
+            if job.state == RUNNING and job.worker is worker and job.retries == retries:
+                self._time_out(job, worker)
+
+    def _time_out(self, job: Job, worker: Peer) -> None:
+        role = worker.as_worker
+        f = job.function
+        role.stale.add(job.handle)  # its late result is ignored quietly
+        if len(role.stale) > STALE_LIMIT:
+            role.stale.pop()
+        f.timeouts += 1
+        self.timed_out += 1
+        self.notice(f"Job {job.handle.decode(errors='replace')} of {f.name.decode(errors='replace')} timed out "
+                    f"after {role.can.get(f, 0):g}s on worker {worker.host} fd {worker.fd}")
+        if self.job_retries > 0:
+            self.requeue(job, "timed out")
+        else:
+            self.fail(job)
+
+    def _leave(self, job: Job, reported: bool) -> None:
+        """Undo what the job's current state counts (before it becomes DONE); REPORTED as in _end_run."""
+        state = job.state
+        if state == QUEUED:
+            job.function.queued[job.priority] -= 1
+        elif state == DELAYED:
+            job.function.delayed[job.priority] -= 1
+        elif state == RUNNING:
+            self._end_run(job, reported)
+
+    def _compact(self, job: Job) -> None:
+        """Drop the dead entries lazy deletion left in a job's queue once they outnumber the live ones (amortized
+        O(1)). Without it, clients that submit and leave while no worker drains the queue grow it without bound
+        (found by the 100,000-round connect/submit/disconnect test in tests/server/test_faults.py)."""
+        f = job.function
+        p = job.priority
+        dq = f.queues[p]
+        if len(dq) > 64 and len(dq) > 2 * f.queued[p]:
+            live = [j for j in dq if j.state == QUEUED]
+            dq.clear()
+            dq.extend(live)
+
+    def _forget(self, job: Job) -> None:
+        """A job that ended leaves every index (and the durable store), and its clients stop waiting for it."""
+        handle = job.handle
+        if self.jobs.get(handle) is job:
+            del self.jobs[handle]
+        unique = job.unique
+        if unique:
+            key: Any = unique if unique != b"-" else (job.data,)
+            uniques = job.function.uniques
+            if uniques.get(key) is job:
+                del uniques[key]
+        clients = job.clients
+        if clients:
+            for client in clients:
+                client.as_client.waiting.pop(job, None)
+            job.clients = ()
+        if job.store_key is not None:
+            self.committer.done(job.store_id)
+            job.store_key = None
+
+    # ------------------------------------------------------------------ clients
+
+    def attach(self, job: Job, client: Peer) -> None:
+        """CLIENT waits for JOB's result (a foreground submission, or one that joined JOB by its unique)."""
+        if job.clients:
+            job.clients.append(client)  # type: ignore[union-attr]
+        else:
+            job.clients = [client]
+        client.as_client.waiting[job] = None
+
+    def detach(self, job: Job, client: Peer) -> None:
+        """CLIENT left: it waits no more. A queued foreground job nobody else waits for is dropped (as gearmand)."""
+        job.clients = [c for c in job.clients if c is not client]
+        if not job.clients and not job.background and job.state in (QUEUED, DELAYED):
+            self.drop(job)
