@@ -14,7 +14,7 @@ import sys
 
 from .. import __version__
 from ..server.state import valid_prefix
-from ..server.store.options import add_store_arguments, store_from_args
+from .queue_options import add_store_arguments, store_from_args
 
 VERBOSE_LEVELS = ["FATAL", "ALERT", "CRITICAL", "ERROR", "WARNING", "NOTICE", "INFO", "DEBUG"]
 
