@@ -23,8 +23,10 @@ A new add whose key has a delete waiting for the same batch drops that delete (t
 the row; deleting after it would lose the new job; if the add fails, the delete is due again); a
 delete already in an earlier batch runs before the add anyway. A failed
 ``Store.done`` keeps its keys and retries them in a later batch, after a backoff growing from
-0.1 s to 5 s, so a finished job is not silently left in the store to run again after the next
-restart. Only used with a durable store; the memory path never gets here.
+0.1 s to 5 s (or when the store says it will try its database again), so a finished job is not
+silently left in the store to run again after the next restart. A failure whose cause the store has
+logged already (``StoreError.reported``: the database cannot be reached, no room) is not logged
+again per batch. Only used with a durable store; the memory path never gets here.
 """
 
 from __future__ import annotations

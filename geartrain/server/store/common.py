@@ -364,7 +364,7 @@ class ConnectedStore(Store):
         """EXC says the database has no room: log it if it is new; the StoreError to raise."""
         if self._full_since is None:
             self._full_since = time.monotonic()
-            log.error("%s: no room in %s: %s; background jobs get QUEUE_ERROR until there is%s", self.name,
+            log.error("%s: no room in %s: %s; background jobs get QUEUE_ERROR until there is room%s", self.name,
                       self._describe(), _what(exc), self._full_note())
         return StoreError(f"{self.name}: {what} failed: no room in {self._describe()}: {_what(exc)}", reported=True)
 
