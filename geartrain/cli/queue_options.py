@@ -45,7 +45,8 @@ def add_store_arguments(parser: argparse.ArgumentParser) -> None:
         "where background jobs are kept so they survive a crash. URL: memory, sqlite:///PATH, "
         "postgresql://USER@HOST/DB, mysql://USER@HOST/DB, redis://HOST:PORT (?table=T / ?prefix=P); "
         "or gearmand's -q libsqlite3|Postgres|MySQL|redis|builtin with its --libsqlite3-*/--libpq-*/"
-        "--mysql-*/--redis-* options. Default: SQLite in $XDG_STATE_HOME/geartrain/queue-PORT.sqlite.")
+        "--mysql-*/--redis-* options. Default: SQLite in $XDG_STATE_HOME/geartrain/queue-PORT.sqlite. "
+        "PostgreSQL, MySQL and Redis need their driver: pip install 'geartrain[postgres]' / [mysql] / [redis].")
     group.add_argument("-q", "--queue", "--queue-type", dest="queue", default=None, metavar="URL",
                        help="queue URL or gearmand queue type (default: sqlite at the default path)")
     sq = parser.add_argument_group("gearmand libsqlite3 queue")

@@ -593,3 +593,32 @@ def test_reopening_a_mysql_queue_logs_no_driver_warning(tmp_path, caplog: pytest
     finally:
         next(gen, None)
     assert not [r.getMessage() for r in caplog.records if r.name.startswith("asyncmy")]
+
+
+def test_closing_with_unsettled_adds_says_they_may_run(tmp_path, caplog: pytest.LogCaptureFixture):
+    """A lost reply, then the store is closed while the database is still out of reach: it cannot
+    delete those jobs, and says how many may run after a restart."""
+    gen = _backend("redis", tmp_path)
+    backend = next(gen)
+    caplog.set_level(logging.WARNING, logger="geartrain.store")
+
+    async def go():
+        proxy = await Proxy(PORTS["redis"]).start()
+        backend.port = proxy.port
+        store = backend.store()
+        store.connect_timeout = 1.0  # type: ignore[attr-defined]
+        await store.open()
+        proxy.hold_replies_after(COMMIT_MARK["redis"])
+        add = asyncio.ensure_future(store.add(jobs(2, tag=b"lost")))
+        await asyncio.wait_for(proxy.held.wait(), 10)
+        await until(lambda: backend.has_job(b"f", b"lost1"), "the add never reached the database")
+        await proxy.cut()
+        with pytest.raises(StoreError):
+            await asyncio.wait_for(add, 20)
+        await store.close()
+
+    try:
+        run(go())
+    finally:
+        next(gen, None)
+    assert "2 job(s) answered QUEUE_ERROR may be in" in caplog.text
