@@ -167,9 +167,14 @@ class SQLiteStore(ConnectedStore):
                 os.posix_fallocate(fd, 0, RESERVE)
             finally:
                 os.close(fd)
-        except OSError:
+        except OSError as exc:
             self._give_reserve()  # a part of it is no reserve
-            return False
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                return False
+            # a filesystem that cannot hold one is no full disk: go on without
+            log.warning("sqlite: cannot keep a reserve beside %s (%s): on a full disk, deletes of finished jobs "
+                        "may fail and those jobs run again after a restart", self.path, exc)
+            self.reserve_path = None
         return True
 
     def _give_reserve(self) -> None:

@@ -622,3 +622,23 @@ def test_closing_with_unsettled_adds_says_they_may_run(tmp_path, caplog: pytest.
     finally:
         next(gen, None)
     assert "2 job(s) answered QUEUE_ERROR may be in" in caplog.text
+
+
+def test_sqlite_without_room_for_a_reserve_file_still_stores(tmp_path, caplog: pytest.LogCaptureFixture):
+    """A reserve the filesystem cannot hold (here: a directory in its place) is no full disk: the
+    store warns once and goes on, rather than refusing every job."""
+    caplog.set_level(logging.WARNING, logger="geartrain.store")
+    backend = Backend("sqlite", tmp_path)
+    Path(str(backend.path) + "-reserve").mkdir()
+
+    async def go():
+        store = backend.store()
+        await store.open()
+        try:
+            await store.add(jobs(3))
+            assert len(await store.replay()) == 3
+        finally:
+            await store.close()
+
+    run(go())
+    assert _store_lines(caplog, "cannot keep a reserve") == 1
