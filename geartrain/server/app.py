@@ -24,6 +24,7 @@ from typing import Any
 from .. import __version__
 from ..protocol.packets import DEFAULT_MAX_PACKET_SIZE
 from .acl import ACL, admin_hook
+from .budget import InputBudget, default_limit
 from .commands import Admin
 from .connection import Connection, set_keepalive
 from .group import GroupCommit
@@ -69,6 +70,7 @@ class Options:
     log_format: str = "plain"  # or "json" (server/logfmt.py)
     http_port: int = 0  # 0: no HTTP listener (server/http.py)
     http_listen: str | None = None  # None: the same address as --listen
+    max_buffered_input: int = -1  # bytes of unfinished input held over all connections; -1: budget.default_limit()
     hash_buckets: int = 991  # gearmand's --hashtable-buckets: the order `show jobs` lists jobs in
     write_high: int = 4 * 1024 * 1024
     write_hard_limit: int = 256 * 1024 * 1024
@@ -154,6 +156,8 @@ class Server:
         self.bytes_out = 0
         self.started = time.time()
         self.http: Any = None  # the HTTP listener, with --http-port
+        limit = options.max_buffered_input
+        self.budget = InputBudget(default_limit() if limit < 0 else limit)  # read by Connection and HTTP
         self.graceful = False
 
     def new_state(self) -> State:
