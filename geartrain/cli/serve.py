@@ -14,7 +14,7 @@ import sys
 
 from .. import __version__
 from ..server.state import valid_prefix
-from ..server.store.options import add_store_arguments, store_from_args
+from .queue_options import add_store_arguments, store_from_args
 
 VERBOSE_LEVELS = ["FATAL", "ALERT", "CRITICAL", "ERROR", "WARNING", "NOTICE", "INFO", "DEBUG"]
 
@@ -64,6 +64,21 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                           "Prometheus /metrics and a dashboard at / (default 0: off)")
     net.add_argument("--http-listen", default=None, metavar="ADDRESS",
                      help="address of the HTTP listener (default: the same as --listen)")
+    # limits of the HTTP listener, and of what all connections may hold (docs/observability.md, README Security)
+    net.add_argument("--http-max-body", type=_size, default=16 * 1024 * 1024, metavar="BYTES",
+                     help="largest HTTP request body (a job's payload); a bigger one gets 413, refused on its "
+                          "Content-Length before it is read (default 16M, never more than --max-packet-size)")
+    net.add_argument("--http-header-timeout", type=float, default=60.0, metavar="SECONDS",
+                     help="close an HTTP connection that is idle, or sends a request head or body part, no faster "
+                          "than this (default 60)")
+    net.add_argument("--http-allowed-hosts", default="", metavar="NAME,...",
+                     help="Host names the HTTP listener answers besides localhost and loopback addresses; a "
+                          "listener on loopback addresses (or any, when this is given) refuses others with 403 "
+                          "(DNS rebinding). '*': answer any Host")
+    net.add_argument("--max-buffered-input", type=_size, default=None, metavar="BYTES",
+                     help="at most this many bytes of unfinished input (partial Gearman packets, HTTP bodies) held "
+                          "over all connections; what would pass it is refused (Gearman: ERROR and close; HTTP: 503)"
+                          " (default: a quarter of the machine's memory, at most 1G; 0: no limit)")
     net.add_argument("--busy-poll", type=float, default=50.0, metavar="MICROSECONDS",
                      help="after each write, keep polling the sockets this long instead of sleeping, so a reply "
                           "that comes back at once skips a sleep and a wake-up: lower latency, and draining workers "
@@ -152,6 +167,10 @@ def options_from_args(args: argparse.Namespace):  # noqa: ANN201 - imported lazi
         log_format=args.log_format,
         http_port=args.http_port,
         http_listen=args.http_listen,
+        http_max_body=max(args.http_max_body, 1),
+        http_header_timeout=max(args.http_header_timeout, 0.1),
+        http_allowed_hosts=tuple(name.strip() for name in args.http_allowed_hosts.split(",") if name.strip()),
+        max_buffered_input=-1 if args.max_buffered_input is None else max(args.max_buffered_input, 0),
         hash_buckets=max(args.hashtable_buckets, 1),
         busy_poll=max(args.busy_poll, 0.0) / 1e6,
         grab_wait=max(args.grab_wait, 0.0) / 1e6,

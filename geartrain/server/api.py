@@ -1,24 +1,25 @@
-"""JSON views of the server's state for the HTTP API (docs/openapi.json describes every shape).
+"""JSON views of the server's state for the HTTP API (dashboard/openapi.json describes every shape).
 
 Plain functions from State records to dicts of JSON types; nothing here changes the state except
-``cancel_job``. Names, uniques and handles are bytes: each is given as ``name`` (UTF-8, invalid
-bytes replaced by U+FFFD, for people) and ``name_url`` (the exact bytes percent-encoded, to put in
-a URL such as /api/jobs/{handle}).
+``cancel_job``. They are given the State (and, for ``server_info``, the ServerView), never the
+server. Names, uniques and handles are bytes: each is given as ``name`` (UTF-8, invalid bytes
+replaced by U+FFFD, for people) and ``name_url`` (the exact bytes percent-encoded, to put in a URL
+such as /api/jobs/{handle}).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import islice
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
+from .. import __version__
 from ..protocol.packets import HIGH, LOW, NORMAL
 from .jobs import DELAYED, PENDING, QUEUED, RUNNING, STATE_NAMES, Function, Job, Peer
-
-if TYPE_CHECKING:
-    from .app import Server
+from .state import State
+from .view import ServerView
 
 PRIORITY_NAMES = {HIGH: "high", NORMAL: "normal", LOW: "low"}
 #: job states a listing can be filtered on
@@ -71,13 +72,13 @@ def function_view(f: Function) -> dict[str, Any]:
     }
 
 
-def functions(server: Server) -> list[dict[str, Any]]:
+def functions(state: State) -> list[dict[str, Any]]:
     """Every function, by name."""
-    return [function_view(f) for f in sorted(server.state.functions.values(), key=lambda f: f.name)]
+    return [function_view(f) for f in sorted(state.functions.values(), key=lambda f: f.name)]
 
 
-def function(server: Server, name: bytes) -> dict[str, Any]:
-    f = server.state.functions.get(name)
+def function(state: State, name: bytes) -> dict[str, Any]:
+    f = state.functions.get(name)
     if f is None:
         raise ApiError(404, f"no function {text(name)!r}")
     return function_view(f)
@@ -117,9 +118,8 @@ def _int(value: bytes) -> int:
         return 0
 
 
-def jobs(server: Server, query: dict[str, str]) -> dict[str, Any]:
+def jobs(state: State, query: dict[str, str]) -> dict[str, Any]:
     """Jobs in the server, oldest first, filtered by ``function`` and ``state``, at most ``limit``."""
-    state = server.state
     want_state = None
     if "state" in query:
         want_state = JOB_STATES.get(query["state"])
@@ -148,16 +148,16 @@ def jobs(server: Server, query: dict[str, str]) -> dict[str, Any]:
     return {"jobs": [job_view(job) for job in page[:limit]], "more": len(page) > limit}
 
 
-def job(server: Server, handle: bytes) -> dict[str, Any]:
-    found = server.state.jobs.get(handle)
+def job(state: State, handle: bytes) -> dict[str, Any]:
+    found = state.jobs.get(handle)
     if found is None or found.state not in (QUEUED, RUNNING, DELAYED, PENDING):
         raise ApiError(404, f"no job {text(handle)!r}")
     return job_view(found)
 
 
-def cancel_job(server: Server, handle: bytes) -> dict[str, Any]:
-    """Cancel a job that is not running yet (its clients get WORK_FAIL), as admin `cancel job`."""
-    state = server.state
+def cancel_job(state: State, handle: bytes, flush: Callable[[], None]) -> dict[str, Any]:
+    """Cancel a job that is not running yet (its clients get WORK_FAIL), as admin `cancel job`; FLUSH sends
+    the WORK_FAIL."""
     found = state.jobs.get(handle)
     if found is None or found.state not in (QUEUED, RUNNING, DELAYED, PENDING):
         raise ApiError(404, f"no job {text(handle)!r}")
@@ -166,7 +166,7 @@ def cancel_job(server: Server, handle: bytes) -> dict[str, Any]:
     view = job_view(found)
     if not state.cancel(handle):  # pragma: no cover - checked above
         raise ApiError(409, f"job {text(handle)!r} could not be cancelled")
-    server.schedule_flush()
+    flush()
     view["state"] = "cancelled"
     return view
 
@@ -183,23 +183,24 @@ def worker_view(peer: Peer) -> dict[str, Any]:
     }
 
 
-def workers(server: Server) -> list[dict[str, Any]]:
+def workers(state: State) -> list[dict[str, Any]]:
     """Connections that registered a function or run a job, oldest first."""
-    return [worker_view(p) for p in server.state.peers.values() if p.as_worker.funcs or p.as_worker.jobs]
+    return [worker_view(p) for p in state.peers.values() if p.as_worker.funcs or p.as_worker.jobs]
 
 
-def server_info(server: Server, now: float) -> dict[str, Any]:
-    state = server.state
-    http = server.http
+def server_info(view: ServerView, now: float) -> dict[str, Any]:
+    state = view.state
+    http = view.http
+    traffic = view.traffic()
     return {
-        "version": _version(),
+        "version": __version__,
         "pid": os.getpid(),
-        "started": round(server.started, 3),
-        "uptime": round(max(now - server.started, 0.0), 3),
+        "started": round(view.started, 3),
+        "uptime": round(max(now - view.started, 0.0), 3),
         "handle_prefix": text(state.prefix[:-1]),
-        "listen": [f"{h}:{p}" for h, p in server.addresses],
+        "listen": [f"{h}:{p}" for h, p in view.addresses()],
         "http": [f"{h}:{p}" for h, p in http.addresses] if http is not None else [],
-        "queue": server.store.name,
+        "queue": view.queue,
         "connections": len(state.peers),
         "connections_total": state.next_peer_id,
         "functions": len(state.functions),
@@ -215,12 +216,6 @@ def server_info(server: Server, now: float) -> dict[str, Any]:
             "timeouts": state.timed_out,
             "dropped": state.dropped,
         },
-        "bytes_in": server.bytes_in,
-        "bytes_out": server.bytes_out,
+        "bytes_in": traffic[0][1],
+        "bytes_out": traffic[0][2],
     }
-
-
-def _version() -> str:
-    from .. import __version__
-
-    return __version__

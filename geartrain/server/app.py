@@ -24,6 +24,7 @@ from typing import Any
 from .. import __version__
 from ..protocol.packets import DEFAULT_MAX_PACKET_SIZE
 from .acl import ACL, admin_hook
+from .budget import InputBudget, default_limit
 from .commands import Admin
 from .connection import Connection, set_keepalive
 from .group import GroupCommit
@@ -69,6 +70,10 @@ class Options:
     log_format: str = "plain"  # or "json" (server/logfmt.py)
     http_port: int = 0  # 0: no HTTP listener (server/http.py)
     http_listen: str | None = None  # None: the same address as --listen
+    http_max_body: int = 16 * 1024 * 1024  # largest HTTP request body (never more than max_packet_size)
+    http_header_timeout: float = 60.0  # seconds an HTTP connection may be idle or take to send a request head
+    http_allowed_hosts: tuple[str, ...] = ()  # Host names a loopback HTTP listener answers besides its own
+    max_buffered_input: int = -1  # bytes of unfinished input held over all connections; -1: budget.default_limit()
     hash_buckets: int = 991  # gearmand's --hashtable-buckets: the order `show jobs` lists jobs in
     write_high: int = 4 * 1024 * 1024
     write_hard_limit: int = 256 * 1024 * 1024
@@ -160,6 +165,8 @@ class Server:
         self.bytes_out = 0
         self.started = time.time()
         self.http: Any = None  # the HTTP listener, with --http-port
+        limit = options.max_buffered_input
+        self.budget = InputBudget(default_limit() if limit < 0 else limit)  # read by Connection and HTTP
         self.graceful = False
 
     def new_state(self) -> State:
@@ -203,9 +210,14 @@ class Server:
             clamp_mss(sock)
         self.arm_sweep()
         if opts.http_port:
-            from .http import HttpListener
+            from .http import HttpListener, HttpOptions  # aiohttp is loaded only with --http-port
+            from .view import ServerView
 
-            self.http = HttpListener(self, opts.http_listen or opts.listen, opts.http_port)
+            view = ServerView(self.state, self.schedule_flush, self.started, self.store.name, lambda: self.addresses,
+                              lambda: (self.bytes_in, self.bytes_out), self.admin.allowed, opts.acl, self.budget)
+            self.http = HttpListener(view, HttpOptions(opts.http_listen or opts.listen, opts.http_port,
+                                                       opts.http_max_body, opts.http_header_timeout,
+                                                       opts.http_allowed_hosts, opts.max_packet_size))
             await self.http.start()
         self.arm_timer()
 

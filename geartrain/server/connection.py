@@ -11,7 +11,9 @@ Hostile or broken peers (see docs/reliability.md): with ``--ssl`` the TLS handsh
 part of a packet for ``--partial-timeout`` seconds (slowloris) or, with ``--idle-timeout``, sends
 nothing while it neither works nor waits for a job, is sent an ERROR and closed by the server's
 sweep (``Server.sweep``); unusable packets are logged (the first few per connection). With an ACL,
-the connection's rules are chosen once here, from its address and client certificate.
+the connection's rules are chosen once here, from its address and client certificate. The bytes of
+an unfinished packet are held against the server-wide ``--max-buffered-input`` (budget.py): a
+connection whose packet would pass it gets an ERROR and is closed (logged).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from time import time
 from typing import TYPE_CHECKING
 
 from ..protocol.codec import FATAL, PARSE_ERROR, Parser, error_packet
-from ..protocol.packets import REQ
+from ..protocol.packets import REQ, ErrorCode
 from .tls import TLSTransport, describe_tls_error
 
 if TYPE_CHECKING:
@@ -38,7 +40,7 @@ class Connection(asyncio.Protocol):
     """The socket side of one Peer."""
 
     __slots__ = ("server", "state", "dispatch", "parser", "peer", "transport", "paused", "closing", "rules",
-                 "cert_name", "last_rx", "partial_since", "errors", "tls")
+                 "cert_name", "last_rx", "partial_since", "errors", "tls", "budget", "held")
 
     def __init__(self, server: Server) -> None:
         self.server = server
@@ -55,6 +57,8 @@ class Connection(asyncio.Protocol):
         self.partial_since = 0.0  # when the unfinished packet in the parser began (for --partial-timeout)
         self.errors = 0  # unusable packets seen (only the first few are logged)
         self.tls: TLSTransport | None = None  # with --ssl: the TLS session over the socket
+        self.budget = server.budget  # --max-buffered-input, shared by every connection
+        self.held = 0  # bytes of the unfinished packet taken from it
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
         self.transport = transport
@@ -148,8 +152,33 @@ class Connection(asyncio.Protocol):
             state.send(peer, error_packet(b"SERVER_ERROR", b"Internal server error"))
             peer.close_after = True
             self.closing = True
+        if parser._have != self.held and not self.hold(parser._have):
+            self.refuse_input()
         if not server.flush_scheduled:
             server.schedule_flush()
+
+    def hold(self, n: int) -> bool:
+        """The unfinished packet is now N bytes: take or give back the difference (False: over the cap)."""
+        more = n - self.held
+        if more > 0 and not self.budget.take(more):
+            return False
+        if more < 0:
+            self.budget.give(-more)
+        self.held = n
+        return True
+
+    def refuse_input(self) -> None:
+        """Its unfinished packet would pass --max-buffered-input: an ERROR, a log line, a close."""
+        peer = self.peer
+        why = self.budget.refusal()
+        self.budget.give(self.held)
+        self.held = 0
+        if peer is None or self.closing:
+            return
+        log.warning("closing connection fd %d from %s: %s", peer.fd, peer.host, why)
+        self.closing = True
+        self.state.send(peer, error_packet(ErrorCode.MEMORY_ALLOCATION_FAILURE, why.encode()))
+        peer.close_after = True
 
     def parse_error(self, args: tuple[bytes, ...]) -> None:
         """Log an unusable packet; only the first few of a connection, so a flood cannot flood the log."""
@@ -176,6 +205,9 @@ class Connection(asyncio.Protocol):
         return None  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.held:
+            self.budget.give(self.held)
+            self.held = 0
         peer = self.peer
         if peer is None:
             return

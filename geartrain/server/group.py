@@ -23,8 +23,10 @@ A new add whose key has a delete waiting for the same batch drops that delete (t
 the row; deleting after it would lose the new job; if the add fails, the delete is due again); a
 delete already in an earlier batch runs before the add anyway. A failed
 ``Store.done`` keeps its keys and retries them in a later batch, after a backoff growing from
-0.1 s to 5 s, so a finished job is not silently left in the store to run again after the next
-restart. Only used with a durable store; the memory path never gets here.
+0.1 s to 5 s (or when the store says it will try its database again), so a finished job is not
+silently left in the store to run again after the next restart. A failure whose cause the store has
+logged already (``StoreError.reported``: the database cannot be reached, no room) is not logged
+again per batch. Only used with a durable store; the memory path never gets here.
 """
 
 from __future__ import annotations
@@ -193,13 +195,15 @@ class GroupCommit:
         self.batches += 1
         if batch.records:
             error: str | None = None
+            reported = False
             try:
                 await self.store.add(batch.records)
             except StoreError as exc:
                 error = str(exc) or type(exc).__name__
+                reported = exc.reported
             except Exception as exc:  # a backend bug must not wedge the server
                 error = f"{type(exc).__name__}: {exc}"
-            self._answer(batch, error)
+            self._answer(batch, error, reported)
         if batch.dones:
             dones = batch.dones
             try:
@@ -207,21 +211,27 @@ class GroupCommit:
             except Exception as exc:  # keep the keys: the jobs are finished and must not run again
                 self.errors += 1
                 self.backoff = min(RETRY_MAX, max(RETRY_MIN, self.backoff * 2))
-                log.error("queue store %s: done of %d job(s) failed: %s; retrying in %.1fs", self.store.name,
-                          len(dones), exc, self.backoff)
+                delay = self.backoff
+                if isinstance(exc, StoreError) and exc.retry_in is not None:
+                    delay = max(exc.retry_in, RETRY_MIN)  # when the store tries its database again
+                # a condition the store has logged already (database down, disk full) is not logged per retry
+                level = logging.DEBUG if isinstance(exc, StoreError) and exc.reported else logging.ERROR
+                log.log(level, "queue store %s: done of %d job(s) failed: %s; retrying in %.1fs", self.store.name,
+                        len(dones), exc, delay)
                 newer = {record.key for b in (*self.full, self.filling) for record in b.records}
                 for key in dones:
                     if key not in newer:  # a job added again under the key since: its row must stay
                         self.failed[key] = None
                 if self.retry_timer is None:
-                    self.retry_timer = self._loop().call_later(self.backoff, self._retry_due)
+                    self.retry_timer = self._loop().call_later(delay, self._retry_due)
             else:
                 self.backoff = 0.0
 
-    def _answer(self, batch: Batch, error: str | None) -> None:
+    def _answer(self, batch: Batch, error: str | None, reported: bool = False) -> None:
         if error is not None:
             self.errors += 1
-            log.error("queue store %s: add of %d job(s) failed: %s", self.store.name, len(batch.records), error)
+            log.log(logging.DEBUG if reported else logging.ERROR, "queue store %s: add of %d job(s) failed: %s",
+                    self.store.name, len(batch.records), error)
         if self.superseded:
             for record in batch.records:
                 key = record.key

@@ -15,7 +15,6 @@ time and version, plus the process collector (CPU, memory, file descriptors).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector, generate_latest
 from prometheus_client.core import (
@@ -28,10 +27,9 @@ from prometheus_client.core import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
+from .. import __version__
 from .jobs import TIME_BUCKETS
-
-if TYPE_CHECKING:
-    from .app import Server
+from .view import ServerView
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 _BOUNDS = [repr(float(b)) for b in TIME_BUCKETS] + ["+Inf"]
@@ -58,8 +56,8 @@ class Snapshot:
     __slots__ = ("functions", "connections", "accepted", "workers", "jobs", "dropped", "bytes", "responses",
                  "started", "queue")
 
-    def __init__(self, server: Server) -> None:
-        state = server.state
+    def __init__(self, view: ServerView) -> None:
+        state = view.state
         self.functions = [
             (label(f.name), f.total, f.running, f.workers, tuple(f.queued), f.submitted, f.completed, f.failed,
              f.exceptions, f.retried, f.timeouts, list(f.wait_hist), f.wait_sum, list(f.run_hist), f.run_sum)
@@ -70,14 +68,10 @@ class Snapshot:
         self.workers = sum(1 for p in state.peers.values() if p.as_worker.funcs)
         self.jobs = len(state.jobs)
         self.dropped = state.dropped
-        http = server.http
-        self.bytes = [("gearman", server.bytes_in, server.bytes_out)]
-        self.responses: dict[int, int] | None = None
-        if http is not None:
-            self.bytes.append(("http", http.bytes_in, http.bytes_out))
-            self.responses = dict(http.responses)
-        self.started = server.started
-        self.queue = server.store.name
+        self.bytes = view.traffic()
+        self.responses = dict(view.http.responses) if view.http is not None else None
+        self.started = view.started
+        self.queue = view.queue
 
 
 class SnapshotCollector(Collector):
@@ -142,10 +136,10 @@ class SnapshotCollector(Collector):
         yield run
 
         # server-wide
-        yield GaugeMetricFamily("geartrain_connections", "Open connections (Gearman protocol and HTTP submitters)",
+        yield GaugeMetricFamily("geartrain_connections", "Open Gearman connections and HTTP submissions under way",
                                 value=snap.connections)
-        yield CounterMetricFamily("geartrain_connections_accepted", "Connections accepted since start",
-                                  value=snap.accepted)
+        yield CounterMetricFamily("geartrain_connections_accepted",
+                                  "Gearman connections accepted and HTTP submissions since start", value=snap.accepted)
         yield GaugeMetricFamily("geartrain_workers", "Connections with at least one registered function",
                                 value=snap.workers)
         yield GaugeMetricFamily("geartrain_jobs", "Jobs in the server", value=snap.jobs)
@@ -166,8 +160,6 @@ class SnapshotCollector(Collector):
             yield requests
         yield GaugeMetricFamily("geartrain_start_time_seconds", "When the server started (Unix time)",
                                 value=snap.started)
-        from .. import __version__
-
         info = InfoMetricFamily("geartrain", "The server's version and queue")
         info.add_metric([], {"version": __version__, "queue": snap.queue})
         yield info
@@ -199,9 +191,9 @@ def render(snap: Snapshot, base: CollectorRegistry) -> bytes:
     return generate_latest(_Scrape(snap, base))  # type: ignore[arg-type]
 
 
-def scrape(server: Server, base: CollectorRegistry | None = None) -> bytes:
+def scrape(view: ServerView, base: CollectorRegistry | None = None) -> bytes:
     """Snapshot and render in one call (tests, and callers already off the hot path)."""
-    return render(Snapshot(server), base if base is not None else make_registry())
+    return render(Snapshot(view), base if base is not None else make_registry())
 
 
 __all__ = ["CONTENT_TYPE", "Snapshot", "SnapshotCollector", "make_registry", "render", "scrape", "label"]

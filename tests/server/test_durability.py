@@ -24,7 +24,16 @@ import pytest
 from geartrain.protocol.codec import Parser, pack_req
 from geartrain.protocol.packets import RES, T
 from tests.conftest import Server, start_geartrain
-from tests.server.store.backends import KINDS, PORTS, Backend, Proxy, need_service
+from tests.server.store.backends import (
+    COMMIT_MARK,
+    KINDS,
+    PORTS,
+    Backend,
+    Proxy,
+    fill,
+    need_service,
+    small_filesystem,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
 
@@ -165,6 +174,12 @@ class ThreadedProxy:
     def restore(self) -> None:
         self._run(self.proxy.restore())
 
+    def hold_replies_after(self, pattern: bytes) -> None:
+        self.loop.call_soon_threadsafe(self.proxy.hold_replies_after, pattern)
+
+    def wait_held(self, timeout: float = 10.0) -> None:
+        self._run(asyncio.wait_for(self.proxy.held.wait(), timeout))
+
     def close(self) -> None:
         self.cut()
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -223,6 +238,77 @@ def test_database_outage_gives_queue_error_then_recovers(kind: str, tmp_path: Pa
         asyncio.run(backend.drop())
     log = server.log.read_text()
     assert "lost" in log and "reconnected" in log, log[-2000:]
+
+
+@pytest.mark.parametrize("kind", [k for k in KINDS if k != "sqlite"])
+def test_a_job_answered_queue_error_never_runs(kind: str, tmp_path: Path):
+    """Three times, the network to the database breaks after it committed a batch of submissions and
+    before its reply came back, and the store's one retry cannot connect: the submitters get ERROR
+    QUEUE_ERROR ("the job is not created") although the jobs are in the database. Once it is
+    reachable again none of them runs (the server deletes them before anything else), not even after
+    a restart, and every job answered JOB_CREATED does."""
+    need_service(kind)
+    proxy = ThreadedProxy(PORTS[kind])
+    backend = Backend(kind, tmp_path, port=proxy.port)
+    server = start_geartrain(tmp_path, "--queue", backend.url)
+    acked: set[bytes] = set()
+    refused: set[bytes] = set()
+    try:
+        client = Peer(server)
+
+        def send(*payloads: bytes) -> None:
+            client.send(*(pack_req(T.SUBMIT_JOB_BG, FUNC, data, data) for data in payloads))
+
+        for round_ in range(3):
+            send(*(b"before-%d-%d" % (round_, i) for i in range(3)))
+            for i in range(3):
+                assert client.recv()[0] == T.JOB_CREATED
+                acked.add(b"before-%d-%d" % (round_, i))
+            lost = [b"lost-%d-%d" % (round_, i) for i in range(5)]
+            proxy.hold_replies_after(COMMIT_MARK[kind])
+            send(*lost)
+            proxy.wait_held()
+            deadline = time.monotonic() + 10
+            while not all(asyncio.run(backend.has_job(FUNC, data)) for data in lost):
+                assert time.monotonic() < deadline, "the submissions never reached the database"
+                time.sleep(0.02)
+            proxy.cut()
+            for data in lost:
+                ptype, args = client.recv()
+                assert (ptype, args[0]) == (T.ERROR, b"QUEUE_ERROR"), (ptype, args)
+                refused.add(data)
+            proxy.restore()
+            deadline = time.monotonic() + 20
+            n = 0
+            while True:  # the store reconnects (and settles the lost jobs) at its next attempt
+                data = b"after-%d-%d" % (round_, n)
+                send(data)
+                ptype, args = client.recv()
+                if ptype == T.JOB_CREATED:
+                    acked.add(data)
+                    break
+                assert (ptype, args[0]) == (T.ERROR, b"QUEUE_ERROR") and time.monotonic() < deadline
+                n += 1
+                time.sleep(0.1)
+            assert not any(asyncio.run(backend.has_job(FUNC, data)) for data in lost)
+        client.close()
+        server.stop()
+        server = start_geartrain(tmp_path, "--queue", backend.url)  # replays what is stored
+        seen: set[bytes] = set()
+        stop = threading.Event()
+        t = threading.Thread(target=worker, args=(server, seen, stop, 0.0))
+        t.start()
+        deadline = time.monotonic() + 20
+        while (not acked <= seen or asyncio.run(backend.count())) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stop.set()
+        t.join(15)
+        assert acked <= seen and asyncio.run(backend.count()) == 0
+        assert not refused & seen, f"{len(refused & seen)} job(s) answered QUEUE_ERROR ran"
+    finally:
+        server.stop()
+        proxy.close()
+        asyncio.run(backend.drop())
 
 
 def submit_bg(server: Server, *payloads: bytes, unique: bytes = b"") -> list[bytes]:
@@ -286,6 +372,50 @@ def test_keyless_jobs_keep_their_identity_across_restarts(unique: bytes, tmp_pat
         assert {u for u, _ in got} == {unique}
     finally:
         server.stop()
+
+
+def test_a_full_disk_does_not_make_finished_jobs_run_again(tmp_path: Path):
+    """The SQLite queue on a real filesystem that fills up (a small tmpfs): submissions get ERROR
+    QUEUE_ERROR, finished jobs are still deleted, so after a restart none of them runs again; the
+    log says "no room" once and nothing of lost connections; with room again, jobs are stored."""
+    with small_filesystem(tmp_path) as fs:
+        backend = Backend("sqlite", fs)
+        server = start_geartrain(tmp_path, "--queue", backend.url, "--verbose", "INFO")
+        try:
+            for start in range(0, 1000, 250):
+                submit_bg(server, *(b"job-%d" % i for i in range(start, start + 250)))
+            filler = fill(fs)
+            peer = Peer(server)
+            peer.send(*(pack_req(T.SUBMIT_JOB_BG, FUNC, b"", b"x" * 100_000) for _ in range(20)))
+            replies = [peer.recv() for _ in range(20)]
+            assert {(ptype, args[0]) for ptype, args in replies} == {(T.ERROR, b"QUEUE_ERROR")}
+            peer.close()
+            assert len(take(server, 1000, wait=30)) == 1000
+            deadline = time.monotonic() + 20
+            while asyncio.run(backend.count()) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert asyncio.run(backend.count()) == 0, "finished jobs left in the store"
+        finally:
+            server.stop()
+        log = server.log.read_text()
+        assert log.count("no room") == 1 and "lost" not in log and "reconnect" not in log, log[-3000:]
+        server = start_geartrain(tmp_path, "--queue", backend.url, "--verbose", "INFO")  # the disk still full
+        try:
+            assert take(server, 1, wait=1.0) == []  # nothing runs again
+            filler.unlink()
+            deadline = time.monotonic() + 10
+            while True:  # the reserve is taken back within a second, then jobs are stored again
+                peer = Peer(server)
+                peer.send(pack_req(T.SUBMIT_JOB_BG, FUNC, b"", b"after"))
+                ptype, _ = peer.recv()
+                peer.close()
+                if ptype == T.JOB_CREATED:
+                    break
+                assert time.monotonic() < deadline, "jobs were never stored again"
+                time.sleep(0.2)
+            assert take(server, 1) == [(b"", b"after")]
+        finally:
+            server.stop()
 
 
 def local_ports(pid: int, remote_port: int) -> list[int]:

@@ -172,7 +172,7 @@ def test_foreground_job_failure_is_a_500(web: Web) -> None:
 
 def test_http_client_leaving_drops_its_queued_foreground_job(web: Web) -> None:
     sock = socket.create_connection(("127.0.0.1", web.port))
-    sock.sendall(b"POST /fg_leave HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nz")
+    sock.sendall(b"POST /fg_leave HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1\r\n\r\nz")
     assert wait_for(lambda: web.json("GET", "/api/jobs?function=fg_leave")[1]["jobs"], timeout=5)
     sock.close()
     assert wait_for(lambda: not web.json("GET", "/api/jobs?function=fg_leave")[1]["jobs"], timeout=5)
@@ -246,7 +246,7 @@ def raw(web: Web, data: bytes) -> bytes:
 
 
 def test_oversized_head_and_garbage_get_4xx_then_close(web: Web) -> None:
-    reply = raw(web, b"GET /api/server HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n")
+    reply = raw(web, b"GET /api/server HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n")
     assert reply.startswith(b"HTTP/1.1 431 ")
     reply = raw(web, b"this is not http\r\n\r\n")
     assert reply.startswith(b"HTTP/1.1 400 ")
@@ -254,7 +254,7 @@ def test_oversized_head_and_garbage_get_4xx_then_close(web: Web) -> None:
 
 def test_chunked_body_over_the_limit_is_refused(web: Web) -> None:
     chunk = b"8000\r\n" + b"c" * 0x8000 + b"\r\n"
-    head = b"POST /chunky HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    head = b"POST /chunky HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n"
     reply = raw(web, head + chunk * 3 + b"0\r\n\r\n")
     assert reply.startswith(b"HTTP/1.1 413 ")
     assert not web.json("GET", "/api/jobs?function=chunky")[1]["jobs"]
@@ -292,7 +292,7 @@ def test_full_queue_is_a_503(web: Web) -> None:
 
 def test_half_closed_client_still_gets_its_answer(web: Web) -> None:
     with socket.create_connection(("127.0.0.1", web.port), timeout=10) as sock:
-        sock.sendall(b"POST /half_closed HTTP/1.1\r\nHost: x\r\nX-Gearman-Background: true\r\n"
+        sock.sendall(b"POST /half_closed HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Gearman-Background: true\r\n"
                      b"Content-Length: 1\r\n\r\nh")
         sock.shutdown(socket.SHUT_WR)
         reply = b""
@@ -339,10 +339,30 @@ def test_exception_data_is_the_body_under_exceptions(tmp_path: Path) -> None:
         server.stop()
 
 
+def test_a_workers_exception_text_is_the_answer(web: Web) -> None:
+    """Without `serve --exceptions` too: the HTTP client asks for exceptions, as `geartrain submit` does."""
+    for accept, fn in ((None, "fg_raise"), ("application/json", "fg_raise_json")):
+        with web.wire() as worker:
+            worker.send(T.CAN_DO, fn.encode())
+            fg = Foreground(web, f"/{fn}", b"x", {"Accept": accept} if accept else {})
+            fg.start()
+            handle = grab(worker)[0]
+            worker.send(T.WORK_EXCEPTION, handle, b"ValueError: it broke")  # what a libgearman worker sends
+            worker.send(T.WORK_FAIL, handle)
+            status, headers, body = fg.get()
+        assert (status, headers["x-gearman-command"]) == (500, "WORK_EXCEPTION")
+        if accept is None:
+            assert body == b"ValueError: it broke"
+        else:
+            assert headers["content-type"] == "application/json"
+            assert json.loads(body) == {"error": "the job's worker raised an exception", "status": 500,
+                                        "exception": "ValueError: it broke", "handle": handle.decode()}
+
+
 def test_pipelined_requests_are_answered_in_order(web: Web) -> None:
-    one = b"GET /api/functions/never HTTP/1.1\r\nHost: x\r\n\r\n"
-    two = b"POST /pipelined HTTP/1.1\r\nHost: x\r\nX-Gearman-Background: true\r\nContent-Length: 1\r\n\r\np"
-    three = b"GET /api/server HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    one = b"GET /api/functions/never HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    two = b"POST /pipelined HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Gearman-Background: true\r\nContent-Length: 1\r\n\r\np"
+    three = b"GET /api/server HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
     reply = raw(web, one + two + three)
     statuses = re.findall(rb"HTTP/1\.1 \d{3} [A-Za-z ]+", reply)
     assert statuses == [b"HTTP/1.1 404 Not Found", b"HTTP/1.1 200 OK", b"HTTP/1.1 200 OK"]
@@ -351,11 +371,11 @@ def test_pipelined_requests_are_answered_in_order(web: Web) -> None:
 
 def test_a_client_piling_up_data_while_its_job_waits_is_closed(web: Web) -> None:
     with socket.create_connection(("127.0.0.1", web.port), timeout=10) as sock:
-        sock.sendall(b"POST /pile_up HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nz")
+        sock.sendall(b"POST /pile_up HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1\r\n\r\nz")
         assert wait_for(lambda: web.json("GET", "/api/jobs?function=pile_up")[1]["jobs"], timeout=5)
         try:
             for _ in range(40):
-                sock.sendall(b"GET /api/server HTTP/1.1\r\nHost: x\r\n" + b"X: " + b"y" * 4000 + b"\r\n\r\n")
+                sock.sendall(b"GET /api/server HTTP/1.1\r\nHost: 127.0.0.1\r\n" + b"X: " + b"y" * 4000 + b"\r\n\r\n")
         except OSError:
             pass  # closed while we were still sending
         sock.settimeout(10)
@@ -419,7 +439,7 @@ def test_any_request_gets_an_answer_or_a_close_and_the_server_stays_up(web: Web,
             reply = b""
     assert reply == b"" or reply.startswith(b"HTTP/1.1 ")
     for status in re.findall(rb"HTTP/1\.1 (\d{3}) ", reply):
-        assert int(status) < 500 or int(status) == 501  # 501: a transfer-coding h11 does not implement
+        assert int(status) < 500 or int(status) == 501  # 501: a transfer-coding the parser does not implement
     assert web.request("GET", "/api/server")[0] == 200
     for job in web.json("GET", "/api/jobs?state=queued&limit=1000")[1]["jobs"]:  # keep the server tidy
         web.request("DELETE", f"/api/jobs/{job['handle_url']}")

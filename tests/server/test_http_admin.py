@@ -13,14 +13,14 @@ import signal
 import socket
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from urllib.parse import quote
 
 import pytest
 
 from geartrain.protocol.packets import T
 from geartrain.server.acl import admin_hook
-from geartrain.server.http import HttpConnection
+from geartrain.server.http import HttpListener, HttpOptions
+from geartrain.server.view import ServerView
 from tests.conftest import free_port, start_geartrain, wait_port
 from tests.server.helpers import Harness
 from tests.server.test_serve import Conn
@@ -78,29 +78,22 @@ def test_delete_is_refused_where_admin_cancel_is(tmp_path: Path):
         server.stop()
 
 
-def _bare_connection(host: str, hook) -> tuple[HttpConnection, list]:
-    """An HttpConnection without a socket whose responses are recorded."""
+def _bare_listener(hook) -> HttpListener:
+    """An HttpListener without a socket, over a State driven directly."""
     h = Harness()
-    server = SimpleNamespace(state=h.state, admin=SimpleNamespace(allowed=hook), acl=None, max_packet_size=1 << 20,
-                             schedule_flush=lambda: None)
-    listener = SimpleNamespace(server=server, max_header=16384, max_body=1 << 20, idle_timeout=60.0)
-    conn = HttpConnection(listener)  # type: ignore[arg-type]
-    conn.host = host
-    answers: list = []
-    conn.json = lambda value, status=200: answers.append((status, value))  # type: ignore[method-assign]
-    conn.error = lambda status, message, **kw: answers.append((status, message))  # type: ignore[method-assign]
-    return conn, answers
+    view = ServerView(h.state, lambda: None, 0.0, "memory", lambda: [], lambda: (0, 0), admin_allowed=hook)
+    return HttpListener(view, HttpOptions("127.0.0.1", 0))
 
 
 @pytest.mark.parametrize("host, allowed", [("192.0.2.7", False), ("127.0.0.1", True)])
 def test_delete_under_admin_loopback_only(host: str, allowed: bool):
-    conn, answers = _bare_connection(host, admin_hook(True))
-    state = conn.server.state
+    listener = _bare_listener(admin_hook(True))
+    state = listener.view.state
     client = state.connect(5, "127.0.0.1")
     state.dispatch[T.SUBMIT_JOB_BG](client, (b"f", b"", b"x"))
     handle = next(iter(state.jobs))
-    conn._delete(b"api/jobs/" + handle)
-    assert answers[0][0] == (200 if allowed else 403), answers
+    answer = listener.delete(host, "api/jobs/" + handle.decode())
+    assert answer.status == (200 if allowed else 403), answer.body
     assert (handle in state.jobs) is not allowed
 
 

@@ -1,12 +1,14 @@
-"""The JSON API answers as docs/openapi.json says: every documented path is served, and every status,
-content type and body of the answers (errors included) is the documented one (checked with jsonschema)."""
+"""The JSON API answers as its OpenAPI description says (geartrain/server/dashboard/openapi.json, the one
+copy, shipped in the package and served at /openapi.json): every documented path is served, and every
+status, content type and body of the answers (errors included) is the documented one (checked with
+jsonschema)."""
 
 from __future__ import annotations
 
 import json
 import re
 from collections.abc import Iterator
-from pathlib import Path
+from importlib import resources
 
 import jsonschema
 import pytest
@@ -14,9 +16,9 @@ import pytest
 from geartrain.protocol.packets import T
 from tests.conftest import free_port, start_geartrain, wait_port
 from tests.interop.wire import Wire, wait_for
-from tests.server.test_http import Web, grab, submit_bg
+from tests.server.test_http import Foreground, Web, grab, submit_bg
 
-SPEC_PATH = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
+SPEC_PATH = resources.files("geartrain.server").joinpath("dashboard/openapi.json")
 SPEC = json.loads(SPEC_PATH.read_text())
 
 
@@ -113,6 +115,9 @@ def test_listings_match_the_state(busy: tuple[Web, dict[str, str]]) -> None:
     ("DELETE", "{running}", "/api/jobs/{handle}", 409),
     ("POST", "/", "/{function}", 404),
     ("POST", "/api_big", "/{function}", 400),
+    ("GET", "/api/server", "/api/server", 403),  # a foreign Host (DNS rebinding)
+    ("DELETE", "/api/jobs/H:nope:1", "/api/jobs/{handle}", 403),  # a foreign Host
+    ("POST", "/api_huge", "/{function}", 413),
 ])
 def test_errors_are_documented(busy: tuple[Web, dict[str, str]], method: str, path: str, template: str,
                                status: int) -> None:
@@ -122,7 +127,12 @@ def test_errors_are_documented(busy: tuple[Web, dict[str, str]], method: str, pa
         path = f"/api/jobs/{jobs['running']}"
     if path == "/api_big":
         headers = {"X-Gearman-Unique": "u" * 100, "X-Gearman-Background": "true"}
-    got = web.request(method, path, b"" if method == "POST" else None, headers)
+    body = b"" if method == "POST" else None
+    if path == "/api_huge":
+        body = b"h" * (16 * 1024 * 1024 + 1)
+    if status == 403:
+        headers = {"Host": "evil.example"}
+    got = web.request(method, path, body, headers)
     assert got[0] == status
     assert check(method, template, *got)["status"] == status
 
@@ -133,6 +143,26 @@ def test_cancel_answers_as_documented(busy: tuple[Web, dict[str, str]]) -> None:
     body = check("DELETE", "/api/jobs/{handle}", *web.request("DELETE", f"/api/jobs/{handle}"))
     assert body["state"] == "cancelled"
     assert wait_for(lambda: web.request("GET", f"/api/jobs/{handle}")[0] == 404, timeout=5)
+
+
+@pytest.mark.parametrize("command", [T.WORK_EXCEPTION, T.WORK_FAIL])
+def test_a_failed_job_answers_as_documented(busy: tuple[Web, dict[str, str]], command: int) -> None:
+    web, _ = busy
+    for accept in ("application/json", "*/*"):
+        with Wire(web.server.host, web.server.port) as worker:
+            worker.send(T.CAN_DO, b"api_fail")
+            fg = Foreground(web, "/api_fail", b"f", {"Accept": accept})
+            fg.start()
+            handle = grab(worker)[0]
+            if command == T.WORK_EXCEPTION:
+                worker.send(T.WORK_EXCEPTION, handle, b"KeyError: 'k'")
+            worker.send(T.WORK_FAIL, handle)
+            got = fg.get()
+        assert got[0] == 500
+        value = check("POST", "/{function}", *got)
+        if accept == "application/json":
+            assert value["handle"] == handle.decode()  # type: ignore[index]
+            assert ("exception" in value) is (command == T.WORK_EXCEPTION)  # type: ignore[operator]
 
 
 def test_background_submission_answers_as_documented(busy: tuple[Web, dict[str, str]]) -> None:

@@ -4,13 +4,13 @@ sockets, with a fake clock), and a running server's /metrics counts a real job."
 from __future__ import annotations
 
 import http.client
-from types import SimpleNamespace
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from geartrain.protocol.packets import T
 from geartrain.server.metrics import scrape
+from geartrain.server.view import ServerView
 from tests.conftest import free_port, start_geartrain, wait_port
 from tests.interop.wire import Wire
 from tests.server.helpers import Harness
@@ -28,9 +28,8 @@ def value(got: dict, name: str, **labels: str) -> float:
     return got[(name, tuple(sorted(labels.items())))]
 
 
-def fake_server(h: Harness) -> SimpleNamespace:
-    return SimpleNamespace(state=h.state, bytes_in=123, bytes_out=456, http=None, started=1_000_000.0,
-                           store=SimpleNamespace(name="memory"))
+def fake_server(h: Harness) -> ServerView:
+    return ServerView(h.state, lambda: None, 1_000_000.0, "memory", lambda: [], lambda: (123, 456))
 
 
 def test_counters_gauges_and_histograms_follow_the_state() -> None:

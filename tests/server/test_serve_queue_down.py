@@ -1,5 +1,7 @@
 """A durable queue whose database is down when the server starts: the server waits for it, trying
-again with a backoff and saying so in the log, and only then listens; it can be stopped meanwhile.
+again with a backoff and saying so in the log (one line per attempt), and only then listens; it can
+be stopped meanwhile. A queue that can never work (an unknown parameter, an SQLite path that cannot
+be opened) is refused at once instead.
 """
 
 from __future__ import annotations
@@ -124,6 +126,9 @@ def test_serve_with_an_unreachable_database_keeps_trying_until_stopped(tmp_path:
         assert proc.poll() is None, proc.communicate()
         text = log.read_text()
         assert "the postgres queue is not available (attempt 1)" in text and "(attempt 2)" in text
+        # one line per attempt, with the delay the server waits: no second line from the store with its own
+        lines = [line for line in text.splitlines() if "Connection refused" in line]
+        assert lines and all("is not available (attempt" in line and "trying again in" in line for line in lines), text
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
         proc.send_signal(signal.SIGTERM)
@@ -134,3 +139,25 @@ def test_serve_with_an_unreachable_database_keeps_trying_until_stopped(tmp_path:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.mark.parametrize("queue, says", [
+    ("sqlite:///{tmp}/q.sqlite?tabel=x", "unknown parameter 'tabel' in the sqlite queue URL; it takes: table, "),
+    ("redis://127.0.0.1:6379/0?prefx=x", "unknown parameter 'prefx' in the redis queue URL; it takes: prefix, db"),
+    ("mysql://root@127.0.0.1:3306/test?foo=1", "unknown parameter 'foo' in the mysql queue URL; it takes: table, "),
+    ("postgresql://postgres@127.0.0.1:5432/test?tabel=x", "unknown parameter 'tabel' in the postgresql queue URL"),
+    ("sqlite:////proc/nope/q.sqlite", "cannot open /proc/nope/q.sqlite: /proc/nope: No such file or directory"),
+    ("sqlite:///{tmp}/a-file/q.sqlite", "cannot open {tmp}/a-file/q.sqlite: Not a directory"),
+    ("sqlite:///{tmp}/not-a-database", "is not an SQLite database"),
+])
+def test_a_queue_that_can_never_work_is_refused_at_once(queue: str, says: str, tmp_path: Path):
+    """One line on stderr and a failed exit, instead of a server on default settings (a typo writing
+    to another table) or one retrying for ever as if a database were down."""
+    (tmp_path / "a-file").write_text("a file, not a directory")
+    (tmp_path / "not-a-database").write_bytes(b"not SQLite " * 100)
+    queue, says = queue.format(tmp=tmp_path), says.format(tmp=tmp_path)
+    done = subprocess.run([sys.executable, "-m", "geartrain", "serve", "-L", "127.0.0.1", "-p", str(free_port()),
+                           "--queue", queue, "--log-file", str(tmp_path / "log")],
+                          cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert done.returncode != 0 and says in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    assert "not available" not in (tmp_path / "log").read_text() if (tmp_path / "log").exists() else True

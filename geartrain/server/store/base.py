@@ -17,7 +17,22 @@ from dataclasses import dataclass
 
 
 class StoreError(Exception):
-    """The backend failed (connection lost, query refused); the submitter gets ERROR QUEUE_ERROR."""
+    """The backend failed (connection lost, query refused, no room); the submitter gets ERROR QUEUE_ERROR.
+
+    ``reported``: the store has already logged the condition behind this error (the database
+    cannot be reached, the disk is full), so a caller need not log it once more per call.
+    ``retry_in``: seconds until the store tries the database again, when it waits a backoff."""
+
+    def __init__(self, message: str, *, reported: bool = False, retry_in: float | None = None) -> None:
+        super().__init__(message)
+        self.reported = reported
+        self.retry_in = retry_in
+
+
+class QueueConfigError(ValueError):
+    """The queue as configured can never work: an unknown scheme or parameter, a missing database
+    driver, an SQLite path that cannot be opened. Refused at once, never retried as a database
+    that is down would be."""
 
 
 @dataclass(slots=True)

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from .base import Store, StoredJob, StoreError
+from .base import QueueConfigError, Store, StoredJob, StoreError
 
 log = logging.getLogger("geartrain.store")
 
@@ -157,6 +157,15 @@ class ConnectedStore(Store):
     write is idempotent: upsert / delete by key), so a killed connection costs nothing. If the
     server cannot be reached the call raises StoreError and later calls try again, no more often
     than a backoff that grows from 0.1 s to 5 s; calls inside the backoff fail at once.
+
+    An add that fails so (its submitters get QUEUE_ERROR: "the job is not created") may still have
+    reached the database: the connection can break after the database committed it and before its
+    reply came back. Its keys are remembered as unsettled, and the next connection deletes them
+    before it writes or reads anything else, so such a job never runs.
+
+    A database with no room for a write (a full disk, Redis at maxmemory) is not a broken
+    connection: it is logged once when it starts and once when it ends, its adds raise StoreError
+    (QUEUE_ERROR), and nothing reconnects.
     """
 
     #: seconds one add/done may take before the connection is given up
@@ -165,6 +174,8 @@ class ConnectedStore(Store):
     connect_timeout: float = 5.0
     backoff_min = 0.1
     backoff_max = 5.0
+    #: can a write's reply be lost after the database committed it (False for an embedded database)?
+    replies_can_be_lost = True
 
     def __init__(self) -> None:
         self._conn: Any = None
@@ -172,6 +183,9 @@ class ConnectedStore(Store):
         self._retry_at = 0.0
         self._backoff = 0.0
         self._down_since: float | None = None
+        self._full_since: float | None = None
+        #: keys of adds answered with StoreError that may have reached the database, in order
+        self._unsettled: dict[tuple[bytes, bytes], None] = {}
 
     # -- what a backend provides -------------------------------------------------------------
 
@@ -187,6 +201,15 @@ class ConnectedStore(Store):
         """Did EXC happen because the connection broke (rather than the query being refused)?"""
         raise NotImplementedError
 
+    def _is_full(self, exc: BaseException) -> bool:
+        """Did EXC happen because the database has no room for the write (disk full, out of memory)?"""
+        return False
+
+    def _deleter(self, keys: Sequence[tuple[bytes, bytes]]) -> Callable[[Any], Awaitable[Any]] | None:
+        """What deletes the jobs of KEYS in one transaction, given a connection; None if none of them
+        can be in the store."""
+        raise NotImplementedError
+
     def _describe(self) -> str:
         """Where we connect, for log lines (no password)."""
         return self.name
@@ -200,12 +223,26 @@ class ConnectedStore(Store):
             out.extend(batch)
         return out
 
+    async def done(self, keys: Sequence[tuple[bytes, bytes]]) -> None:
+        op = self._deleter(keys) if keys else None
+        if op is not None:
+            await self._call("done", op)
+
     async def open(self) -> None:
         async with self._lock:
             await self._ensure(first=True)
 
     async def close(self) -> None:
         async with self._lock:
+            if self._unsettled and self._conn is None:
+                try:  # one last chance to delete them
+                    await self._ensure(first=True)
+                except Exception:  # noqa: BLE001 - said below
+                    pass
+            if self._unsettled:
+                log.error("%s: %d job(s) answered QUEUE_ERROR may be in %s after all and run after a restart "
+                          "(the database could not be reached to delete them)", self.name, len(self._unsettled),
+                          self._describe())
             if self._conn is not None:
                 conn, self._conn = self._conn, None
                 await self._close_conn(conn)
@@ -213,63 +250,127 @@ class ConnectedStore(Store):
     async def _drop(self) -> None:
         if self._conn is not None:
             conn, self._conn = self._conn, None
-            try:
-                await asyncio.wait_for(self._close_conn(conn), 1.0)
-            except Exception:  # noqa: BLE001 - the connection is already broken
-                pass
+            await self._discard(conn)
+
+    async def _discard(self, conn: Any) -> None:
+        try:
+            await asyncio.wait_for(self._close_conn(conn), 1.0)
+        except Exception:  # noqa: BLE001 - the connection is already broken
+            pass
 
     async def _ensure(self, first: bool = False) -> Any:
+        """The connection, made now if there is none (the first of a start-up attempt ignores the
+        backoff and logs nothing: the server logs its own attempts). A new connection first deletes
+        the unsettled keys."""
         if self._conn is not None:
             return self._conn
         now = time.monotonic()
         if not first and now < self._retry_at:
             raise StoreError(f"{self.name}: no connection to {self._describe()} "
-                             f"(next attempt in {self._retry_at - now:.1f}s)")
+                             f"(next attempt in {self._retry_at - now:.1f}s)", reported=True,
+                             retry_in=self._retry_at - now)
+        doing = "connect to"
         try:
-            self._conn = await asyncio.wait_for(self._connect(), self.connect_timeout + 1.0)
+            conn = await asyncio.wait_for(self._connect(), self.connect_timeout + 1.0)
+            if self._unsettled:
+                doing = "delete the jobs answered QUEUE_ERROR on"
+                try:
+                    await self._settle(conn)
+                except BaseException:
+                    await self._discard(conn)
+                    raise
         except Exception as exc:
+            if first and isinstance(exc, QueueConfigError):
+                raise  # this will never work: refuse at once
             self._backoff = min(self.backoff_max, max(self.backoff_min, self._backoff * 2))
             self._retry_at = time.monotonic() + self._backoff
             if self._down_since is None:
                 self._down_since = now
-            log.error("%s: cannot connect to %s: %s (retry in %.1fs)", self.name, self._describe(),
-                      _what(exc), self._backoff)
-            raise StoreError(f"{self.name}: cannot connect to {self._describe()}: {_what(exc)}") from exc
+            if not first:
+                log.error("%s: cannot %s %s: %s (next attempt in %.1fs)", self.name, doing, self._describe(),
+                          _what(exc), self._backoff)
+            raise StoreError(f"{self.name}: cannot {doing} {self._describe()}: {_what(exc)}", reported=not first,
+                             retry_in=self._backoff) from exc
+        self._conn = conn
         if self._down_since is not None:
             log.warning("%s: reconnected to %s after %.1fs", self.name, self._describe(),
                         time.monotonic() - self._down_since)
             self._down_since = None
         self._backoff = 0.0
-        return self._conn
+        return conn
 
-    async def _call(self, what: str, op: Callable[[Any], Awaitable[T]], timeout: float | None = None) -> T:
-        """Run OP(connection) under the lock, with a timeout; reconnect and retry once if the link broke."""
+    async def _settle(self, conn: Any) -> None:
+        """Delete the unsettled keys on CONN: their submitters were told the jobs were not created."""
+        keys = list(self._unsettled)
+        op = self._deleter(keys)
+        if op is not None:
+            await asyncio.wait_for(op(conn), self.op_timeout or None)
+        for key in keys:
+            self._unsettled.pop(key, None)
+        log.warning("%s: deleted %d job(s) that were answered QUEUE_ERROR when the connection broke before the "
+                    "database's reply (they may have been stored)", self.name, len(keys))
+
+    async def _call(self, what: str, op: Callable[[Any], Awaitable[T]], timeout: float | None = None,
+                    writes: Sequence[StoredJob] = ()) -> T:
+        """Run OP(connection) under the lock, with a timeout; reconnect and retry once if the link broke.
+
+        WRITES: the jobs OP adds, remembered as unsettled if the call fails after one of its attempts
+        may have reached the database."""
         timeout = self.op_timeout if timeout is None else timeout
         async with self._lock:
-            for attempt in (1, 2):
-                conn = await self._ensure()
-                try:
-                    if timeout:
-                        return await asyncio.wait_for(op(conn), timeout)
-                    return await op(conn)
-                except asyncio.CancelledError:
-                    await self._drop()
-                    raise
-                except Exception as exc:  # noqa: BLE001 - every failure becomes StoreError
-                    timed_out = isinstance(exc, asyncio.TimeoutError | TimeoutError)
-                    if timed_out or self._is_connection_error(exc, conn):
+            unknown = False  # an attempt broke off after it may have reached the database
+            try:
+                for attempt in (1, 2):
+                    conn = await self._ensure()
+                    try:
+                        if timeout:
+                            result = await asyncio.wait_for(op(conn), timeout)
+                        else:
+                            result = await op(conn)
+                    except asyncio.CancelledError:
+                        unknown = True
+                        await self._drop()
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - every failure becomes StoreError
+                        if self._is_full(exc):
+                            raise self._no_room(what, exc) from exc
+                        timed_out = isinstance(exc, asyncio.TimeoutError | TimeoutError)
+                        if not (timed_out or self._is_connection_error(exc, conn)):
+                            log.error("%s: %s failed: %s", self.name, what, _what(exc))
+                            raise StoreError(f"{self.name}: {what} failed: {_what(exc)}") from exc
+                        unknown = True
                         if self._down_since is None:
                             self._down_since = time.monotonic()
+                        retry = attempt == 1 and not timed_out
                         log.warning("%s: %s failed, connection to %s lost: %s%s", self.name, what,
-                                    self._describe(), _what(exc),
-                                    "; reconnecting" if attempt == 1 and not timed_out else "")
+                                    self._describe(), _what(exc), "; reconnecting" if retry else "")
                         await self._drop()
-                        if attempt == 1 and not timed_out:
+                        if retry:
                             continue
-                    else:
-                        log.error("%s: %s failed: %s", self.name, what, _what(exc))
-                    raise StoreError(f"{self.name}: {what} failed: {_what(exc)}") from exc
+                        raise StoreError(f"{self.name}: {what} failed: {_what(exc)}") from exc
+                    if writes and self._full_since is not None:
+                        log.warning("%s: %s has room again after %.1fs; background jobs are stored again", self.name,
+                                    self._describe(), time.monotonic() - self._full_since)
+                        self._full_since = None
+                    return result
+            except BaseException:
+                if unknown and writes and self.replies_can_be_lost:
+                    for job in writes:
+                        self._unsettled[job.key] = None
+                raise
         raise AssertionError("unreachable")
+
+    def _no_room(self, what: str, exc: BaseException) -> StoreError:
+        """EXC says the database has no room: log it if it is new; the StoreError to raise."""
+        if self._full_since is None:
+            self._full_since = time.monotonic()
+            log.error("%s: no room in %s: %s; background jobs get QUEUE_ERROR until there is room%s", self.name,
+                      self._describe(), _what(exc), self._full_note())
+        return StoreError(f"{self.name}: {what} failed: no room in {self._describe()}: {_what(exc)}", reported=True)
+
+    def _full_note(self) -> str:
+        """What the no-room log line adds about deletes (a backend that keeps a reserve says so)."""
+        return ""
 
 
 def _what(exc: BaseException) -> str:

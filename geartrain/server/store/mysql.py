@@ -26,7 +26,7 @@ per function; each batch is one InnoDB transaction.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import asyncmy
@@ -39,6 +39,9 @@ from .common import INT32_MAX, ConnectedStore, Names, is_text, job_from_row, las
 DEFAULT_TABLE = "gearman_queue"
 #: MySQL/MariaDB error numbers that mean the connection is gone
 _GONE = {2003, 2006, 2013, 2055, 1053, 1077, 1152, 1927, 4031}
+#: error numbers that mean no room: ER_DISK_FULL, ER_OUT_OF_RESOURCES, ER_RECORD_FILE_FULL ("the table is full")
+_FULL = {1021, 1041, 1114}
+_ER_GET_ERRNO = 1030  # "Got error N from storage engine"
 _DELETE_CHUNK = 1000
 #: batches at least this big go in with MariaDB's bulk execute, in pieces of about this many bytes
 _BULK_MIN = 16
@@ -88,14 +91,15 @@ class MySQLStore(ConnectedStore):
         try:
             t = quote_ident(self.table)
             async with conn.cursor() as cur:
-                await cur.execute(
-                    f"CREATE TABLE IF NOT EXISTS {t} (unique_key VARBINARY(64) NOT NULL, "
-                    "function_name VARBINARY(255) NOT NULL, priority INT, data LONGBLOB, when_to_run INT, "
-                    "geartrain_extra LONGBLOB, PRIMARY KEY (unique_key, function_name)) ENGINE=InnoDB")
-                await cur.execute(
-                    "SELECT column_name, data_type FROM information_schema.columns "
-                    "WHERE table_schema = DATABASE() AND table_name = %s", (self.table.split(".")[-1],))
-                types = {_text(n).lower(): _text(d).lower() for n, d in await cur.fetchall()}
+                types = await self._column_types(cur)
+                if not types:
+                    # only when it is missing: on a table that exists, CREATE TABLE IF NOT EXISTS leaves
+                    # a note that the driver logs as a warning ("Table '...' already exists")
+                    await cur.execute(
+                        f"CREATE TABLE IF NOT EXISTS {t} (unique_key VARBINARY(64) NOT NULL, "
+                        "function_name VARBINARY(255) NOT NULL, priority INT, data LONGBLOB, when_to_run INT, "
+                        "geartrain_extra LONGBLOB, PRIMARY KEY (unique_key, function_name)) ENGINE=InnoDB")
+                    types = await self._column_types(cur)
                 if "geartrain_extra" not in types:
                     await cur.execute(f"ALTER TABLE {t} ADD COLUMN geartrain_extra LONGBLOB NULL")
                 self._binary_keys = all(types.get(c, "varbinary") in ("varbinary", "binary", "blob", "longblob",
@@ -110,11 +114,25 @@ class MySQLStore(ConnectedStore):
             raise
         return conn
 
+    async def _column_types(self, cur: Any) -> dict[str, str]:
+        """The queue table's columns and their types; empty if there is no such table."""
+        schema, _, table = self.table.rpartition(".")
+        await cur.execute("SELECT column_name, data_type FROM information_schema.columns "
+                          f"WHERE table_schema = {'%s' if schema else 'DATABASE()'} AND table_name = %s",
+                          (schema, table) if schema else (table,))
+        return {_text(n).lower(): _text(d).lower() for n, d in await cur.fetchall()}
+
     async def _close_conn(self, conn: Any) -> None:
         try:
             await conn.ensure_closed()
         except Exception:  # noqa: BLE001
             conn.close()
+
+    def _is_full(self, exc: BaseException) -> bool:
+        if not (isinstance(exc, OperationalError | InternalError) and exc.args):
+            return False
+        code = exc.args[0]
+        return code in _FULL or (code == _ER_GET_ERRNO and "28" in str(exc.args[-1]))  # errno 28: ENOSPC
 
     def _is_connection_error(self, exc: BaseException, conn: Any) -> bool:
         if isinstance(exc, OSError | ConnectionError | InterfaceError):
@@ -143,7 +161,7 @@ class MySQLStore(ConnectedStore):
                 await _rollback(conn)
                 raise
 
-        await self._call("add", op)
+        await self._call("add", op, writes=jobs)
 
     def _rows(self, jobs: Sequence[StoredJob]) -> list[tuple]:
         """JOBS as (key, function, priority, data, when_to_run, geartrain_extra) rows, the last of each key."""
@@ -182,9 +200,7 @@ class MySQLStore(ConnectedStore):
                 await self._bulk[1].execute_bulk([row[:5] for row in piece])
         return True
 
-    async def done(self, keys: Sequence[tuple[bytes, bytes]]) -> None:
-        if not keys:
-            return
+    def _deleter(self, keys: Sequence[tuple[bytes, bytes]]) -> Callable[[Any], Awaitable[Any]]:
         by_function: dict[bytes, list[bytes]] = {}
         for unique, function in keys:
             by_function.setdefault(function, []).append(unique)
@@ -201,7 +217,7 @@ class MySQLStore(ConnectedStore):
                 await _rollback(conn)
                 raise
 
-        await self._call("done", op)
+        return op
 
     async def replay_batches(self, size: int = 10_000) -> AsyncIterator[list[StoredJob]]:
         # An unbuffered (server-side streaming) cursor: memory stays at one batch.

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import re
 import struct
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -206,6 +206,9 @@ class PostgresStore(ConnectedStore):
         except Exception:  # noqa: BLE001
             conn.terminate()
 
+    def _is_full(self, exc: BaseException) -> bool:
+        return isinstance(exc, asyncpg.DiskFullError | asyncpg.OutOfMemoryError)
+
     def _is_connection_error(self, exc: BaseException, conn: asyncpg.Connection) -> bool:
         return (conn.is_closed() or isinstance(exc, OSError | ConnectionError | asyncpg.PostgresConnectionError
                                                | asyncpg.InterfaceError | asyncpg.AdminShutdownError
@@ -236,7 +239,7 @@ class PostgresStore(ConnectedStore):
                     pass
             await self._ins.fetch(*_arrays(rows if rows is not None else self._rows(jobs)))
 
-        await self._call("add", op)
+        await self._call("add", op, writes=jobs)
 
     @staticmethod
     def _rows(jobs: Sequence[StoredJob]) -> list[Row]:
@@ -264,17 +267,17 @@ class PostgresStore(ConnectedStore):
             rows = list(last_wins(rows, lambda r: (r[0], r[1])))
         return rows
 
-    async def done(self, keys: Sequence[tuple[bytes, bytes]]) -> None:
+    def _deleter(self, keys: Sequence[tuple[bytes, bytes]]) -> Callable[[Any], Awaitable[Any]] | None:
         pairs = [(u.decode(), f.decode()) for u, f in keys if is_text(u) and is_text(f)]
         if not pairs:
-            return
+            return None  # a key that is not text was never stored (refused, or filed under a generated key)
         uniques = [u for u, _ in pairs]
         functions = [f for _, f in pairs]
 
         async def op(conn: asyncpg.Connection) -> None:
             await self._del.fetch(uniques, functions)
 
-        await self._call("done", op)
+        return op
 
     async def replay_batches(self, size: int = 10_000) -> AsyncIterator[list[StoredJob]]:
         # One read-only transaction with a server-side cursor: memory stays at one batch.

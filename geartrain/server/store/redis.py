@@ -13,7 +13,8 @@ with the prefix, so gearmand's ``KEYS <prefix>*`` never sees it.
 
 A batch of adds is one EVALSHA of a Lua script, atomic like MULTI/EXEC (HSET per job, HDEL of a
 replaced job's old side record, HSET of the new side records), encoded here in one go; a batch of
-dones one MULTI/EXEC (DEL of the keys, HDEL of their side records). Durability is Redis's: a job is
+dones another script (DEL of the keys, HDEL of their side records), which Redis runs even at
+maxmemory, where it refuses adds. Durability is Redis's: a job is
 in Redis's memory when add() returns, which survives a crash of geartrain; surviving a restart of
 Redis itself needs Redis persistence (``appendonly yes``; ``appendfsync always`` for every write).
 """
@@ -23,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import re
 import struct
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -60,6 +61,19 @@ return n
 
 #: what SCRIPT LOAD of _ADD_SCRIPT answers (Redis names a script by the SHA1 of its text)
 _ADD_SHA = hashlib.sha1(_ADD_SCRIPT, usedforsecurity=False).hexdigest().encode()
+
+#: ARGV = job keys: DEL of each and HDEL of its side record in KEYS[1], atomically. A script, not
+#: MULTI/EXEC: at maxmemory Redis refuses every command queued in a MULTI, but lets a script run
+#: commands that free memory, so finished jobs are still deleted when Redis is full.
+_DONE_SCRIPT = b"""
+for i = 1, #ARGV, 1000 do
+  local j = math.min(i + 999, #ARGV)
+  redis.call('DEL', unpack(ARGV, i, j))
+  redis.call('HDEL', KEYS[1], unpack(ARGV, i, j))
+end
+return #ARGV
+"""
+_DONE_SHA = hashlib.sha1(_DONE_SCRIPT, usedforsecurity=False).hexdigest().encode()
 
 #: ARGV = SCAN cursor, MATCH pattern, COUNT. Returns ONE string of length-prefixed fields (4-byte
 #: big-endian length, 0xFFFFFFFF for none): the next cursor, then for each key seven: the key, its
@@ -161,6 +175,7 @@ class RedisStore(ConnectedStore):
         try:
             await client.ping()
             await client.script_load(_ADD_SCRIPT)  # its SHA1 is _ADD_SHA
+            await client.script_load(_DONE_SCRIPT)  # _DONE_SHA
             self._fetch_sha = _sha(await client.script_load(_FETCH_SCRIPT))
         except BaseException:
             await client.aclose()
@@ -169,6 +184,10 @@ class RedisStore(ConnectedStore):
 
     async def _close_conn(self, conn: aioredis.Redis) -> None:
         await conn.aclose()
+
+    def _is_full(self, exc: BaseException) -> bool:
+        # "OOM command not allowed when used memory > 'maxmemory'", also from inside our script
+        return isinstance(exc, rexc.OutOfMemoryError)
 
     def _is_connection_error(self, exc: BaseException, conn: Any) -> bool:
         if isinstance(exc, rexc.NoScriptError):  # SCRIPT FLUSH: reconnecting loads it again
@@ -223,16 +242,20 @@ class RedisStore(ConnectedStore):
             await connection.send_packed_command(command, check_health=False)
             await connection.read_response()
 
-        await self._call("add", op)
+        await self._call("add", op, writes=jobs)
 
-    async def done(self, keys: Sequence[tuple[bytes, bytes]]) -> None:
-        if not keys:
-            return
+    def _deleter(self, keys: Sequence[tuple[bytes, bytes]]) -> Callable[[Any], Awaitable[Any]]:
         # The side record goes with the job whether or not it had one (HDEL of a missing field is
         # a no-op).
-        names = [self.job_key(function, unique) for unique, function in keys]
-        commands = [(b"DEL", *names), (b"HDEL", self.extra_key, *names)]
-        await self._call("done", lambda conn: _multi(conn, commands))
+        command = _resp([self.job_key(function, unique) for unique, function in keys], b"EVALSHA", _DONE_SHA, b"1",
+                        self.extra_key)
+
+        async def op(conn: aioredis.Redis) -> None:
+            connection = conn.connection
+            await connection.send_packed_command(command, check_health=False)
+            await connection.read_response()
+
+        return op
 
     async def replay_batches(self, size: int = 10_000) -> AsyncIterator[list[StoredJob]]:
         match = re.sub(rb"([*?\[\]\\])", rb"\\\1", self.prefix) + b"-*"
@@ -292,11 +315,3 @@ class RedisStore(ConnectedStore):
                          priority=priority if priority in (0, 1, 2) else 1, when=int(extra.get("w", b"0")),
                          reducer=extra.get("r", b""), schedule=extra.get("s", b""),
                          store_key=stored_unique if stored_unique != unique else b"")
-
-
-async def _multi(conn: aioredis.Redis, commands: list[tuple]) -> None:
-    """Run COMMANDS as one MULTI/EXEC."""
-    pipe = conn.pipeline(transaction=True)
-    for command in commands:
-        pipe.execute_command(*command)
-    await pipe.execute()

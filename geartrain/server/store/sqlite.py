@@ -13,28 +13,63 @@ All SQLite calls run on one dedicated thread. The file is in WAL mode with synch
 a commit is in the WAL (the OS page cache) before add() returns, which survives a crash or
 kill -9 of the process; only a power loss or OS crash can lose the last commits. Set
 ``?synchronous=FULL`` in the URL to fsync every commit as well.
+
+A full disk. Deleting a row writes pages to the WAL, so on a full disk even the deletes of finished
+jobs fail, and those jobs would run again after a restart. The store therefore keeps a reserve: a
+file ``PATH-reserve`` of RESERVE bytes, allocated beside the database when it opens. When a delete
+fails for want of room, the reserve is given back and the deletes go on in its room, in small
+transactions each followed by a WAL checkpoint (so the WAL never holds more than one of them);
+meanwhile adds are refused (QUEUE_ERROR) without touching the file, until the disk has room for
+the reserve again and some to spare. The reserve must hold what a checkpoint adds to the database
+file (at most the WAL's auto-checkpoint size, 1000 pages) plus one small delete transaction.
+A path that can never be a database file (its directory cannot be made, the file cannot be opened
+or is not a database) is refused at once (QueueConfigError) rather than retried.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import logging
+import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from itertools import chain
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .base import StoredJob
+from .base import QueueConfigError, StoredJob
 from .common import ConnectedStore, Names, job_from_row, last_wins, plain_batch, sql_row
 
 T = TypeVar("T")
+log = logging.getLogger("geartrain.store")
 
 DEFAULT_TABLE = "gearman_queue"
 _COLUMNS = "unique_key, function_name, priority, data, when_to_run, geartrain_extra"
 _ROW = "(CAST(? AS TEXT), CAST(? AS TEXT), ?, ?, ?, ?)"
 #: rows per INSERT statement (6 parameters each: under the 999 of SQLite builds before 3.32)
 _ROWS_PER_INSERT = 100
+#: bytes kept beside the database for deletes on a full disk (see the module's docstring)
+RESERVE = 8 << 20
+#: keys per delete transaction while the reserve is given back
+_FULL_CHUNK = 64
+#: seconds between attempts to take the reserve back, which needs room for it twice over
+_RESERVE_RETRY = 1.0
+#: what makes a path no database file: refused at once instead of retried
+_NEVER = {errno.ENOENT, errno.ENOTDIR, errno.EACCES, errno.EPERM, errno.EROFS, errno.EISDIR, errno.ENAMETOOLONG,
+          errno.ELOOP}
+
+
+class NoRoom(sqlite3.OperationalError):
+    """The reserve could not be kept: the disk is full."""
+
+
+def is_full(exc: BaseException) -> bool:
+    """SQLITE_FULL ("database or disk is full"), or no room for the reserve."""
+    return isinstance(exc, NoRoom) or (isinstance(exc, sqlite3.OperationalError)
+                                       and getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_FULL)
 
 
 def quote_ident(name: str) -> str:
@@ -46,6 +81,7 @@ class SQLiteStore(ConnectedStore):
 
     name = "sqlite"
     op_timeout = 0  # no timeout: the busy timeout bounds lock waits, and a thread cannot be cancelled
+    replies_can_be_lost = False  # a commit's outcome is known when the call returns
 
     def __init__(self, path: str | Path, table: str = DEFAULT_TABLE, synchronous: str = "NORMAL") -> None:
         super().__init__()
@@ -53,7 +89,10 @@ class SQLiteStore(ConnectedStore):
         self.table = table
         self.synchronous = synchronous.upper()
         if self.synchronous not in ("OFF", "NORMAL", "FULL", "EXTRA"):
-            raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
+            raise QueueConfigError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
+        self.reserve_path = None if self.path in ("", ":memory:") else self.path + "-reserve"
+        self._reserve_held = False
+        self._reserve_try_at = 0.0
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="geartrain-sqlite")
         t = quote_ident(table)
         self._insert_head = f"INSERT OR REPLACE INTO {t} ({_COLUMNS}) VALUES "
@@ -73,8 +112,17 @@ class SQLiteStore(ConnectedStore):
         return await self._in_thread(self._connect_sync)
 
     def _connect_sync(self) -> sqlite3.Connection:
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        if self.reserve_path is not None:
+            try:  # opened here first, so that a path that can never work is told apart from a busy database
+                parent = Path(self.path).parent
+                if not parent.exists():  # (a file there: the open below says "Not a directory")
+                    parent.mkdir(parents=True, exist_ok=True)
+                os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644))
+            except OSError as exc:
+                if exc.errno in _NEVER:
+                    where = f"{exc.filename}: " if exc.filename and exc.filename != self.path else ""
+                    raise QueueConfigError(f"sqlite: cannot open {self.path}: {where}{exc.strerror}") from None
+                raise
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=6.0)
         try:
             conn.text_factory = bytes
@@ -92,17 +140,75 @@ class SQLiteStore(ConnectedStore):
                     conn.execute(f"ALTER TABLE {t} ADD COLUMN when_to_run INTEGER")
                 if b"geartrain_extra" not in columns:
                     conn.execute(f"ALTER TABLE {t} ADD COLUMN geartrain_extra BLOB")
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            if getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_NOTADB:
+                raise QueueConfigError(f"sqlite: {self.path} is not an SQLite database") from None
+            raise
         except Exception:
             conn.close()
             raise
+        self._reserve_held = self._take_reserve()
         return conn
+
+    # -- the reserve for a full disk ---------------------------------------------------------
+
+    def _take_reserve(self, spare: int = 0) -> bool:
+        """Allocate the reserve file (a no-op if it is whole), if the disk has SPARE bytes beyond it."""
+        if self.reserve_path is None:
+            return True
+        try:
+            if spare:
+                fs = os.statvfs(os.path.dirname(self.reserve_path) or ".")
+                if fs.f_bavail * fs.f_frsize < RESERVE + spare:
+                    return False
+            fd = os.open(self.reserve_path, os.O_WRONLY | os.O_CREAT, 0o600)
+            try:
+                os.posix_fallocate(fd, 0, RESERVE)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            self._give_reserve()  # a part of it is no reserve
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                return False
+            # a filesystem that cannot hold one is no full disk: go on without
+            log.warning("sqlite: cannot keep a reserve beside %s (%s): on a full disk, deletes of finished jobs "
+                        "may fail and those jobs run again after a restart", self.path, exc)
+            self.reserve_path = None
+        return True
+
+    def _give_reserve(self) -> None:
+        if self.reserve_path is not None:
+            try:
+                os.unlink(self.reserve_path)
+            except OSError:
+                pass
+        self._reserve_held = False
+
+    def _keep_reserve(self) -> None:
+        """Before an add: the reserve is held, or taken back now, or the add is refused (NoRoom)."""
+        if self._reserve_held:
+            return
+        now = time.monotonic()
+        if now >= self._reserve_try_at:
+            self._reserve_try_at = now + _RESERVE_RETRY
+            self._reserve_held = self._take_reserve(spare=RESERVE)
+        if not self._reserve_held:
+            raise NoRoom(f"no room for the {RESERVE >> 20} MiB reserve {self.reserve_path} beside the database")
+
+    def _full_note(self) -> str:
+        if self.reserve_path is None:
+            return ""
+        return f" (finished jobs are still deleted: the reserve {self.reserve_path} is given back for them)"
+
+    def _is_full(self, exc: BaseException) -> bool:
+        return is_full(exc)
 
     async def _close_conn(self, conn: sqlite3.Connection) -> None:
         await self._in_thread(conn.close)
 
     def _is_connection_error(self, exc: BaseException, conn: Any) -> bool:
-        return isinstance(exc, sqlite3.OperationalError | sqlite3.InterfaceError) and not isinstance(
-            exc, sqlite3.IntegrityError)
+        return isinstance(exc, sqlite3.OperationalError | sqlite3.InterfaceError) and not is_full(exc)
 
     async def close(self) -> None:
         await super().close()
@@ -121,16 +227,43 @@ class SQLiteStore(ConnectedStore):
                 key, when, extra = sql_row(job)
                 rows.append((key, job.function, job.priority, job.data, when, extra))
             rows = last_wins(rows, lambda r: (r[0], r[1]))  # type: ignore[arg-type,assignment]
-        await self._call("add", lambda conn: self._in_thread(self._write_rows, conn, rows))
+        await self._call("add", lambda conn: self._in_thread(self._write_rows, conn, rows), writes=jobs)
 
-    async def done(self, keys: Sequence[tuple[bytes, bytes]]) -> None:
-        if not keys:
-            return
-        await self._call("done", lambda conn: self._in_thread(self._write, conn, self._delete, keys))
+    def _deleter(self, keys: Sequence[tuple[bytes, bytes]]) -> Callable[[Any], Awaitable[Any]]:
+        async def op(conn: sqlite3.Connection) -> None:
+            if await self._in_thread(self._delete_rows, conn, keys):
+                self._no_room("done", NoRoom("the disk is full"))  # logs it: the deletes went through
+
+        return op
+
+    def _delete_rows(self, conn: sqlite3.Connection, keys: Sequence[tuple[bytes, bytes]]) -> bool:
+        """Delete KEYS; if the disk is full, give the reserve back and delete in its room. True if the
+        reserve was given back now."""
+        gave_back = False
+        if self._reserve_held:
+            try:
+                _transaction(conn, lambda: conn.executemany(self._delete, keys))
+                return False
+            except sqlite3.OperationalError as exc:
+                if not is_full(exc) or self.reserve_path is None:
+                    raise
+            self._give_reserve()
+            gave_back = True
+        # no reserve held: small transactions, each checkpointed, so that the WAL starts over and
+        # needs no more room than one of them
+        for i in range(0, len(keys), _FULL_CHUNK):
+            chunk = keys[i:i + _FULL_CHUNK]
+            _transaction(conn, lambda chunk=chunk: conn.executemany(self._delete, chunk))
+            try:
+                conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchall()
+            except sqlite3.OperationalError:
+                pass  # the deletes are committed; the next chunk may find room all the same
+        return gave_back
 
     def _write_rows(self, conn: sqlite3.Connection, rows: Sequence[tuple]) -> None:
         """One transaction of multi-row INSERTs of up to _ROWS_PER_INSERT rows each: a quarter less
         CPU per job than one statement run per row (executemany), most of it SQLite's own."""
+        self._keep_reserve()
         inserts = self._inserts
 
         def write() -> None:
@@ -142,10 +275,6 @@ class SQLiteStore(ConnectedStore):
                 conn.execute(sql, list(chain.from_iterable(chunk)))
 
         _transaction(conn, write)
-
-    @staticmethod
-    def _write(conn: sqlite3.Connection, sql: str, rows: Sequence[tuple]) -> None:
-        _transaction(conn, lambda: conn.executemany(sql, rows))
 
     async def replay_batches(self, size: int = 10_000) -> AsyncIterator[list[StoredJob]]:
         cursor = await self._call("replay", lambda conn: self._in_thread(conn.execute, self._select), timeout=0)
@@ -165,7 +294,11 @@ def _transaction(conn: sqlite3.Connection, work: Callable[[], object]) -> None:
     conn.execute("BEGIN IMMEDIATE")
     try:
         work()
+        conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLite may have rolled it back itself (a full disk, an I/O error)
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass  # the first error is the one to report
         raise
-    conn.execute("COMMIT")

@@ -9,9 +9,12 @@ not reachable skips the test (fails under GEARTRAIN_REQUIRE_PEERS=1).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import socket
 import subprocess
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,9 @@ from tests.conftest import ROOT, need_peer
 
 KINDS = ["sqlite", "postgres", "mysql", "redis"]
 PORTS = {"postgres": 5432, "mysql": 3306, "redis": 6379}
+#: what our side sends last when it writes a batch of adds (PostgreSQL's Sync message, MySQL's COMMIT,
+#: Redis' EVALSHA): once it reached the database the batch is committed, whether the reply comes back or not
+COMMIT_MARK = {"postgres": b"S\x00\x00\x00\x04", "mysql": b"COMMIT", "redis": b"EVALSHA"}
 HOST = "127.0.0.1"
 _started = False
 
@@ -44,6 +50,37 @@ def need_service(kind: str) -> None:
         subprocess.run([str(ROOT / "scripts" / "start-services")], timeout=90, check=False,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     need_peer(f"{kind} server on {HOST}:{PORTS[kind]}", _reachable(PORTS[kind]))
+
+
+@contextlib.contextmanager
+def small_filesystem(tmp: Path, size: str = "24m") -> Iterator[Path]:
+    """A tmpfs of SIZE mounted under TMP for the test (needs root; skips, or fails under
+    GEARTRAIN_REQUIRE_PEERS=1, where it cannot be mounted): a disk a test can fill."""
+    where = tmp / "small-fs"
+    where.mkdir()
+    mounted = os.geteuid() == 0 and subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)], capture_output=True).returncode == 0
+    need_peer(f"a {size} tmpfs mounted at {where} (root)", mounted)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def fill(directory: Path) -> Path:
+    """Fill the filesystem of DIRECTORY to the last byte with one file; that file (unlink it to free the room)."""
+    path = directory / "filler"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        size = 1 << 20
+        while size:
+            try:
+                os.write(fd, bytes(size))
+            except OSError:
+                size //= 2
+    finally:
+        os.close(fd)
+    return path
 
 
 @dataclass
@@ -156,6 +193,17 @@ class Backend:
             return 0
         return (await self.sql(f"SELECT COUNT(*) FROM {self.name}"))[0][0]
 
+    async def has_job(self, function: bytes, unique: bytes) -> bool:
+        """Is a job with this function and (plain) unique stored right now?"""
+        if self.kind == "redis":
+            return bool(await self.redis("EXISTS", f"{self.prefix}-".encode() + function + b"-" + unique))
+        if self.kind == "sqlite" and not self.path.exists():
+            return False
+        mark = {"postgres": "$1", "mysql": "%s", "sqlite": "?"}[self.kind]
+        value: Any = unique.decode() if self.kind == "postgres" else unique
+        rows = await self.sql(f"SELECT COUNT(*) FROM {self.name} WHERE unique_key = {mark}", value)
+        return bool(rows[0][0])
+
     async def kill_connection(self, store: Store) -> None:
         """End STORE's database connection from the server side."""
         conn = store._conn  # type: ignore[attr-defined]
@@ -186,18 +234,28 @@ class Backend:
 
 class Proxy:
     """A TCP relay to a database port that a test can cut (every connection dropped, nothing
-    listening) and restore on the same port: a network outage without touching the service."""
+    listening) and restore on the same port: a network outage without touching the service.
+
+    ``hold_replies_after(pattern)`` loses the replies instead: once our side sends bytes holding
+    PATTERN, they still reach the database but nothing it answers comes back (``held`` is set), as
+    when the network breaks after a write arrived and before its reply did."""
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
         self.port = 0
         self._server: asyncio.AbstractServer | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._pattern: bytes | None = None
+        self.held = asyncio.Event()
 
     async def start(self) -> Proxy:
         self._server = await asyncio.start_server(self._handle, HOST, self.port or 0)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
+
+    def hold_replies_after(self, pattern: bytes) -> None:
+        self._pattern = pattern
+        self.held.clear()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -207,17 +265,22 @@ class Proxy:
             return
         self._writers |= {writer, up_writer}
 
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, to_database: bool) -> None:
             try:
                 while data := await src.read(65536):
+                    if not to_database and self.held.is_set():
+                        continue  # the reply is lost
                     dst.write(data)
                     await dst.drain()
+                    if to_database and self._pattern is not None and self._pattern in data:
+                        self._pattern = None
+                        self.held.set()
             except (OSError, asyncio.CancelledError):
                 pass
             finally:
                 dst.close()
 
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        await asyncio.gather(pipe(reader, up_writer, True), pipe(up_reader, writer, False))
         self._writers -= {writer, up_writer}
 
     async def cut(self) -> None:
@@ -228,6 +291,8 @@ class Proxy:
             transport = writer.transport
             transport.abort()
         self._writers.clear()
+        self._pattern = None
+        self.held.clear()
         await asyncio.sleep(0.05)
 
     async def restore(self) -> None:

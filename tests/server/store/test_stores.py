@@ -5,12 +5,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from geartrain.server.store.base import StoredJob, StoreError
-from tests.server.store.backends import KINDS, PORTS, Backend, Proxy, need_service
+from geartrain.server.store.url import store_from_url
+from tests.conftest import free_port, need_binary, wait_port
+from tests.server.store.backends import (
+    COMMIT_MARK,
+    KINDS,
+    PORTS,
+    Backend,
+    Proxy,
+    fill,
+    need_service,
+    small_filesystem,
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -413,3 +426,219 @@ def test_replaced_job_does_not_keep_an_old_extra_record(backend: Backend):
             await store.close()
 
     run(go())
+
+
+async def until(check, what: str, seconds: float = 10.0) -> None:
+    """Wait (polling) until the coroutine function CHECK returns true; fail after SECONDS."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, what
+        await asyncio.sleep(0.02)
+
+
+def test_an_add_whose_reply_was_lost_is_deleted_before_anything_else(networked_backend: Backend,
+                                                                     caplog: pytest.LogCaptureFixture):
+    """The network breaks after the database committed an add and before its reply came back, and
+    the one retry cannot connect: add() raises StoreError (the submitters get QUEUE_ERROR, "the job
+    is not created"), yet the row is in the database. The next connection deletes it before it
+    writes anything else, so it never runs; the adds that succeeded stay."""
+    backend = networked_backend
+    caplog.set_level(logging.WARNING, logger="geartrain.store")
+
+    async def go():
+        proxy = await Proxy(PORTS[backend.kind]).start()
+        backend.port = proxy.port
+        store = backend.store()
+        store.connect_timeout = 1.0  # type: ignore[attr-defined]
+        try:
+            await store.open()
+            await store.add(jobs(3, tag=b"kept"))
+            for round_ in range(3):
+                lost = b"lost%d" % round_
+                proxy.hold_replies_after(COMMIT_MARK[backend.kind])
+                add = asyncio.ensure_future(store.add([StoredJob(b"f", lost, b"x", 1)]))
+                await asyncio.wait_for(proxy.held.wait(), 10)
+                await until(lambda lost=lost: backend.has_job(b"f", lost), "the add never reached the database")
+                await proxy.cut()
+                with pytest.raises(StoreError):
+                    await asyncio.wait_for(add, 20)
+                assert await backend.has_job(b"f", lost)  # stored, although the add failed
+                await proxy.restore()
+                after = b"after%d" % round_
+                deadline = asyncio.get_running_loop().time() + 15
+                while True:  # the first call on the new connection deletes the lost job, then adds
+                    try:
+                        await store.add([StoredJob(b"f", after, b"y", 1)])
+                        break
+                    except StoreError:
+                        assert asyncio.get_running_loop().time() < deadline, "the store never reconnected"
+                        await asyncio.sleep(0.1)
+                assert not await backend.has_job(b"f", lost)
+            stored = {j.unique for j in await store.replay()}
+            assert stored == {b"kept0", b"kept1", b"kept2", b"after0", b"after1", b"after2"}
+        finally:
+            await store.close()
+            await proxy.cut()
+
+    run(go())
+    assert caplog.text.count("answered QUEUE_ERROR") == 3
+
+
+def _store_lines(caplog: pytest.LogCaptureFixture, text: str) -> int:
+    return sum(text in r.getMessage() for r in caplog.records if r.name == "geartrain.store")
+
+
+def test_sqlite_on_a_full_disk_still_deletes_finished_jobs(tmp_path, caplog: pytest.LogCaptureFixture):
+    """A real full filesystem: adds are refused (QUEUE_ERROR) but the deletes of finished jobs go
+    through in the room of the reserve, so those jobs do not run again after a restart. The log
+    says so once, with no talk of lost connections; once there is room, adds work again."""
+    caplog.set_level(logging.INFO, logger="geartrain.store")
+    with small_filesystem(tmp_path) as fs:
+        backend = Backend("sqlite", fs)
+
+        async def go():
+            store = backend.store()
+            await store.open()
+            try:
+                batch = jobs(2000)
+                for i in range(0, len(batch), 500):
+                    await store.add(batch[i:i + 500])
+                filler = fill(fs)
+                with pytest.raises(StoreError, match="no room"):  # more than the WAL holds
+                    await store.add([StoredJob(b"f", b"big%d" % i, bytes(100_000), 1) for i in range(40)])
+                for i in range(0, len(batch), 500):
+                    await store.done([j.key for j in batch[i:i + 500]])
+                assert await backend.count() == 0
+                assert not Path(store.reserve_path).exists()  # given back for the deletes
+                with pytest.raises(StoreError, match="no room"):  # refused while the reserve is not back
+                    await store.add(jobs(1, tag=b"refused"))
+                filler.unlink()
+                deadline = asyncio.get_running_loop().time() + 10
+                while True:  # the reserve is taken back (tried at most once a second), then adds work
+                    try:
+                        await store.add(jobs(1, tag=b"back"))
+                        break
+                    except StoreError:
+                        assert asyncio.get_running_loop().time() < deadline, "adds never worked again"
+                        await asyncio.sleep(0.1)
+                assert Path(store.reserve_path).exists()
+                assert {j.unique for j in await store.replay()} == {b"back0"}
+            finally:
+                await store.close()
+
+        run(go())
+    assert _store_lines(caplog, "no room") == 1 and _store_lines(caplog, "has room again") == 1, caplog.text
+    assert "lost" not in caplog.text and "reconnect" not in caplog.text
+
+
+def test_redis_at_maxmemory_refuses_adds_and_still_deletes(tmp_path, caplog: pytest.LogCaptureFixture):
+    """The same path on Redis, on a Redis of our own with a small maxmemory: adds get "no room"
+    (logged once), deletes are allowed at maxmemory and go through, and then adds work again."""
+    import redis.asyncio as aioredis
+
+    caplog.set_level(logging.INFO, logger="geartrain.store")
+    port = free_port()
+    proc = subprocess.Popen([need_binary("redis-server"), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+    try:
+        wait_port(port, proc)
+
+        async def go():
+            store = store_from_url(f"redis://127.0.0.1:{port}/0")
+            client = aioredis.Redis(host="127.0.0.1", port=port)
+            await store.open()
+            try:
+                used = int((await client.info("memory"))["used_memory"])
+                await client.config_set("maxmemory-policy", "noeviction")
+                await client.config_set("maxmemory", used + 2_000_000)
+                stored: list[StoredJob] = []
+                with pytest.raises(StoreError, match="no room"):
+                    for i in range(200):  # 64 KiB each: maxmemory is reached after about 30
+                        job = StoredJob(b"f", b"u%d" % i, bytes(65536), 1)
+                        await store.add([job])
+                        stored.append(job)
+                assert len(stored) > 5
+                await store.done([j.key for j in stored])
+                assert await client.dbsize() == 0
+                await store.add([StoredJob(b"f", b"again", b"x", 1)])
+            finally:
+                await store.close()
+                await client.aclose()
+
+        run(go())
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert _store_lines(caplog, "no room") == 1 and _store_lines(caplog, "has room again") == 1, caplog.text
+
+
+def test_reopening_a_mysql_queue_logs_no_driver_warning(tmp_path, caplog: pytest.LogCaptureFixture):
+    """A restart on an existing table printed the driver's "Table '…' already exists" (MySQL's note
+    on CREATE TABLE IF NOT EXISTS, logged by asyncmy as a warning) on stderr: the table is now
+    created only when it is missing."""
+    gen = _backend("mysql", tmp_path)
+    backend = next(gen)
+    caplog.set_level(logging.INFO)
+
+    async def go():
+        for _ in range(2):
+            store = backend.store()
+            await store.open()
+            await store.add(jobs(1))
+            await store.close()
+
+    try:
+        run(go())
+        assert run(backend.count()) == 1
+    finally:
+        next(gen, None)
+    assert not [r.getMessage() for r in caplog.records if r.name.startswith("asyncmy")]
+
+
+def test_closing_with_unsettled_adds_says_they_may_run(tmp_path, caplog: pytest.LogCaptureFixture):
+    """A lost reply, then the store is closed while the database is still out of reach: it cannot
+    delete those jobs, and says how many may run after a restart."""
+    gen = _backend("redis", tmp_path)
+    backend = next(gen)
+    caplog.set_level(logging.WARNING, logger="geartrain.store")
+
+    async def go():
+        proxy = await Proxy(PORTS["redis"]).start()
+        backend.port = proxy.port
+        store = backend.store()
+        store.connect_timeout = 1.0  # type: ignore[attr-defined]
+        await store.open()
+        proxy.hold_replies_after(COMMIT_MARK["redis"])
+        add = asyncio.ensure_future(store.add(jobs(2, tag=b"lost")))
+        await asyncio.wait_for(proxy.held.wait(), 10)
+        await until(lambda: backend.has_job(b"f", b"lost1"), "the add never reached the database")
+        await proxy.cut()
+        with pytest.raises(StoreError):
+            await asyncio.wait_for(add, 20)
+        await store.close()
+
+    try:
+        run(go())
+    finally:
+        next(gen, None)
+    assert "2 job(s) answered QUEUE_ERROR may be in" in caplog.text
+
+
+def test_sqlite_without_room_for_a_reserve_file_still_stores(tmp_path, caplog: pytest.LogCaptureFixture):
+    """A reserve the filesystem cannot hold (here: a directory in its place) is no full disk: the
+    store warns once and goes on, rather than refusing every job."""
+    caplog.set_level(logging.WARNING, logger="geartrain.store")
+    backend = Backend("sqlite", tmp_path)
+    Path(str(backend.path) + "-reserve").mkdir()
+
+    async def go():
+        store = backend.store()
+        await store.open()
+        try:
+            await store.add(jobs(3))
+            assert len(await store.replay()) == 3
+        finally:
+            await store.close()
+
+    run(go())
+    assert _store_lines(caplog, "cannot keep a reserve") == 1

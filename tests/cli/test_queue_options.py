@@ -1,4 +1,4 @@
-"""Queue URLs and gearmand's -q spellings build the right store, pointed at the right place."""
+"""gearmand's -q spellings and the --queue option build the right store, pointed at the right place."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from geartrain.cli.queue_options import add_store_arguments, store_from_args
 from geartrain.server.store.base import MemoryStore
 from geartrain.server.store.mysql import MySQLStore
-from geartrain.server.store.options import add_store_arguments, store_from_args
-from geartrain.server.store.postgres import PostgresStore, parse_conninfo
+from geartrain.server.store.postgres import PostgresStore
 from geartrain.server.store.redis import RedisStore
 from geartrain.server.store.sqlite import SQLiteStore
-from geartrain.server.store.url import default_sqlite_path, store_from_url
+from geartrain.server.store.url import default_sqlite_path
 
 
 def build(*argv: str):
@@ -30,36 +30,6 @@ def test_default_is_sqlite_per_port(monkeypatch, tmp_path):
     assert Path(store.path) == tmp_path / "geartrain" / "queue-4730.sqlite" == default_sqlite_path(4730)
     assert Path(build("-p", "4800").path) == tmp_path / "geartrain" / "queue-4800.sqlite"
     assert store.table == "gearman_queue"
-
-
-@pytest.mark.parametrize("url, path, table", [
-    ("sqlite:///rel/q.db", "rel/q.db", "gearman_queue"),
-    ("sqlite:////abs/q.db?table=t1", "/abs/q.db", "t1"),
-    ("sqlite:/abs/q.db", "/abs/q.db", "gearman_queue"),
-    ("sqlite:rel.db", "rel.db", "gearman_queue"),
-])
-def test_sqlite_urls(url, path, table):
-    store = store_from_url(url)
-    assert isinstance(store, SQLiteStore) and (store.path, store.table) == (path, table)
-
-
-def test_sqlite_url_with_a_host_is_refused():
-    with pytest.raises(ValueError):
-        store_from_url("sqlite://host/x.db")
-
-
-def test_network_urls():
-    pg = store_from_url("postgresql://u:secret@db:5433/jobs?table=q&sslmode=disable")
-    assert isinstance(pg, PostgresStore) and pg.table == "q"
-    assert pg.connect_args == {"dsn": "postgresql://u:secret@db:5433/jobs?sslmode=disable"}
-    assert "secret" not in pg._describe()
-    my = store_from_url("mariadb://root:pw@10.0.0.1:3307/test?table=gq")
-    assert isinstance(my, MySQLStore) and my.table == "gq"
-    assert my.connect_args == {"host": "10.0.0.1", "port": 3307, "user": "root", "password": "pw", "db": "test"}
-    rd = store_from_url("redis://:pw@cache:6380/2?prefix=pfx")
-    assert isinstance(rd, RedisStore) and rd.prefix == b"pfx"
-    assert rd.connect_args == {"host": "cache", "port": 6380, "db": 2, "password": "pw"}
-    assert isinstance(store_from_url("memory"), MemoryStore) and isinstance(build("-q", "builtin"), MemoryStore)
 
 
 def test_gearmand_spellings():
@@ -94,16 +64,5 @@ def test_unknown_queue_is_a_clear_error():
         build("-q", "libmemcached")
 
 
-def test_conninfo_accepts_a_url():
-    assert parse_conninfo("postgresql://u@h/d") == {"dsn": "postgresql://u@h/d"}
-    with pytest.raises(ValueError):
-        parse_conninfo("host")
-
-
-def test_postgres_table_names_fold_like_gearmands_unquoted_ones():
-    from geartrain.server.store.postgres import quote_ident
-
-    assert quote_ident("MyQueue") == '"myqueue"' and quote_ident("Jobs.Queue") == '"jobs"."queue"'
-    assert quote_ident("odd-name") == '"odd-name"'
-    store = store_from_url("postgresql://h/d?table=Sch.MyQ")
-    assert (store.schema, store.table_name) == ("sch", "myq")
+def test_memory():
+    assert isinstance(build("-q", "builtin"), MemoryStore) and isinstance(build("-q", "memory"), MemoryStore)

@@ -1,7 +1,8 @@
-"""Command-line options that choose the durable queue, and the Store they build.
+"""`geartrain serve`'s options that choose the durable queue, and the Store they build.
 
-`geartrain serve` calls add_store_arguments(parser) and store_from_args(args); every backend's
-options (ours and gearmand's spellings) live here, so the server knows nothing of them.
+cli/serve.py calls add_store_arguments(parser) and store_from_args(args); every backend's
+options (ours and gearmand's spellings) live here, so the server knows nothing of them: it gets a
+Store (server/store/url.py turns a queue URL into one).
 
 ``--queue URL`` (see url.py) is ours. gearmand's spellings work as well::
 
@@ -20,8 +21,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-from .base import Store
-from .url import QueueURLError, default_sqlite_path, store_from_url
+from ..server.store.base import QueueConfigError, Store
+from ..server.store.url import backend, default_sqlite_path, store_from_url
 
 log = logging.getLogger("geartrain.store")
 
@@ -44,7 +45,8 @@ def add_store_arguments(parser: argparse.ArgumentParser) -> None:
         "where background jobs are kept so they survive a crash. URL: memory, sqlite:///PATH, "
         "postgresql://USER@HOST/DB, mysql://USER@HOST/DB, redis://HOST:PORT (?table=T / ?prefix=P); "
         "or gearmand's -q libsqlite3|Postgres|MySQL|redis|builtin with its --libsqlite3-*/--libpq-*/"
-        "--mysql-*/--redis-* options. Default: SQLite in $XDG_STATE_HOME/geartrain/queue-PORT.sqlite.")
+        "--mysql-*/--redis-* options. Default: SQLite in $XDG_STATE_HOME/geartrain/queue-PORT.sqlite. "
+        "PostgreSQL, MySQL and Redis need their driver: pip install 'geartrain[postgres]' / [mysql] / [redis].")
     group.add_argument("-q", "--queue", "--queue-type", dest="queue", default=None, metavar="URL",
                        help="queue URL or gearmand queue type (default: sqlite at the default path)")
     sq = parser.add_argument_group("gearmand libsqlite3 queue")
@@ -73,7 +75,7 @@ def store_from_args(args: argparse.Namespace) -> Store:
     """The Store the options name (not yet opened); exits with a message on a bad option."""
     try:
         return _store(args)
-    except (QueueURLError, ValueError) as exc:
+    except (QueueConfigError, ValueError) as exc:
         raise SystemExit(f"geartrain serve: {exc}") from None
 
 
@@ -89,7 +91,7 @@ def _store(args: argparse.Namespace) -> Store:
     if queue is None:
         given = [kind for kind in _OPTION_OF if _given(args, kind)]
         if len(given) > 1:
-            raise QueueURLError(f"options of several queues given ({', '.join(given)}); choose one with -q")
+            raise QueueConfigError(f"options of several queues given ({', '.join(given)}); choose one with -q")
         queue = given[0] if given else "sqlite"
     kind = _NAMES.get(queue.lower())
     if kind is None:
@@ -99,18 +101,14 @@ def _store(args: argparse.Namespace) -> Store:
             log.warning("-q %s: ignoring the %s queue options", queue, other)
     if kind == "memory":
         return store_from_url("memory", port)
+    module = backend(kind)
     if kind == "sqlite":
-        from .sqlite import DEFAULT_TABLE, SQLiteStore
-
         path = args.libsqlite3_db or default_sqlite_path(port)
-        return SQLiteStore(path, args.libsqlite3_table or DEFAULT_TABLE)
+        return module.SQLiteStore(path, args.libsqlite3_table or module.DEFAULT_TABLE)
     if kind == "postgres":
-        from .postgres import DEFAULT_TABLE, PostgresStore, parse_conninfo
-
-        return PostgresStore(parse_conninfo(args.libpq_conninfo or ""), args.libpq_table or DEFAULT_TABLE)
+        return module.PostgresStore(module.parse_conninfo(args.libpq_conninfo or ""),
+                                    args.libpq_table or module.DEFAULT_TABLE)
     if kind == "mysql":
-        from .mysql import DEFAULT_TABLE, MySQLStore
-
         connect: dict = {"host": args.mysql_host or "localhost", "port": args.mysql_port or 3306}
         if args.mysql_user:
             connect["user"] = args.mysql_user
@@ -118,10 +116,8 @@ def _store(args: argparse.Namespace) -> Store:
             connect["password"] = args.mysql_password
         if args.mysql_db:
             connect["db"] = args.mysql_db
-        return MySQLStore(connect, args.mysql_table or DEFAULT_TABLE)
-    from .redis import DEFAULT_PREFIX, RedisStore
-
+        return module.MySQLStore(connect, args.mysql_table or module.DEFAULT_TABLE)
     connect = {"host": args.redis_server or "127.0.0.1", "port": args.redis_port or 6379}
     if args.redis_password:
         connect["password"] = args.redis_password
-    return RedisStore(connect, args.redis_prefix or DEFAULT_PREFIX)
+    return module.RedisStore(connect, args.redis_prefix or module.DEFAULT_PREFIX)
