@@ -26,9 +26,10 @@ from ..protocol.packets import DEFAULT_MAX_PACKET_SIZE
 from .acl import ACL, admin_hook
 from .budget import InputBudget, default_limit
 from .commands import Admin
-from .connection import Connection, set_keepalive
+from .connection import Connection, Port, sweep
 from .group import GroupCommit
 from .logfmt import make_formatter
+from .pump import Pump
 from .state import State
 from .store.base import MemoryStore, Store, StoreError
 
@@ -133,41 +134,36 @@ class Server:
     def __init__(self, options: Options) -> None:
         self.options = options
         self.store = options.store
-        self.max_packet_size = options.max_packet_size
-        self.max_connections = options.max_connections
-        self.write_high = options.write_high
-        self.write_hard_limit = options.write_hard_limit
-        self.ssl_context = options.ssl_context
-        self.acl = options.acl
-        self.partial_timeout = options.partial_timeout
-        self.idle_timeout = options.idle_timeout
-        self.busy_poll = options.busy_poll
-        self.poll_until = 0.0  # perf_counter() time the busy poll runs to
-        self.polling = False  # a busy poll callback is queued
         self.sweeper: asyncio.TimerHandle | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.committer: GroupCommit | None = None
-        self.state = self.new_state()
-        self.admin = Admin(self.state, version=VERSION, verbose=lambda: options.verbose.upper(),
+        self.admin = Admin(State(), version=VERSION, verbose=lambda: options.verbose.upper(),
                            shutdown=self.request_shutdown)
         self.admin.hash_buckets = options.hash_buckets
-        self.state.text = self.admin.run
         if options.acl is not None or options.admin_loopback_only:
             self.admin.allowed = admin_hook(options.admin_loopback_only)
-        self.flush_scheduled = False
+        self.reset()
         self.listener: asyncio.AbstractServer | None = None
         self.sockets: list[socket.socket] = []
-        self.timer: asyncio.TimerHandle | None = None
-        self.timer_at: float | None = None
         self.stopped: asyncio.Event | None = None
-        # observability (server/http.py, server/metrics.py): bytes on the Gearman port, start time
-        self.bytes_in = 0
-        self.bytes_out = 0
         self.started = time.time()
         self.http: Any = None  # the HTTP listener, with --http-port
         limit = options.max_buffered_input
         self.budget = InputBudget(default_limit() if limit < 0 else limit)  # read by Connection and HTTP
+        self.port = Port(self.state, self.pump, self.budget, options.max_packet_size, options.max_connections,
+                         options.ssl_context, options.acl,
+                         (options.keepalive_idle, options.keepalive_interval, options.keepalive_count)
+                         if options.keepalive else None,
+                         options.write_high, options.write_hard_limit, options.partial_timeout, options.idle_timeout)
         self.graceful = False
+
+    def reset(self) -> None:
+        """Start from an empty State (and its pump): at start, and after a replay cut short."""
+        self.state = self.new_state()
+        self.state.text = self.admin.run
+        self.admin.state = self.state
+        self.pump = Pump(self.state, busy_poll=self.options.busy_poll, loop=self.loop)
+        self.committer = None
 
     def new_state(self) -> State:
         """An empty State with the options' settings and hooks."""
@@ -196,14 +192,16 @@ class Server:
     async def start(self) -> None:
         """Open the queue and replay it, then listen. While the queue's database cannot be reached, try again
         with a backoff (logged at NOTICE) and accept no connection; return early if told to stop meanwhile."""
-        self.loop = asyncio.get_running_loop()
+        self.loop = self.pump.loop = asyncio.get_running_loop()
         if self.stopped is None:
             self.stopped = asyncio.Event()
         if not await self.open_store():
             return
         opts = self.options
+        port = self.port
+        port.state, port.pump = self.state, self.pump  # the State the replay filled
         self.listener = await self.loop.create_server(
-            lambda: Connection(self), host=opts.listen or None, port=opts.port, backlog=opts.backlog,
+            lambda: Connection(port), host=opts.listen or None, port=opts.port, backlog=opts.backlog,
             reuse_address=True)
         self.sockets = list(self.listener.sockets)
         for sock in self.sockets:
@@ -213,13 +211,14 @@ class Server:
             from .http import HttpListener, HttpOptions  # aiohttp is loaded only with --http-port
             from .view import ServerView
 
-            view = ServerView(self.state, self.schedule_flush, self.started, self.store.name, lambda: self.addresses,
-                              lambda: (self.bytes_in, self.bytes_out), self.admin.allowed, opts.acl, self.budget)
+            view = ServerView(self.state, self.pump.schedule, self.started, self.store.name, lambda: self.addresses,
+                              lambda: (port.bytes_in, self.pump.bytes_out), self.admin.allowed, opts.acl,
+                              self.budget)
             self.http = HttpListener(view, HttpOptions(opts.http_listen or opts.listen, opts.http_port,
                                                        opts.http_max_body, opts.http_header_timeout,
                                                        opts.http_allowed_hosts, opts.max_packet_size))
             await self.http.start()
-        self.arm_timer()
+        self.pump.arm_timer()
 
     async def open_store(self) -> bool:
         """Open and replay the durable queue, retrying while it fails with StoreError. False if stopped first."""
@@ -237,10 +236,7 @@ class Server:
                 log.log(NOTICE, "the %s queue is not available (attempt %d): %s; trying again in %.1fs, "
                         "accepting no connections until it is", store.name, attempt, exc, delay)
                 if self.committer is not None:  # a replay cut short: start again from an empty state
-                    self.state = self.new_state()
-                    self.state.text = self.admin.run
-                    self.admin.state = self.state
-                    self.committer = None
+                    self.reset()
                 assert self.stopped is not None
                 try:
                     await asyncio.wait_for(self.stopped.wait(), delay)
@@ -254,7 +250,7 @@ class Server:
     async def replay(self) -> None:
         """Queue again every job the durable store holds."""
         store = self.store
-        self.committer = GroupCommit(store, after=self.schedule_flush, loop=self.loop,
+        self.committer = GroupCommit(store, after=self.pump.schedule, loop=self.loop,
                                      on_jobs=self.state.jobs_committed)
         self.state.committer = self.committer
         count = 0
@@ -310,12 +306,11 @@ class Server:
                 await asyncio.wait_for(self.committer.drain(), 10)
             except TimeoutError:
                 log.error("the %s queue did not commit within 10 s of shutdown", self.store.name)
-        self.flush()
+        self.pump.flush()
         for peer in list(self.state.peers.values()):
             if peer.transport is not None:
                 peer.transport.close()
-        if self.timer is not None:
-            self.timer.cancel()
+        self.pump.cancel_timer()
         if self.sweeper is not None:
             self.sweeper.cancel()
             self.sweeper = None
@@ -329,139 +324,18 @@ class Server:
         except Exception as exc:  # closing a broken store must not hide the shutdown
             log.error("closing the %s queue: %s", self.store.name, exc)
 
-    # ------------------------------------------------------------------ per-turn work
-
-    def tune_socket(self, sock: socket.socket) -> None:
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
-        if self.options.keepalive:
-            o = self.options
-            set_keepalive(sock, o.keepalive_idle, o.keepalive_interval, o.keepalive_count)
-
-    def schedule_flush(self) -> None:
-        if not self.flush_scheduled and self.loop is not None:
-            self.flush_scheduled = True
-            self.loop.call_soon(self.flush)
-
-    def flush(self) -> None:
-        """Write every connection's pending output with one write each, then re-arm the timer."""
-        self.flush_scheduled = False
-        state = self.state
-        workers = state.workers
-        if workers.grabs or workers.unwoken:
-            workers.retry_grabs(time.time())
-        outbox = state.outbox
-        dirty = outbox.drain() if outbox.dirty or outbox.woken else None  # the woken first
-        if dirty:
-            take = outbox.take
-            for peer in dirty:
-                transport = peer.transport
-                if peer.closed or transport is None:
-                    continue
-                out = peer.out
-                if out:
-                    if peer.holds:
-                        data = take(peer)
-                        if data:
-                            transport.write(data)
-                            self.bytes_out += len(data)
-                    elif len(out) == 1:
-                        data = out[0]
-                        out.clear()
-                        transport.write(data)
-                        self.bytes_out += len(data)
-                    elif peer.big:
-                        # a payload queued as a part of its own: hand the kernel the parts as they are
-                        # (joining them would copy the payload once more); not for TLS or HTTP's sink
-                        peer.big = False
-                        peer.out = []
-                        self.bytes_out += sum(map(len, out))
-                        if hasattr(transport, "writelines"):
-                            transport.writelines(out)
-                        else:
-                            transport.write(b"".join(out))
-                    else:
-                        peer.out = []
-                        data = b"".join(out)
-                        transport.write(data)
-                        self.bytes_out += len(data)
-                    conn = peer.extra
-                    if conn is not None and conn.paused:
-                        conn.check_hard_limit()
-                if peer.close_after and not peer.holds:
-                    transport.close()
-        if (self.busy_poll and dirty) or workers.grabs:  # after a write, or while grabs wait for a job
-            self.poll_until = time.perf_counter() + self.busy_poll
-            if not self.polling and self.loop is not None:
-                self.polling = True
-                self.loop.call_soon(self._poll)
-        life = state.life
-        if life.epoch_heap or life.timeout_heap or state.timers.sched_heap or workers.wake_heap:
-            nxt = state.next_wakeup()
-            if nxt is not None and (self.timer_at is None or nxt < self.timer_at):
-                self.arm_timer()
-
-    def _poll(self) -> None:
-        """Busy poll: while a callback is queued the loop polls its sockets without sleeping, so a reply
-        that comes back within --busy-poll of our last write is read without a sleep and a wake-up (tens
-        of microseconds each on a virtual machine: the job waiting on that reply pays them). It also runs
-        while grabs wait for a job (--grab-wait), and answers each with NO_JOB when its wait is over."""
-        workers = self.state.workers
-        if workers.grabs and workers.retry_grabs(time.time()):  # a grab's wait is over: its NO_JOB goes out
-            self.schedule_flush()
-        if workers.grabs or time.perf_counter() < self.poll_until:  # every grab's wait ends: this stops
-            self.loop.call_soon(self._poll)  # type: ignore[union-attr]
-        else:
-            self.polling = False
-
-    def arm_timer(self) -> None:
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-            self.timer_at = None
-        nxt = self.state.next_wakeup()
-        if nxt is None or self.loop is None:
-            return
-        delay = max(0.0, nxt - time.time())
-        self.timer_at = nxt
-        self.timer = self.loop.call_later(min(delay, 3600.0), self._on_timer)
+    # ------------------------------------------------------------------ stalled connections
 
     def arm_sweep(self) -> None:
         """Look for stalled connections every quarter of the shortest timeout (at most once a second)."""
-        limits = [t for t in (self.partial_timeout, self.idle_timeout) if t > 0]
+        limits = [t for t in (self.port.partial_timeout, self.port.idle_timeout) if t > 0]
         if limits and self.loop is not None:
             self.sweeper = self.loop.call_later(min(max(min(limits) / 4, 0.05), 1.0), self.sweep)
 
     def sweep(self) -> None:
-        """Close connections stuck mid-packet past --partial-timeout (slowloris) and, with --idle-timeout,
-        silent ones that neither work nor wait for a job."""
         self.sweeper = None
-        now = time.time()
-        partial, idle = self.partial_timeout, self.idle_timeout
-        for peer in self.state.peers.values():
-            conn = peer.extra
-            if type(conn) is not Connection or conn.closing:
-                continue
-            if partial and conn.partial_since and not conn.paused and now - conn.partial_since > partial:
-                tls = conn.tls
-                what = "a TLS handshake not finished" if tls is not None and not tls.established else \
-                    f"{conn.parser.buffered} bytes of an unfinished packet"
-                conn.expire(f"no whole packet within --partial-timeout {partial:g}s ({what})", b"TIMEOUT",
-                            b"Partial packet not completed in time")
-            elif idle and now - conn.last_rx > idle and not (peer.as_worker.abilities or peer.as_client.waiting
-                                                                  or peer.as_worker.jobs):
-                conn.expire(f"silent for --idle-timeout {idle:g}s and neither working nor waiting for a job",
-                            b"TIMEOUT", b"Idle connection closed")
+        sweep(self.port, time.time())
         self.arm_sweep()
-
-    def _on_timer(self) -> None:
-        self.timer = None
-        self.timer_at = None
-        self.state.tick(time.time())
-        self.flush()
-        self.arm_timer()
 
 
 #: the MSS the listening socket negotiates for every accepted connection (loopback's own is ~64 KiB)
