@@ -48,7 +48,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                           "interfaces)")
     net.add_argument("-p", "--port", type=int, default=None,
                      help="port (default: $GEARMAND_PORT, else 4730)")
-    net.add_argument("-b", "--backlog", type=int, default=32, help="listen backlog (default 32)")
+    net.add_argument("-b", "--backlog", type=int, default=None, metavar="N",
+                     help="listen backlog (default: the system's maximum, net.core.somaxconn; gearmand's is 32, "
+                          "too short for many workers reconnecting at once)")
     net.add_argument("--keepalive", action="store_true", help="turn on TCP keepalive on client connections")
     net.add_argument("--keepalive-idle", type=int, default=-1, metavar="SECONDS",
                      help="TCP_KEEPIDLE (-1: system default)")
@@ -122,6 +124,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 def options_from_args(args: argparse.Namespace):  # noqa: ANN201 - imported lazily
     from ..server.app import Options
+    from ..server.listen import system_backlog
 
     verbose = args.verbose
     if args.more_verbose:
@@ -131,7 +134,7 @@ def options_from_args(args: argparse.Namespace):  # noqa: ANN201 - imported lazi
     return Options(
         listen=args.listen,
         port=args.port if args.port is not None else _default_port(),
-        backlog=args.backlog,
+        backlog=args.backlog if args.backlog is not None else system_backlog(),
         job_retries=max(args.job_retries, 0),
         handle_prefix=args.job_handle_prefix.encode() if args.job_handle_prefix is not None else None,
         worker_wakeup=wakeup,

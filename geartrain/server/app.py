@@ -23,6 +23,7 @@ from typing import Any
 
 from .. import __version__
 from ..protocol.packets import DEFAULT_MAX_PACKET_SIZE
+from . import listen as listening
 from .acl import ACL, admin_hook
 from .commands import Admin
 from .connection import Connection, set_keepalive
@@ -35,12 +36,12 @@ log = logging.getLogger("geartrain.server")
 
 #: gearmand's verbosity names -> logging levels (NOTICE sits between INFO and WARNING)
 NOTICE = 25
-logging.addLevelName(NOTICE, "NOTICE")
 LEVELS = {
     "FATAL": logging.CRITICAL + 10, "ALERT": logging.CRITICAL + 5, "CRITICAL": logging.CRITICAL,
     "ERROR": logging.ERROR, "WARNING": logging.WARNING, "NOTICE": NOTICE, "INFO": logging.INFO,
     "DEBUG": logging.DEBUG,
 }
+logging.addLevelName(NOTICE, "NOTICE")
 
 #: the version string `version` reports (gearmand prints its package version)
 VERSION = f"geartrain-{__version__}"
@@ -52,7 +53,7 @@ class Options:
 
     listen: str = "127.0.0.1"
     port: int = 4730
-    backlog: int = 32
+    backlog: int = field(default_factory=listening.system_backlog)  # gearmand's is 32: listen.py says why not
     job_retries: int = 0
     handle_prefix: bytes | None = None
     worker_wakeup: int = 1
@@ -95,6 +96,11 @@ class LogFile:
         root.setLevel(LEVELS.get(self.level_name, logging.ERROR))
         root.propagate = False
         self.open()
+
+    @property
+    def on_stderr(self) -> bool:
+        """Does the log go to stderr (so what it says needs no second print there)?"""
+        return self.path == "stderr"
 
     def open(self) -> None:
         root = logging.getLogger("geartrain")
@@ -144,7 +150,7 @@ class Server:
         if options.acl is not None or options.admin_loopback_only:
             self.admin.allowed = admin_hook(options.admin_loopback_only)
         self.flush_scheduled = False
-        self.listener: asyncio.AbstractServer | None = None
+        self.listeners: list[asyncio.AbstractServer] = []  # one per address -L resolves to
         self.sockets: list[socket.socket] = []
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at: float | None = None
@@ -180,25 +186,48 @@ class Server:
     open_retry_max = 30.0
 
     async def start(self) -> None:
-        """Open the queue and replay it, then listen. While the queue's database cannot be reached, try again
+        """Bind the ports, open the queue and replay it, then listen. A port that cannot be bound raises
+        ListenError before the queue is touched. While the queue's database cannot be reached, try again
         with a backoff (logged at NOTICE) and accept no connection; return early if told to stop meanwhile."""
         self.loop = asyncio.get_running_loop()
         if self.stopped is None:
             self.stopped = asyncio.Event()
-        if not await self.open_store():
-            return
         opts = self.options
-        self.listener = await self.loop.create_server(
-            lambda: Connection(self), host=opts.listen or None, port=opts.port, backlog=opts.backlog,
-            reuse_address=True)
-        self.sockets = list(self.listener.sockets)
-        for sock in self.sockets:
-            clamp_mss(sock)
+        bound = listening.bind(opts.listen, opts.port, "Gearman")
+        # the HTTP port is held too, so a taken one fails the start now; HttpListener binds it by address
+        # itself, so it is let go just before that
+        http_host = opts.http_listen or opts.listen
+        try:
+            held = listening.bind(http_host, opts.http_port, "HTTP") if opts.http_port else []
+        except BaseException:
+            listening.close(bound)
+            raise
+        try:
+            if not await self.open_store():
+                listening.close(bound)
+                return
+            for sock in bound:
+                clamp_mss(sock)
+                try:
+                    server = await self.loop.create_server(lambda: Connection(self), sock=sock, backlog=opts.backlog)
+                except OSError as exc:  # bound by another process too, which listened first
+                    host, port = sock.getsockname()[:2]
+                    raise listening.ListenError(f"cannot listen on {listening.where(host, port)} (Gearman): "
+                                             f"{exc.strerror or exc}") from None
+                self.listeners.append(server)
+                self.sockets.append(sock)
+        except BaseException:
+            for server in self.listeners:
+                server.close()
+            listening.close(bound)
+            raise
+        finally:
+            listening.close(held)
         self.arm_sweep()
         if opts.http_port:
             from .http import HttpListener
 
-            self.http = HttpListener(self, opts.http_listen or opts.listen, opts.http_port)
+            self.http = HttpListener(self, http_host, opts.http_port)
             await self.http.start()
         self.arm_timer()
 
@@ -258,8 +287,8 @@ class Server:
                 log.log(NOTICE, "graceful shutdown: no new connections or jobs; waiting for running jobs")
                 self.graceful = True
                 self.state.draining = True
-                if self.listener is not None:
-                    self.listener.close()
+                for listener in self.listeners:
+                    listener.close()
                 if self.http is not None:
                     self.http.stop_accepting()
                 assert self.loop is not None
@@ -283,8 +312,8 @@ class Server:
     async def close(self) -> None:
         if self.http is not None:
             self.http.close()
-        if self.listener is not None:
-            self.listener.close()
+        for listener in self.listeners:
+            listener.close()
         if self.committer is not None:
             # submissions waiting for the store: commit them and answer JOB_CREATED before closing
             try:
@@ -530,6 +559,20 @@ def daemonize() -> int:
     return w
 
 
+def report(message: str, logfile: LogFile | None, level: int = logging.CRITICAL) -> None:
+    """Why the server cannot run: logged, and printed on stderr unless the log already writes it there
+    (so a terminal shows it once; a log file has it too)."""
+    log.log(level, "%s", message)
+    if logfile is None or not logfile.on_stderr or not log.isEnabledFor(level):
+        print(f"geartrain serve: {message}", file=sys.stderr)
+
+
+def queue_label(store: Store) -> str:
+    """The queue for the start-up line: its kind and, for a durable one, where it is (no password)."""
+    place = store.where()
+    return f"{store.name} {place}" if place else store.name
+
+
 async def serve(options: Options, logfile: LogFile | None = None, loop_name: str = "asyncio",
                 ready_fd: int | None = None) -> int:
     server = Server(options)
@@ -542,26 +585,24 @@ async def serve(options: Options, logfile: LogFile | None = None, loop_name: str
         loop.add_signal_handler(signal.SIGHUP, logfile.reopen)
     try:
         await server.start()
-    except OSError as exc:
-        log.critical("could not listen on %s:%d: %s", options.listen, options.port, exc)
-        print(f"geartrain serve: could not listen on {options.listen}:{options.port}: {exc}", file=sys.stderr)
+    except listening.ListenError as exc:
+        report(str(exc), logfile)
         return 1
     except Exception as exc:  # e.g. the durable queue cannot be opened or replayed
-        log.critical("could not start: %s: %s", type(exc).__name__, exc)
-        print(f"geartrain serve: could not start: {type(exc).__name__}: {exc}", file=sys.stderr)
+        report(f"could not start: {type(exc).__name__}: {exc}", logfile)
         return 1
-    if server.stopped.is_set() and server.listener is None:  # told to stop while waiting for the queue
+    if server.stopped.is_set() and not server.listeners:  # told to stop while waiting for the queue
         log.log(NOTICE, "stopped before the %s queue became available", options.store.name)
         try:
             await options.store.close()
         except Exception as exc:  # noqa: BLE001 - a store that never opened may not close cleanly
             log.info("closing the %s queue: %s", options.store.name, exc)
         return 0
-    where = ", ".join(f"{h}:{p}" for h, p in server.addresses)
+    addresses = ", ".join(listening.where(h, p) for h, p in server.addresses)
     hint = " (only this machine can connect; use -L 0.0.0.0 to listen on all interfaces)" \
         if options.listen in ("127.0.0.1", "localhost", "::1") else ""
-    log.log(NOTICE, "geartrain %s listening on %s%s; queue %s; %s; pid %d", __version__, where, hint,
-            options.store.name, loop_name, os.getpid())
+    log.log(NOTICE, "geartrain %s listening on %s%s; queue %s; %s; pid %d", __version__, addresses, hint,
+            queue_label(options.store), loop_name, os.getpid())
     if options.pid_file:
         with open(options.pid_file, "w") as fh:
             fh.write(f"{os.getpid()}\n")

@@ -6,6 +6,8 @@ import os
 import signal
 import socket
 import struct
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +16,7 @@ import pytest
 
 from geartrain.protocol.codec import Parser, pack_req
 from geartrain.protocol.packets import RES, T
-from tests.conftest import Server, free_port, start_geartrain, wait_port
+from tests.conftest import ROOT, Server, free_port, need_binary, start_geartrain, wait_port
 
 Packet = tuple[str, tuple[bytes, ...]]
 
@@ -434,3 +436,82 @@ def test_daemon_returns_once_serving_and_fails_when_it_cannot(tmp_path: Path):
     while pid_file.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not pid_file.exists()
+
+
+# ---------------------------------------------------------------------- start-up: ports, backlog, queue, syslog
+
+
+def _backlog(port: int) -> int:
+    """The listening socket's backlog, as `ss -ltn` shows it (Send-Q of a LISTEN socket)."""
+    ss = need_binary("ss")
+    out = subprocess.run([ss, "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
+    (line,) = out.splitlines()
+    return int(line.split()[2])
+
+
+def test_listen_backlog_is_the_systems_maximum_unless_b_sets_it(tmp_path: Path):
+    system = int(Path("/proc/sys/net/core/somaxconn").read_text())
+    s = start_geartrain(tmp_path)
+    try:
+        assert _backlog(s.port) == system  # gearmand's 32 makes a reconnect storm wait on SYN retransmits
+    finally:
+        s.stop()
+    s = start_geartrain(tmp_path, "-b", "64")
+    try:
+        assert _backlog(s.port) == 64
+    finally:
+        s.stop()
+
+
+def _serve(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "geartrain", "serve", "-L", "127.0.0.1", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("taken", ["http", "gearman"])
+def test_a_taken_port_is_named_once_and_the_queue_is_not_created(tmp_path: Path, taken: str):
+    gearman_port, http_port = free_port(), free_port()
+    queue = tmp_path / "q.sqlite"
+    with socket.create_server(("127.0.0.1", http_port if taken == "http" else gearman_port)):
+        out = _serve(tmp_path, "-p", str(gearman_port), "--http-port", str(http_port), "--queue",
+                     f"sqlite:///{queue}")
+        logged = tmp_path / "serve.log"
+        to_file = _serve(tmp_path, "-p", str(gearman_port), "--http-port", str(http_port), "--queue",
+                         f"sqlite:///{queue}", "--log-file", str(logged))
+    failed, other = (http_port, gearman_port) if taken == "http" else (gearman_port, http_port)
+    role = "HTTP" if taken == "http" else "Gearman"
+    assert out.returncode == 1 and to_file.returncode == 1
+    # the log goes to stderr: the reason is there once, naming the address that failed and no other
+    assert out.stderr.count(f"127.0.0.1:{failed} ({role}): Address already in use") == 1, out.stderr
+    assert str(other) not in out.stderr
+    # the log goes to a file: the reason is in it, and once on stderr
+    assert to_file.stderr.count(f"127.0.0.1:{failed} ({role})") == 1, to_file.stderr
+    assert logged.read_text().count(f"127.0.0.1:{failed} ({role})") == 1
+    assert not queue.exists()  # the ports are bound before the queue is opened
+
+
+def test_start_up_line_names_the_queue_and_where_it_is(tmp_path: Path):
+    queue = tmp_path / "jobs.sqlite"
+    s = start_geartrain(tmp_path, "--queue", f"sqlite:///{queue}?table=t1")
+    try:
+        assert f"queue sqlite {queue} table t1; " in s.log.read_text()
+    finally:
+        s.stop()
+
+
+def test_start_up_line_names_a_database_without_its_password(tmp_path: Path):
+    import asyncio
+
+    from tests.server.store.backends import Backend, need_service
+
+    need_service("postgres")
+    backend = Backend("postgres", tmp_path)
+    url = backend.url.replace("postgresql://postgres@", "postgresql://postgres:s3cret@")  # trust: any password
+    s = start_geartrain(tmp_path, "--queue", url)
+    try:
+        text = s.log.read_text()
+        assert f"queue postgres postgresql://postgres:***@127.0.0.1:5432/test table {backend.name}; " in text
+        assert "s3cret" not in text
+    finally:
+        s.stop()
+        asyncio.run(backend.drop())
