@@ -106,7 +106,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     proc.add_argument("-t", "--threads", type=int, default=None, metavar="N",
                       help="accepted for gearmand compatibility and ignored: geartrain runs one asyncio event loop "
                            "in one thread (gearmand's job logic is single-threaded too)")
-    proc.add_argument("--syslog", action="store_true", help="accepted for gearmand compatibility; use --log-file")
+    proc.add_argument("--syslog", action="store_true",
+                      help="also log to syslog (and so to the journal), as gearmand: ident geartrain[PID], facility "
+                           "user, each level at its syslog priority")
+    proc.add_argument("--syslog-socket", default=None, metavar="PATH",
+                      help="the syslog socket --syslog writes to (default /dev/log)")
     proc.add_argument("--coredump", action="store_true", help="accepted for gearmand compatibility; ignored")
     proc.add_argument("--config-file", default=None, metavar="FILE",
                       help="read more options from FILE (whitespace-separated, as gearmand's; the command line wins)")
@@ -123,7 +127,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def options_from_args(args: argparse.Namespace):  # noqa: ANN201 - imported lazily
-    from ..server.app import Options
+    from ..server.app import SYSLOG_SOCKET, Options
     from ..server.listen import system_backlog
 
     verbose = args.verbose
@@ -149,6 +153,7 @@ def options_from_args(args: argparse.Namespace):  # noqa: ANN201 - imported lazi
         verbose=verbose,
         pid_file=args.pid_file,
         log_format=args.log_format,
+        syslog=(args.syslog_socket or SYSLOG_SOCKET) if args.syslog else None,
         http_port=args.http_port,
         http_listen=args.http_listen,
         hash_buckets=max(args.hashtable_buckets, 1),

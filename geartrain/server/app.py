@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import logging.handlers
 import os
 import signal
 import socket
@@ -41,7 +42,8 @@ LEVELS = {
     "ERROR": logging.ERROR, "WARNING": logging.WARNING, "NOTICE": NOTICE, "INFO": logging.INFO,
     "DEBUG": logging.DEBUG,
 }
-logging.addLevelName(NOTICE, "NOTICE")
+for _name, _level in LEVELS.items():
+    logging.addLevelName(_level, _name)
 
 #: the version string `version` reports (gearmand prints its package version)
 VERSION = f"geartrain-{__version__}"
@@ -68,6 +70,7 @@ class Options:
     verbose: str = "ERROR"
     pid_file: str | None = None
     log_format: str = "plain"  # or "json" (server/logfmt.py)
+    syslog: str | None = None  # --syslog: the syslog socket to log to as well (SYSLOG_SOCKET)
     http_port: int = 0  # 0: no HTTP listener (server/http.py)
     http_listen: str | None = None  # None: the same address as --listen
     hash_buckets: int = 991  # gearmand's --hashtable-buckets: the order `show jobs` lists jobs in
@@ -85,9 +88,10 @@ class Options:
 
 
 class LogFile:
-    """The server's log destination: a file (reopened on SIGHUP), stderr, or nothing."""
+    """The server's log destination: a file (reopened on SIGHUP), stderr, or nothing; and, with --syslog,
+    syslog as well (as gearmand: ident and pid, facility user, each level at its syslog priority)."""
 
-    def __init__(self, path: str, level: str, fmt: str = "plain") -> None:
+    def __init__(self, path: str, level: str, fmt: str = "plain", syslog: str | None = None) -> None:
         self.path = path
         self.fmt = fmt
         self.level_name = level.upper()
@@ -96,6 +100,15 @@ class LogFile:
         root.setLevel(LEVELS.get(self.level_name, logging.ERROR))
         root.propagate = False
         self.open()
+        self.syslog: logging.Handler | None = None
+        if syslog is not None:
+            try:
+                self.syslog = syslog_handler(syslog, fmt)
+            except OSError as exc:
+                report(f"--syslog: cannot reach the syslog socket {syslog}: {exc.strerror or exc}; "
+                      "logging without syslog", self, level=logging.WARNING)
+            else:
+                root.addHandler(self.syslog)
 
     @property
     def on_stderr(self) -> bool:
@@ -120,6 +133,43 @@ class LogFile:
     def reopen(self) -> None:
         self.open()
         log.log(NOTICE, "log file reopened")
+
+
+class SyslogHandler(logging.handlers.SysLogHandler):
+    """SysLogHandler that knows gearmand's levels (FATAL is emerg, NOTICE notice, ...) and, as syslog(3)
+    does, drops a line it cannot send (syslog restarting) instead of printing a traceback; the next
+    line connects again."""
+
+    PRIORITIES = {"FATAL": "emerg", "ALERT": "alert", "CRITICAL": "crit", "ERROR": "err", "WARNING": "warning",
+                  "NOTICE": "notice", "INFO": "info", "DEBUG": "debug"}
+
+    def mapPriority(self, levelName: str) -> str:  # noqa: N802, N803 - logging's names
+        return self.PRIORITIES.get(levelName, "warning")
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        return None
+
+
+#: where syslog listens on Linux (journald or rsyslog)
+SYSLOG_SOCKET = "/dev/log"
+
+
+def syslog_handler(address: str, fmt: str) -> logging.Handler:
+    """A handler writing to the syslog socket at ADDRESS as `geartrain[PID]: LEVEL message`; OSError if
+    nothing listens there (logging's handler would stay silent about that, as openlog(3) does)."""
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):  # the two kinds SysLogHandler tries, in its order
+        with socket.socket(socket.AF_UNIX, kind) as probe:
+            try:
+                probe.connect(address)
+                break
+            except OSError as exc:
+                error = exc
+    else:
+        raise error
+    handler = SyslogHandler(address=address, facility=logging.handlers.SysLogHandler.LOG_USER)
+    handler.ident = f"geartrain[{os.getpid()}]: "
+    handler.setFormatter(make_formatter(fmt, stamp=False))  # syslog stamps each line itself
+    return handler
 
 
 class Server:
@@ -560,8 +610,8 @@ def daemonize() -> int:
 
 
 def report(message: str, logfile: LogFile | None, level: int = logging.CRITICAL) -> None:
-    """Why the server cannot run: logged, and printed on stderr unless the log already writes it there
-    (so a terminal shows it once; a log file has it too)."""
+    """Why the server cannot run (or, at a lower LEVEL, what it runs without): logged, and printed on stderr
+    unless the log already writes it there (so a terminal shows it once; a log file or syslog has it too)."""
     log.log(level, "%s", message)
     if logfile is None or not logfile.on_stderr or not log.isEnabledFor(level):
         print(f"geartrain serve: {message}", file=sys.stderr)
@@ -625,7 +675,7 @@ async def serve(options: Options, logfile: LogFile | None = None, loop_name: str
 def run(options: Options, *, daemon: bool = False) -> int:
     """Run a server until it is told to stop; the process entry point of `geartrain serve`."""
     ready_fd = daemonize() if daemon else None
-    logfile = LogFile(options.log_file, options.verbose, options.log_format)
+    logfile = LogFile(options.log_file, options.verbose, options.log_format, options.syslog)
     loop_name = install_uvloop()
     tune_gc()
     tune_malloc()

@@ -515,3 +515,59 @@ def test_start_up_line_names_a_database_without_its_password(tmp_path: Path):
     finally:
         s.stop()
         asyncio.run(backend.drop())
+
+
+def _syslog_socket(tmp_path: Path) -> tuple[socket.socket, str]:
+    """A unix datagram socket standing in for /dev/log (its path within the 108 bytes a socket path may have)."""
+    import tempfile
+
+    path = str(tmp_path / "log.sock")
+    if len(path) > 100:
+        path = tempfile.mkdtemp(prefix="gt") + "/log.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(10)
+    return sock, path
+
+
+def test_syslog_gets_every_line_with_ident_pid_and_priority(tmp_path: Path):
+    sock, path = _syslog_socket(tmp_path)
+    try:
+        s = start_geartrain(tmp_path, "--syslog", "--syslog-socket", path)
+        try:
+            line = sock.recv(65536)
+            assert line.startswith(b"<13>geartrain[%d]: NOTICE geartrain " % s.proc.pid)  # user.notice
+            assert b" listening on 127.0.0.1:%d" % s.port in line
+            assert "listening on" in s.log.read_text()  # the log file still has it too, as with gearmand
+        finally:
+            s.stop()
+        assert sock.recv(65536).startswith(b"<13>geartrain[%d]: NOTICE shutting down" % s.proc.pid)
+    finally:
+        sock.close()
+
+
+def test_syslog_priorities_follow_the_levels(tmp_path: Path):
+    import logging
+
+    from geartrain.server.app import LEVELS, syslog_handler
+
+    sock, path = _syslog_socket(tmp_path)
+    handler = syslog_handler(path, "plain")
+    try:
+        for name, prio in (("FATAL", 0), ("ALERT", 1), ("CRITICAL", 2), ("ERROR", 3), ("WARNING", 4),
+                           ("NOTICE", 5), ("INFO", 6), ("DEBUG", 7)):
+            handler.emit(logging.LogRecord("geartrain", LEVELS[name], "", 0, "m\nx", (), None))
+            assert sock.recv(4096) == b"<%d>geartrain[%d]: %s m\\nx\0" % (8 + prio, os.getpid(), name.encode())
+    finally:
+        handler.close()
+        sock.close()
+
+
+def test_syslog_that_nobody_listens_on_is_said_once_and_the_server_runs(tmp_path: Path):
+    s = start_geartrain(tmp_path, "--syslog", "--syslog-socket", str(tmp_path / "nobody.sock"))
+    try:
+        text = s.log.read_text()
+        assert text.count("--syslog: cannot reach the syslog socket") == 1 and "listening on" in text
+        assert "Logging error" not in text
+    finally:
+        s.stop()
