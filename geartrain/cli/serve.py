@@ -257,6 +257,8 @@ def main(args: argparse.Namespace) -> int:
             resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(hard, want) if os.geteuid() == 0 else hard))
         except (ValueError, OSError) as exc:
             print(f"geartrain serve: cannot set file descriptors to {args.file_descriptors}: {exc}", file=sys.stderr)
+    if args.http_port:
+        _need_extra("--http-port", "geartrain.server.http")
     options = options_from_args(args)
     if options.handle_prefix is not None and not valid_prefix(options.handle_prefix):
         print("geartrain serve: --job-handle-prefix is too long: handles (PREFIX:N) must stay within 64 bytes",
@@ -267,6 +269,20 @@ def main(args: argparse.Namespace) -> int:
     if args.user:
         _switch_user(args.user)
     return app.run(options, daemon=args.daemon)
+
+
+def _need_extra(option: str, module: str) -> None:
+    """Stop with one line naming the extra to install when MODULE cannot be imported for lack of a
+    dependency of the server extra (a plain `pip install geartrain` has the libraries and the CLI only)."""
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.startswith("geartrain"):
+            raise
+        raise SystemExit(f"geartrain serve: {option} needs {exc.name}, which is not installed: "
+                         "pip install 'geartrain[server]'") from None
 
 
 def _switch_user(name: str) -> None:

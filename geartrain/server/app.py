@@ -544,11 +544,11 @@ def clamp_mss(sock: socket.socket) -> None:
 
 
 def install_uvloop() -> str:
-    """Use uvloop when it is installed; return the loop's name."""
+    """Use uvloop when it is installed; return the loop's name (with a hint when it is not)."""
     try:
         import uvloop
     except ImportError:
-        return "asyncio"
+        return "asyncio (uvloop is not installed: pip install 'geartrain[server]')"
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     return "uvloop"
 
