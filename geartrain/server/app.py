@@ -570,10 +570,11 @@ def tune_malloc() -> bool:
 
     By default glibc maps every allocation over 128 KiB (then over the last freed one's size) with
     mmap and trims the heap top back to the system once 128 KiB of it is free, so a server passing
-    1 MiB jobs through page-faults and zeroes every payload buffer it reads or writes again: a third
-    of its CPU in scenario 5c. With mmap only from 4 MiB and the heap trimmed only past 16 MiB free,
-    those buffers are reused; bigger blocks (the job index's tables under a million queued jobs) are
-    still mapped and given back when freed, so the memory held per queued job does not grow."""
+    1 MiB jobs through page-faults and zeroes every payload buffer it reads or writes again (what that
+    cost in scenario 5c, dated, is in docs/benchmarks.md). With mmap only from 4 MiB and the heap
+    trimmed only past 16 MiB free, those buffers are reused; bigger blocks (the job index's tables
+    under a million queued jobs) are still mapped and given back when freed, so the memory held per
+    queued job does not grow."""
     import ctypes
     import ctypes.util
     import platform
