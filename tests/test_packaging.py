@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, start_geartrain
+from tests.conftest import ROOT, free_port, start_geartrain, wait_own_port
 
 #: what only the extras bring (import names): none may come with a plain install
 EXTRAS_ONLY = ["asyncpg", "asyncmy", "redis", "prometheus_client", "h11", "uvloop"]
@@ -84,7 +84,17 @@ def test_plain_install_has_no_extras_and_its_client_and_worker_run_a_job(tmp_pat
         worker.wait(10)
         server.stop()
 
-    # the server without its extra: it says which extra the option needs
+    # the server without its extra: it runs (on asyncio's loop, saying which extra brings uvloop) ...
+    port, log = free_port(), tmp_path / "plain-serve.log"
+    plain = subprocess.Popen([str(venv / "bin" / "geartrain"), "serve", "-p", str(port), "--queue", "memory",
+                              "--log-file", str(log)], cwd=tmp_path, env=env)
+    try:
+        wait_own_port(port, plain)
+        assert "asyncio (uvloop is not installed: pip install 'geartrain[server]')" in log.read_text()
+    finally:
+        plain.terminate()
+        plain.wait(10)
+    # ... and an option that needs the extra says which
     serve = subprocess.run([str(venv / "bin" / "geartrain"), "serve", "--queue", "memory", "--http-port", "8080",
                             "--check-args"], capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env)
     assert serve.returncode == 1 and "pip install 'geartrain[server]'" in serve.stderr, serve.stderr
