@@ -32,7 +32,7 @@ bench: setup peers
 bench-quick: setup peers
 	$(BIN)/python bench/run.py --quick $(ARGS)
 
-demo: setup peers
+demo: setup
 	$(BIN)/python examples/demo.py $(ARGS)
 
 clean:

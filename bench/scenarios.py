@@ -254,8 +254,8 @@ def background_submit(ctx: Ctx, server_kind: str, *, jobs: int, inflight: int = 
     With BURSTS > 1 the same server takes that many runs of the client one after the other (each a new
     connection with uniques of its own, the jobs piling up in the queue): the measurement is the
     median burst's (its rate; "burst_rates" lists them all), the CPU column the server's over all of
-    them. A burst of 3,000 jobs lasts 15-70 ms here, so one burst alone moves with every hiccup of a
-    shared machine."""
+    them. A burst of a few thousand jobs is over in a moment, so one burst alone moves with every hiccup
+    of a shared machine."""
     tmp = ctx.scratch()
     backend = servers.backend(store, server_kind, tmp) if store else None
     if store and server_kind == "gearmand" and store not in servers.gearmand_queues():

@@ -1,10 +1,12 @@
 """`make demo`: the seed's experiment on this machine — fib jobs with one worker, then with two.
 
 Starts a geartrain job server on a free port, runs examples/fib_client.py against it with one
-examples/fib_worker.py process and then with two, and prints both times and the speedup (the
-seed saw 66.955 s and 35.702 s, x1.88, with its C++ worker on two cores).
+examples/fib_worker.py process and then with two, and prints both times and the speedup beside the
+seed's. It needs only Python and geartrain (`--server gearmand` needs the C gearmand: `make peers`).
+Each step says what it does; while the jobs run, a live bar of jobs done (from the server's
+`status`) is drawn on a terminal, and elsewhere (a pipe, a CI log) a line every --every seconds.
 
-    python examples/demo.py [-n N] [--quick] [--server gearmand]
+    python examples/demo.py [-n N] [--quick] [--server gearmand] [--every SECONDS]
 """
 
 from __future__ import annotations
@@ -12,14 +14,18 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import _path  # noqa: F401
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from geartrain.adminclient import AdminClient
 
@@ -48,7 +54,10 @@ def wait_port(port: int, proc: subprocess.Popen, timeout: float = 15) -> None:
 
 def start_server(kind: str, port: int, tmp: str) -> subprocess.Popen:
     if kind == "gearmand":
-        cmd = ["gearmand", "-L", "127.0.0.1", "-p", str(port), "-t", "1", "--log-file", f"{tmp}/gearmand.log"]
+        gearmand = shutil.which("gearmand") or shutil.which("/usr/sbin/gearmand")
+        if gearmand is None:
+            raise SystemExit("demo: --server gearmand needs the C gearmand (`make peers` as root installs it)")
+        cmd = [gearmand, "-L", "127.0.0.1", "-p", str(port), "-t", "1", "--log-file", f"{tmp}/gearmand.log"]
     else:
         cmd = [sys.executable, "-m", "geartrain", "serve", "-L", "127.0.0.1", "-p", str(port), "--queue", "memory",
                "--log-file", f"{tmp}/geartrain.log"]
@@ -72,7 +81,44 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
-def timed_run(address: str, workers: int, n: int) -> tuple[float, str, list[int]]:
+def jobs_done(address: str, total: int, seen: list[bool]) -> int | None:
+    """How many of the TOTAL fib jobs are done, from the server's `status` (None before they are queued:
+    an empty queue then means not yet submitted, not all done). SEEN remembers that they were."""
+    try:
+        st = AdminClient(address).status().get("fib")
+    except OSError:
+        return None
+    if st is not None and st.total:
+        seen[0] = True
+    if not seen[0]:
+        return None
+    return total - (st.total if st is not None else 0)
+
+
+def watch(finished: threading.Event, address: str, total: int, label: str, every: float) -> None:
+    """Until FINISHED is set (the client exited), show how many of its TOTAL jobs are done: a live bar on a
+    terminal, else a line at once and then every EVERY seconds. Runs in a thread of its own, so the
+    run is timed by the client's exit alone."""
+    seen = [False]
+    console = Console()
+    started = time.monotonic()
+    if console.is_terminal:
+        with Progress(TextColumn(f"  {label}"), BarColumn(), MofNCompleteColumn(), TextColumn("jobs"),
+                      TimeElapsedColumn(), console=console, transient=True) as progress:
+            bar = progress.add_task(label, total=total)
+            while not finished.wait(0.2):
+                progress.update(bar, completed=jobs_done(address, total, seen) or 0)
+        return
+    while True:
+        done = jobs_done(address, total, seen)
+        print(f"  {label}: {done or 0} of {total} jobs done, {time.monotonic() - started:.0f} s", flush=True)
+        if finished.wait(every):
+            return
+
+
+def timed_run(address: str, workers: int, n: int, every: float) -> tuple[float, str, list[int]]:
+    label = f"{workers} worker{'s' if workers > 1 else ''}"
+    print(f"{label}: starting {workers} fib_worker.py process{'es' if workers > 1 else ''} ...", flush=True)
     procs = [subprocess.Popen([sys.executable, str(HERE / "fib_worker.py"), "--host", address, "--id", f"fib-{i}"],
                               env=_env(), stderr=subprocess.PIPE, text=True) for i in range(workers)]
     try:
@@ -81,10 +127,21 @@ def timed_run(address: str, workers: int, n: int) -> tuple[float, str, list[int]
             if time.monotonic() > deadline:
                 raise SystemExit("demo: the workers did not register")
             time.sleep(0.05)
-        t0 = time.perf_counter()
-        out = subprocess.run([sys.executable, str(HERE / "fib_client.py"), "--host", address, "-n", str(n)],
-                             stdout=subprocess.PIPE, env=_env(), check=True)
-        elapsed = time.perf_counter() - t0
+        print(f"{label}: fib_client.py submits fib(1) ... fib({n - 1}), largest first", flush=True)
+        finished = threading.Event()
+        watcher = threading.Thread(target=watch, args=(finished, address, n - 1, label, every))
+        watcher.start()
+        try:
+            t0 = time.perf_counter()
+            client = subprocess.run([sys.executable, str(HERE / "fib_client.py"), "--host", address, "-n", str(n)],
+                                    capture_output=True, env=_env())
+            elapsed = time.perf_counter() - t0
+        finally:
+            finished.set()
+            watcher.join()
+        out, err = client.stdout, client.stderr
+        if client.returncode != 0:
+            raise SystemExit(f"demo: fib_client.py failed ({client.returncode}): {err.decode().strip()}")
     finally:
         for p in procs:
             stop(p)
@@ -92,7 +149,7 @@ def timed_run(address: str, workers: int, n: int) -> tuple[float, str, list[int]
     for p in procs:
         found = re.search(r"fib_worker: (\d+) jobs", p.stderr.read() if p.stderr else "")
         counts.append(int(found.group(1)) if found else 0)
-    return elapsed, out.stdout.decode().strip().splitlines()[-1], counts
+    return elapsed, out.decode().strip().splitlines()[-1], counts
 
 
 def _burn(n: int) -> float:
@@ -120,6 +177,8 @@ def main() -> int:
     parser.add_argument("-n", "--num", type=int, help="fib(1) ... fib(N-1) (default 41, or 24 with --quick)")
     parser.add_argument("--quick", action="store_true", help="a small N, for tests")
     parser.add_argument("--server", choices=["geartrain", "gearmand"], default="geartrain")
+    parser.add_argument("--every", type=float, default=10.0, metavar="SECONDS",
+                        help="off a terminal, print how many jobs are done this often (default 10)")
     args = parser.parse_args()
     n = args.num or (24 if args.quick else 41)
     with tempfile.TemporaryDirectory(prefix="geartrain-demo-") as tmp:
@@ -128,9 +187,9 @@ def main() -> int:
         address = f"127.0.0.1:{port}"
         try:
             print(f"{args.server} on {address}; fib(1) ... fib({n - 1}) as {n - 1} jobs", flush=True)
-            one, sum1, _ = timed_run(address, 1, n)
+            one, sum1, _ = timed_run(address, 1, n, args.every)
             print(f"1 worker:  {one:8.3f} s   sum {sum1}", flush=True)
-            two, sum2, counts = timed_run(address, 2, n)
+            two, sum2, counts = timed_run(address, 2, n, args.every)
             print(f"2 workers: {two:8.3f} s   sum {sum2}   (jobs per worker: {' + '.join(map(str, counts))})",
                   flush=True)
         finally:
@@ -138,8 +197,16 @@ def main() -> int:
     if sum1 != sum2:
         print("demo: the two runs disagree", file=sys.stderr)
         return 1
-    print(f"speedup:   x{one / two:.2f} (the seed: 66.955 s / 35.702 s = x1.88)")
-    print(f"machine:   two CPU-bound processes run x{parallel_capacity():.2f} as fast as one right now "
+    print(f"speedup:   x{one / two:.2f} (the seed: 66.955 s / 35.702 s = x1.88)", flush=True)
+    step = "machine:   measuring how much faster two CPU-bound processes run than one right now ..."
+    console = Console()
+    if console.is_terminal:
+        with console.status(step):
+            capacity = parallel_capacity()
+    else:
+        print(step, flush=True)
+        capacity = parallel_capacity()
+    print(f"machine:   two CPU-bound processes run x{capacity:.2f} as fast as one right now "
           f"(x2.00 on two idle cores; other load on the machine lowers both figures)")
     print(f"sum: {sum1}")
     return 0

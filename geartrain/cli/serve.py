@@ -48,7 +48,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                           "interfaces)")
     net.add_argument("-p", "--port", type=int, default=None,
                      help="port (default: $GEARMAND_PORT, else 4730)")
-    net.add_argument("-b", "--backlog", type=int, default=32, help="listen backlog (default 32)")
+    net.add_argument("-b", "--backlog", type=int, default=None, metavar="N",
+                     help="listen backlog (default: the system's maximum, net.core.somaxconn; gearmand's is 32, "
+                          "too short for many workers reconnecting at once)")
     net.add_argument("--keepalive", action="store_true", help="turn on TCP keepalive on client connections")
     net.add_argument("--keepalive-idle", type=int, default=-1, metavar="SECONDS",
                      help="TCP_KEEPIDLE (-1: system default)")
@@ -123,7 +125,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     proc.add_argument("-t", "--threads", type=int, default=None, metavar="N",
                       help="accepted for gearmand compatibility and ignored: geartrain runs one asyncio event loop "
                            "in one thread (gearmand's job logic is single-threaded too)")
-    proc.add_argument("--syslog", action="store_true", help="accepted for gearmand compatibility; use --log-file")
+    proc.add_argument("--syslog", action="store_true",
+                      help="also log to syslog (and so to the journal), as gearmand: ident geartrain[PID], facility "
+                           "user, each level at its syslog priority")
+    proc.add_argument("--syslog-socket", default=None, metavar="PATH",
+                      help="the syslog socket --syslog writes to (default /dev/log)")
     proc.add_argument("--coredump", action="store_true", help="accepted for gearmand compatibility; ignored")
     proc.add_argument("--config-file", default=None, metavar="FILE",
                       help="read more options from FILE (whitespace-separated, as gearmand's; the command line wins)")
@@ -140,7 +146,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def options_from_args(args: argparse.Namespace):  # noqa: ANN201 - imported lazily
-    from ..server.app import Options
+    from ..server.app import SYSLOG_SOCKET, Options
+    from ..server.listen import system_backlog
 
     verbose = args.verbose
     if args.more_verbose:
@@ -150,7 +157,7 @@ def options_from_args(args: argparse.Namespace):  # noqa: ANN201 - imported lazi
     return Options(
         listen=args.listen,
         port=args.port if args.port is not None else _default_port(),
-        backlog=args.backlog,
+        backlog=args.backlog if args.backlog is not None else system_backlog(),
         job_retries=max(args.job_retries, 0),
         handle_prefix=args.job_handle_prefix.encode() if args.job_handle_prefix is not None else None,
         worker_wakeup=wakeup,
@@ -165,6 +172,7 @@ def options_from_args(args: argparse.Namespace):  # noqa: ANN201 - imported lazi
         verbose=verbose,
         pid_file=args.pid_file,
         log_format=args.log_format,
+        syslog=(args.syslog_socket or SYSLOG_SOCKET) if args.syslog else None,
         http_port=args.http_port,
         http_listen=args.http_listen,
         http_max_body=max(args.http_max_body, 1),
@@ -273,6 +281,8 @@ def main(args: argparse.Namespace) -> int:
             resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(hard, want) if os.geteuid() == 0 else hard))
         except (ValueError, OSError) as exc:
             print(f"geartrain serve: cannot set file descriptors to {args.file_descriptors}: {exc}", file=sys.stderr)
+    if args.http_port:
+        _need_extra("--http-port", "geartrain.server.http")
     options = options_from_args(args)
     if options.handle_prefix is not None and not valid_prefix(options.handle_prefix):
         print("geartrain serve: --job-handle-prefix is too long: handles (PREFIX:N) must stay within 64 bytes",
@@ -283,6 +293,20 @@ def main(args: argparse.Namespace) -> int:
     if args.user:
         _switch_user(args.user)
     return app.run(options, daemon=args.daemon)
+
+
+def _need_extra(option: str, module: str) -> None:
+    """Stop with one line naming the extra to install when MODULE cannot be imported for lack of a
+    dependency of the server extra (a plain `pip install geartrain` has the libraries and the CLI only)."""
+    import importlib
+
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.startswith("geartrain"):
+            raise
+        raise SystemExit(f"geartrain serve: {option} needs {exc.name}, which is not installed: "
+                         "pip install 'geartrain[server]'") from None
 
 
 def _switch_user(name: str) -> None:

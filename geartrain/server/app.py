@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import logging.handlers
 import os
 import signal
 import socket
@@ -23,6 +24,7 @@ from typing import Any
 
 from .. import __version__
 from ..protocol.packets import DEFAULT_MAX_PACKET_SIZE
+from . import listen as listening
 from .acl import ACL, admin_hook
 from .budget import InputBudget, default_limit
 from .commands import Admin
@@ -37,12 +39,13 @@ log = logging.getLogger("geartrain.server")
 
 #: gearmand's verbosity names -> logging levels (NOTICE sits between INFO and WARNING)
 NOTICE = 25
-logging.addLevelName(NOTICE, "NOTICE")
 LEVELS = {
     "FATAL": logging.CRITICAL + 10, "ALERT": logging.CRITICAL + 5, "CRITICAL": logging.CRITICAL,
     "ERROR": logging.ERROR, "WARNING": logging.WARNING, "NOTICE": NOTICE, "INFO": logging.INFO,
     "DEBUG": logging.DEBUG,
 }
+for _name, _level in LEVELS.items():
+    logging.addLevelName(_level, _name)
 
 #: the version string `version` reports (gearmand prints its package version)
 VERSION = f"geartrain-{__version__}"
@@ -54,7 +57,7 @@ class Options:
 
     listen: str = "127.0.0.1"
     port: int = 4730
-    backlog: int = 32
+    backlog: int = field(default_factory=listening.system_backlog)  # gearmand's is 32: listen.py says why not
     job_retries: int = 0
     handle_prefix: bytes | None = None
     worker_wakeup: int = 1
@@ -69,6 +72,7 @@ class Options:
     verbose: str = "ERROR"
     pid_file: str | None = None
     log_format: str = "plain"  # or "json" (server/logfmt.py)
+    syslog: str | None = None  # --syslog: the syslog socket to log to as well (SYSLOG_SOCKET)
     http_port: int = 0  # 0: no HTTP listener (server/http.py)
     http_listen: str | None = None  # None: the same address as --listen
     http_max_body: int = 16 * 1024 * 1024  # largest HTTP request body (never more than max_packet_size)
@@ -96,9 +100,10 @@ def default_handle_prefix() -> bytes:
 
 
 class LogFile:
-    """The server's log destination: a file (reopened on SIGHUP), stderr, or nothing."""
+    """The server's log destination: a file (reopened on SIGHUP), stderr, or nothing; and, with --syslog,
+    syslog as well (as gearmand: ident and pid, facility user, each level at its syslog priority)."""
 
-    def __init__(self, path: str, level: str, fmt: str = "plain") -> None:
+    def __init__(self, path: str, level: str, fmt: str = "plain", syslog: str | None = None) -> None:
         self.path = path
         self.fmt = fmt
         self.level_name = level.upper()
@@ -107,6 +112,20 @@ class LogFile:
         root.setLevel(LEVELS.get(self.level_name, logging.ERROR))
         root.propagate = False
         self.open()
+        self.syslog: logging.Handler | None = None
+        if syslog is not None:
+            try:
+                self.syslog = syslog_handler(syslog, fmt)
+            except OSError as exc:
+                report(f"--syslog: cannot reach the syslog socket {syslog}: {exc.strerror or exc}; "
+                      "logging without syslog", self, level=logging.WARNING)
+            else:
+                root.addHandler(self.syslog)
+
+    @property
+    def on_stderr(self) -> bool:
+        """Does the log go to stderr (so what it says needs no second print there)?"""
+        return self.path == "stderr"
 
     def open(self) -> None:
         root = logging.getLogger("geartrain")
@@ -128,6 +147,43 @@ class LogFile:
         log.log(NOTICE, "log file reopened")
 
 
+class SyslogHandler(logging.handlers.SysLogHandler):
+    """SysLogHandler that knows gearmand's levels (FATAL is emerg, NOTICE notice, ...) and, as syslog(3)
+    does, drops a line it cannot send (syslog restarting) instead of printing a traceback; the next
+    line connects again."""
+
+    PRIORITIES = {"FATAL": "emerg", "ALERT": "alert", "CRITICAL": "crit", "ERROR": "err", "WARNING": "warning",
+                  "NOTICE": "notice", "INFO": "info", "DEBUG": "debug"}
+
+    def mapPriority(self, levelName: str) -> str:  # noqa: N802, N803 - logging's names
+        return self.PRIORITIES.get(levelName, "warning")
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        return None
+
+
+#: where syslog listens on Linux (journald or rsyslog)
+SYSLOG_SOCKET = "/dev/log"
+
+
+def syslog_handler(address: str, fmt: str) -> logging.Handler:
+    """A handler writing to the syslog socket at ADDRESS as `geartrain[PID]: LEVEL message`; OSError if
+    nothing listens there (logging's handler would stay silent about that, as openlog(3) does)."""
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):  # the two kinds SysLogHandler tries, in its order
+        with socket.socket(socket.AF_UNIX, kind) as probe:
+            try:
+                probe.connect(address)
+                break
+            except OSError as exc:
+                error = exc
+    else:
+        raise error
+    handler = SyslogHandler(address=address, facility=logging.handlers.SysLogHandler.LOG_USER)
+    handler.ident = f"geartrain[{os.getpid()}]: "
+    handler.setFormatter(make_formatter(fmt, stamp=False))  # syslog stamps each line itself
+    return handler
+
+
 class Server:
     """One running job server."""
 
@@ -143,7 +199,7 @@ class Server:
         if options.acl is not None or options.admin_loopback_only:
             self.admin.allowed = admin_hook(options.admin_loopback_only)
         self.reset()
-        self.listener: asyncio.AbstractServer | None = None
+        self.listeners: list[asyncio.AbstractServer] = []  # one per address -L resolves to
         self.sockets: list[socket.socket] = []
         self.stopped: asyncio.Event | None = None
         self.started = time.time()
@@ -190,22 +246,45 @@ class Server:
     open_retry_max = 30.0
 
     async def start(self) -> None:
-        """Open the queue and replay it, then listen. While the queue's database cannot be reached, try again
+        """Bind the ports, open the queue and replay it, then listen. A port that cannot be bound raises
+        ListenError before the queue is touched. While the queue's database cannot be reached, try again
         with a backoff (logged at NOTICE) and accept no connection; return early if told to stop meanwhile."""
         self.loop = self.pump.loop = asyncio.get_running_loop()
         if self.stopped is None:
             self.stopped = asyncio.Event()
-        if not await self.open_store():
-            return
         opts = self.options
-        port = self.port
-        port.state, port.pump = self.state, self.pump  # the State the replay filled
-        self.listener = await self.loop.create_server(
-            lambda: Connection(port), host=opts.listen or None, port=opts.port, backlog=opts.backlog,
-            reuse_address=True)
-        self.sockets = list(self.listener.sockets)
-        for sock in self.sockets:
-            clamp_mss(sock)
+        bound = listening.bind(opts.listen, opts.port, "Gearman")
+        # the HTTP port is held too, so a taken one fails the start now; HttpListener binds it by address
+        # itself, so it is let go just before that
+        http_host = opts.http_listen or opts.listen
+        try:
+            held = listening.bind(http_host, opts.http_port, "HTTP") if opts.http_port else []
+        except BaseException:
+            listening.close(bound)
+            raise
+        try:
+            if not await self.open_store():
+                listening.close(bound)
+                return
+            port = self.port
+            port.state, port.pump = self.state, self.pump  # the State the replay filled
+            for sock in bound:
+                clamp_mss(sock)
+                try:
+                    server = await self.loop.create_server(lambda: Connection(port), sock=sock, backlog=opts.backlog)
+                except OSError as exc:  # bound by another process too, which listened first
+                    host, number = sock.getsockname()[:2]
+                    raise listening.ListenError(f"cannot listen on {listening.where(host, number)} (Gearman): "
+                                             f"{exc.strerror or exc}") from None
+                self.listeners.append(server)
+                self.sockets.append(sock)
+        except BaseException:
+            for server in self.listeners:
+                server.close()
+            listening.close(bound)
+            raise
+        finally:
+            listening.close(held)
         self.arm_sweep()
         if opts.http_port:
             from .http import HttpListener, HttpOptions  # aiohttp is loaded only with --http-port
@@ -214,7 +293,7 @@ class Server:
             view = ServerView(self.state, self.pump.schedule, self.started, self.store.name, lambda: self.addresses,
                               lambda: (port.bytes_in, self.pump.bytes_out), self.admin.allowed, opts.acl,
                               self.budget)
-            self.http = HttpListener(view, HttpOptions(opts.http_listen or opts.listen, opts.http_port,
+            self.http = HttpListener(view, HttpOptions(http_host, opts.http_port,
                                                        opts.http_max_body, opts.http_header_timeout,
                                                        opts.http_allowed_hosts, opts.max_packet_size))
             await self.http.start()
@@ -273,8 +352,8 @@ class Server:
                 log.log(NOTICE, "graceful shutdown: no new connections or jobs; waiting for running jobs")
                 self.graceful = True
                 self.state.draining = True
-                if self.listener is not None:
-                    self.listener.close()
+                for listener in self.listeners:
+                    listener.close()
                 if self.http is not None:
                     self.http.stop_accepting()
                 assert self.loop is not None
@@ -298,8 +377,8 @@ class Server:
     async def close(self) -> None:
         if self.http is not None:
             self.http.close()
-        if self.listener is not None:
-            self.listener.close()
+        for listener in self.listeners:
+            listener.close()
         if self.committer is not None:
             # submissions waiting for the store: commit them and answer JOB_CREATED before closing
             try:
@@ -358,11 +437,11 @@ def clamp_mss(sock: socket.socket) -> None:
 
 
 def install_uvloop() -> str:
-    """Use uvloop when it is installed; return the loop's name."""
+    """Use uvloop when it is installed; return the loop's name (with a hint when it is not)."""
     try:
         import uvloop
     except ImportError:
-        return "asyncio"
+        return "asyncio (uvloop is not installed: pip install 'geartrain[server]')"
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     return "uvloop"
 
@@ -384,10 +463,11 @@ def tune_malloc() -> bool:
 
     By default glibc maps every allocation over 128 KiB (then over the last freed one's size) with
     mmap and trims the heap top back to the system once 128 KiB of it is free, so a server passing
-    1 MiB jobs through page-faults and zeroes every payload buffer it reads or writes again: a third
-    of its CPU in scenario 5c. With mmap only from 4 MiB and the heap trimmed only past 16 MiB free,
-    those buffers are reused; bigger blocks (the job index's tables under a million queued jobs) are
-    still mapped and given back when freed, so the memory held per queued job does not grow."""
+    1 MiB jobs through page-faults and zeroes every payload buffer it reads or writes again (what that
+    cost in scenario 5c, dated, is in docs/benchmarks.md). With mmap only from 4 MiB and the heap
+    trimmed only past 16 MiB free, those buffers are reused; bigger blocks (the job index's tables
+    under a million queued jobs) are still mapped and given back when freed, so the memory held per
+    queued job does not grow."""
     import ctypes
     import ctypes.util
     import platform
@@ -423,6 +503,20 @@ def daemonize() -> int:
     return w
 
 
+def report(message: str, logfile: LogFile | None, level: int = logging.CRITICAL) -> None:
+    """Why the server cannot run (or, at a lower LEVEL, what it runs without): logged, and printed on stderr
+    unless the log already writes it there (so a terminal shows it once; a log file or syslog has it too)."""
+    log.log(level, "%s", message)
+    if logfile is None or not logfile.on_stderr or not log.isEnabledFor(level):
+        print(f"geartrain serve: {message}", file=sys.stderr)
+
+
+def queue_label(store: Store) -> str:
+    """The queue for the start-up line: its kind and, for a durable one, where it is (no password)."""
+    place = store.where()
+    return f"{store.name} {place}" if place else store.name
+
+
 async def serve(options: Options, logfile: LogFile | None = None, loop_name: str = "asyncio",
                 ready_fd: int | None = None) -> int:
     server = Server(options)
@@ -435,26 +529,24 @@ async def serve(options: Options, logfile: LogFile | None = None, loop_name: str
         loop.add_signal_handler(signal.SIGHUP, logfile.reopen)
     try:
         await server.start()
-    except OSError as exc:
-        log.critical("could not listen on %s:%d: %s", options.listen, options.port, exc)
-        print(f"geartrain serve: could not listen on {options.listen}:{options.port}: {exc}", file=sys.stderr)
+    except listening.ListenError as exc:
+        report(str(exc), logfile)
         return 1
     except Exception as exc:  # e.g. the durable queue cannot be opened or replayed
-        log.critical("could not start: %s: %s", type(exc).__name__, exc)
-        print(f"geartrain serve: could not start: {type(exc).__name__}: {exc}", file=sys.stderr)
+        report(f"could not start: {type(exc).__name__}: {exc}", logfile)
         return 1
-    if server.stopped.is_set() and server.listener is None:  # told to stop while waiting for the queue
+    if server.stopped.is_set() and not server.listeners:  # told to stop while waiting for the queue
         log.log(NOTICE, "stopped before the %s queue became available", options.store.name)
         try:
             await options.store.close()
         except Exception as exc:  # noqa: BLE001 - a store that never opened may not close cleanly
             log.info("closing the %s queue: %s", options.store.name, exc)
         return 0
-    where = ", ".join(f"{h}:{p}" for h, p in server.addresses)
+    addresses = ", ".join(listening.where(h, p) for h, p in server.addresses)
     hint = " (only this machine can connect; use -L 0.0.0.0 to listen on all interfaces)" \
         if options.listen in ("127.0.0.1", "localhost", "::1") else ""
-    log.log(NOTICE, "geartrain %s listening on %s%s; queue %s; %s; pid %d", __version__, where, hint,
-            options.store.name, loop_name, os.getpid())
+    log.log(NOTICE, "geartrain %s listening on %s%s; queue %s; %s; pid %d", __version__, addresses, hint,
+            queue_label(options.store), loop_name, os.getpid())
     if options.pid_file:
         with open(options.pid_file, "w") as fh:
             fh.write(f"{os.getpid()}\n")
@@ -477,7 +569,7 @@ async def serve(options: Options, logfile: LogFile | None = None, loop_name: str
 def run(options: Options, *, daemon: bool = False) -> int:
     """Run a server until it is told to stop; the process entry point of `geartrain serve`."""
     ready_fd = daemonize() if daemon else None
-    logfile = LogFile(options.log_file, options.verbose, options.log_format)
+    logfile = LogFile(options.log_file, options.verbose, options.log_format, options.syslog)
     loop_name = install_uvloop()
     tune_gc()
     tune_malloc()

@@ -36,10 +36,11 @@ def _one_line(text: str) -> str:
 
 class PlainFormatter(logging.Formatter):
     """``2026-01-02 03:04:05,678 NOTICE message``, one line per event (the message says it all; the
-    ``extra=`` fields are for the JSON format)."""
+    ``extra=`` fields are for the JSON format). Without STAMP, ``NOTICE message`` (for syslog, which
+    stamps each line itself)."""
 
-    def __init__(self) -> None:
-        super().__init__("%(asctime)s %(levelname)s %(message)s")
+    def __init__(self, stamp: bool = True) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(message)s" if stamp else "%(levelname)s %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
         return _one_line(super().format(record))
@@ -62,10 +63,10 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
-def make_formatter(fmt: str) -> logging.Formatter:
-    """The formatter for ``--log-format FMT`` (plain or json)."""
+def make_formatter(fmt: str, stamp: bool = True) -> logging.Formatter:
+    """The formatter for ``--log-format FMT`` (plain or json); STAMP False leaves the time out of plain lines."""
     if fmt == "json":
         return JsonFormatter()
     if fmt == "plain":
-        return PlainFormatter()
+        return PlainFormatter(stamp)
     raise ValueError(f"unknown log format {fmt!r} (expected one of {', '.join(FORMATS)})")

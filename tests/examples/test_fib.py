@@ -80,10 +80,26 @@ def test_seed_cpp_worker_serves_our_client(any_server, tmp_path: Path):
         worker.wait()
 
 
-def test_demo_quick():
+def test_demo_quick_says_what_it_does_while_it_runs():
     out = subprocess.run([sys.executable, str(EXAMPLES / "demo.py"), "--quick"], capture_output=True, timeout=120,
                          env=ENV)
     assert out.returncode == 0, out.stderr.decode()
     text = out.stdout.decode()
     assert "1 worker:" in text and "2 workers:" in text and "speedup:" in text
     assert text.strip().splitlines()[-1] == f"sum: {expected_sum(24)}"
+    lines = text.splitlines()
+    # off a terminal each run reports its jobs done (at once, then every --every seconds) before its result,
+    # and the machine measurement is announced before it starts
+    for label in ("1 worker", "2 workers"):
+        progress = next(i for i, line in enumerate(lines)
+                        if line.startswith(f"  {label}: ") and "of 23 jobs done" in line)
+        result = next(i for i, line in enumerate(lines) if line.startswith(f"{label}: ") and " s   sum " in line)
+        assert progress < result
+    assert any(line.startswith("machine:   measuring") for line in lines)
+
+
+def test_make_demo_installs_no_peers():
+    make = need_binary("make")
+    out = subprocess.run([make, "-n", "demo"], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
+    assert "examples/demo.py" in out.stdout
+    assert "install-peers" not in out.stdout  # the demo needs Python only: no gearmand, PHP, Perl or chromium

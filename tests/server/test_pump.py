@@ -129,9 +129,8 @@ class PartsSink(Sink):
 
 
 def test_flush_hands_output_holding_a_big_payload_to_writelines_and_joins_the_rest():
-    from geartrain.server.lifecycle import BIG_PART
-
     from geartrain.protocol.packets import T
+    from geartrain.server.lifecycle import BIG_PART
 
     pump = pump_for(busy_poll=0.0)
     client = pump.state.connect(7, "127.0.0.1")

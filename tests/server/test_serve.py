@@ -6,6 +6,8 @@ import os
 import signal
 import socket
 import struct
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +16,7 @@ import pytest
 
 from geartrain.protocol.codec import Parser, pack_req
 from geartrain.protocol.packets import RES, T
-from tests.conftest import Server, free_port, start_geartrain, wait_port
+from tests.conftest import ROOT, Server, free_port, need_binary, start_geartrain, wait_port
 
 Packet = tuple[str, tuple[bytes, ...]]
 
@@ -434,3 +436,138 @@ def test_daemon_returns_once_serving_and_fails_when_it_cannot(tmp_path: Path):
     while pid_file.exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not pid_file.exists()
+
+
+# ---------------------------------------------------------------------- start-up: ports, backlog, queue, syslog
+
+
+def _backlog(port: int) -> int:
+    """The listening socket's backlog, as `ss -ltn` shows it (Send-Q of a LISTEN socket)."""
+    ss = need_binary("ss")
+    out = subprocess.run([ss, "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True).stdout
+    (line,) = out.splitlines()
+    return int(line.split()[2])
+
+
+def test_listen_backlog_is_the_systems_maximum_unless_b_sets_it(tmp_path: Path):
+    system = int(Path("/proc/sys/net/core/somaxconn").read_text())
+    s = start_geartrain(tmp_path)
+    try:
+        assert _backlog(s.port) == system  # gearmand's 32 makes a reconnect storm wait on SYN retransmits
+    finally:
+        s.stop()
+    s = start_geartrain(tmp_path, "-b", "64")
+    try:
+        assert _backlog(s.port) == 64
+    finally:
+        s.stop()
+
+
+def _serve(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "geartrain", "serve", "-L", "127.0.0.1", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize("taken", ["http", "gearman"])
+def test_a_taken_port_is_named_once_and_the_queue_is_not_created(tmp_path: Path, taken: str):
+    gearman_port, http_port = free_port(), free_port()
+    queue = tmp_path / "q.sqlite"
+    with socket.create_server(("127.0.0.1", http_port if taken == "http" else gearman_port)):
+        out = _serve(tmp_path, "-p", str(gearman_port), "--http-port", str(http_port), "--queue",
+                     f"sqlite:///{queue}")
+        logged = tmp_path / "serve.log"
+        to_file = _serve(tmp_path, "-p", str(gearman_port), "--http-port", str(http_port), "--queue",
+                         f"sqlite:///{queue}", "--log-file", str(logged))
+    failed, other = (http_port, gearman_port) if taken == "http" else (gearman_port, http_port)
+    role = "HTTP" if taken == "http" else "Gearman"
+    assert out.returncode == 1 and to_file.returncode == 1
+    # the log goes to stderr: the reason is there once, naming the address that failed and no other
+    assert out.stderr.count(f"127.0.0.1:{failed} ({role}): Address already in use") == 1, out.stderr
+    assert str(other) not in out.stderr
+    # the log goes to a file: the reason is in it, and once on stderr
+    assert to_file.stderr.count(f"127.0.0.1:{failed} ({role})") == 1, to_file.stderr
+    assert logged.read_text().count(f"127.0.0.1:{failed} ({role})") == 1
+    assert not queue.exists()  # the ports are bound before the queue is opened
+
+
+def test_start_up_line_names_the_queue_and_where_it_is(tmp_path: Path):
+    queue = tmp_path / "jobs.sqlite"
+    s = start_geartrain(tmp_path, "--queue", f"sqlite:///{queue}?table=t1")
+    try:
+        assert f"queue sqlite {queue} table t1; " in s.log.read_text()
+    finally:
+        s.stop()
+
+
+def test_start_up_line_names_a_database_without_its_password(tmp_path: Path):
+    import asyncio
+
+    from tests.server.store.backends import Backend, need_service
+
+    need_service("postgres")
+    backend = Backend("postgres", tmp_path)
+    url = backend.url.replace("postgresql://postgres@", "postgresql://postgres:s3cret@")  # trust: any password
+    s = start_geartrain(tmp_path, "--queue", url)
+    try:
+        text = s.log.read_text()
+        assert f"queue postgres postgresql://postgres:***@127.0.0.1:5432/test table {backend.name}; " in text
+        assert "s3cret" not in text
+    finally:
+        s.stop()
+        asyncio.run(backend.drop())
+
+
+def _syslog_socket(tmp_path: Path) -> tuple[socket.socket, str]:
+    """A unix datagram socket standing in for /dev/log (its path within the 108 bytes a socket path may have)."""
+    import tempfile
+
+    path = str(tmp_path / "log.sock")
+    if len(path) > 100:
+        path = tempfile.mkdtemp(prefix="gt") + "/log.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)
+    sock.settimeout(10)
+    return sock, path
+
+
+def test_syslog_gets_every_line_with_ident_pid_and_priority(tmp_path: Path):
+    sock, path = _syslog_socket(tmp_path)
+    try:
+        s = start_geartrain(tmp_path, "--syslog", "--syslog-socket", path)
+        try:
+            line = sock.recv(65536)
+            assert line.startswith(b"<13>geartrain[%d]: NOTICE geartrain " % s.proc.pid)  # user.notice
+            assert b" listening on 127.0.0.1:%d" % s.port in line
+            assert "listening on" in s.log.read_text()  # the log file still has it too, as with gearmand
+        finally:
+            s.stop()
+        assert sock.recv(65536).startswith(b"<13>geartrain[%d]: NOTICE shutting down" % s.proc.pid)
+    finally:
+        sock.close()
+
+
+def test_syslog_priorities_follow_the_levels(tmp_path: Path):
+    import logging
+
+    from geartrain.server.app import LEVELS, syslog_handler
+
+    sock, path = _syslog_socket(tmp_path)
+    handler = syslog_handler(path, "plain")
+    try:
+        for name, prio in (("FATAL", 0), ("ALERT", 1), ("CRITICAL", 2), ("ERROR", 3), ("WARNING", 4),
+                           ("NOTICE", 5), ("INFO", 6), ("DEBUG", 7)):
+            handler.emit(logging.LogRecord("geartrain", LEVELS[name], "", 0, "m\nx", (), None))
+            assert sock.recv(4096) == b"<%d>geartrain[%d]: %s m\\nx\0" % (8 + prio, os.getpid(), name.encode())
+    finally:
+        handler.close()
+        sock.close()
+
+
+def test_syslog_that_nobody_listens_on_is_said_once_and_the_server_runs(tmp_path: Path):
+    s = start_geartrain(tmp_path, "--syslog", "--syslog-socket", str(tmp_path / "nobody.sock"))
+    try:
+        text = s.log.read_text()
+        assert text.count("--syslog: cannot reach the syslog socket") == 1 and "listening on" in text
+        assert "Logging error" not in text
+    finally:
+        s.stop()

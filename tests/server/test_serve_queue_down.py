@@ -77,7 +77,7 @@ def test_start_waits_for_the_queue_and_replays_each_job_once(caplog: pytest.LogC
         try:
             await server.start()
             assert store.opens == 4  # two refused, one replay cut short, one whole
-            assert server.listener is not None and server.addresses
+            assert server.listeners and server.addresses
             f = server.state.functions[b"f"]
             assert f.queued[1] == len(jobs) and len(server.state.jobs) == len(jobs)  # none twice
             assert server.admin.state is server.state
@@ -102,10 +102,33 @@ def test_stop_while_waiting_for_the_queue():
         server = _server(FlakyStore(open_failures=10**6, jobs=[]))
         task = asyncio.ensure_future(server.start())
         await asyncio.sleep(0.1)
-        assert not task.done() and server.listener is None  # not listening while the queue is down
+        assert not task.done() and not server.listeners  # not listening while the queue is down
         server.request_shutdown(False)
         await asyncio.wait_for(task, 5)
-        assert server.listener is None
+        assert not server.listeners
+
+    asyncio.run(main())
+
+
+def test_the_port_is_held_but_refuses_connections_until_the_queue_is_replayed():
+    port = free_port()
+
+    async def main() -> None:
+        server = Server(Options(port=port, store=FlakyStore(open_failures=10**6, jobs=[])))
+        server.open_retry_min = server.open_retry_max = 0.01
+        task = asyncio.ensure_future(server.start())
+        await asyncio.sleep(0.1)
+        try:
+            assert not task.done()
+            with pytest.raises(ConnectionRefusedError):  # no connection before the replay is done
+                await asyncio.open_connection("127.0.0.1", port)
+            with pytest.raises(OSError), socket.socket() as other:  # but the port is ours: taken, it failed at once
+                other.bind(("127.0.0.1", port))
+        finally:
+            server.request_shutdown(False)
+            await asyncio.wait_for(task, 5)
+        with socket.socket() as other:  # let go when stopped before listening
+            other.bind(("127.0.0.1", port))
 
     asyncio.run(main())
 

@@ -1,6 +1,6 @@
 """What a queued job costs: a million of them must fit in a few hundred MB, so a Job refers to no
 object of its own beyond its handle, unique and data (no index key tuple, no copy of the function
-name, no StoredJob after a replay or a commit). Measured figures: tests/server/memory_check.py."""
+name, no StoredJob after a replay or a commit). Measured figures: bench/memory_check.py."""
 
 from __future__ import annotations
 

@@ -65,6 +65,10 @@ class Store(ABC):
     #: a short name for logs and metrics ("sqlite", "postgres", ...)
     name: str = "store"
 
+    def where(self) -> str:
+        """Where the jobs are kept, for the start-up log line (no password); empty when nowhere."""
+        return ""
+
     @abstractmethod
     async def open(self) -> None:
         """Connect and create the table (or keys) if needed."""

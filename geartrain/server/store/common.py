@@ -214,6 +214,9 @@ class ConnectedStore(Store):
         """Where we connect, for log lines (no password)."""
         return self.name
 
+    def where(self) -> str:
+        return self._describe()
+
     # -- the machinery -----------------------------------------------------------------------
 
     async def replay(self) -> list[StoredJob]:

@@ -1,7 +1,7 @@
 """End-to-end background submit rate on each durable queue, geartrain next to the C gearmand:
 3,000 SUBMIT_JOB_BG of 64 bytes (distinct uniques), 1,000 in flight on one connection, no worker.
 
-    .venv/bin/python -m tests.server.store.bench_submit [--jobs 3000] [--window 1000] [--runs 3] [kinds...]
+    .venv/bin/python bench/store_submit.py [--jobs 3000] [--window 1000] [--runs 3] [kinds...]
 
 kinds: memory sqlite postgres mysql redis. Each run uses a fresh table / prefix, dropped afterwards.
 Not a test (nothing asserted); the best of --runs is printed.
@@ -12,15 +12,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import socket
+import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
-from geartrain.protocol.codec import Parser, pack_req
-from geartrain.protocol.packets import RES, T
-from tests.conftest import Server, start_gearmand, start_geartrain
-from tests.server.store.backends import Backend, need_service
+from procs import ROOT
+
+sys.path.insert(0, str(ROOT))  # the tests' helpers: a fresh table or prefix per run, the services started
+
+from geartrain.protocol.codec import Parser, pack_req  # noqa: E402
+from geartrain.protocol.packets import RES, T  # noqa: E402
+from tests.conftest import Server, start_gearmand, start_geartrain  # noqa: E402
+from tests.server.store.backends import Backend, need_service  # noqa: E402
 
 
 def submit(server: Server, jobs: int, window: int) -> float:

@@ -1,7 +1,7 @@
 """Raw store throughput: add() of batches of 1,000 background jobs with 64-byte payloads, done()
 of the same batches, and replay, for each backend on this machine's database servers.
 
-    .venv/bin/python -m tests.server.store.bench_add [--batches 20] [--batch 1000] [sqlite postgres ...]
+    .venv/bin/python bench/store_add.py [--batches 20] [--batch 1000] [sqlite postgres ...]
 
 Each backend gets a fresh table / prefix, dropped afterwards. Not a test (nothing asserted):
 the numbers are for the report and the benchmark.
@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from geartrain.server.store.base import StoredJob
-from tests.server.store.backends import KINDS, Backend, need_service
+from procs import ROOT
+
+sys.path.insert(0, str(ROOT))  # the tests' helpers: a fresh table or prefix per run, the services started
+
+from geartrain.server.store.base import StoredJob  # noqa: E402
+from tests.server.store.backends import KINDS, Backend, need_service  # noqa: E402
 
 
 async def bench(kind: str, batches: int, size: int, tmp: Path) -> dict[str, float]:

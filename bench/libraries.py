@@ -1,8 +1,9 @@
 """Throughput of the client and worker libraries against the C gearmand (or our server), with C peers.
 
-    python examples/bench_libraries.py [--jobs 200000] [--server gearmand|geartrain] [--repeat 3]
+    python bench/libraries.py [--jobs 200000] [--server gearmand|geartrain] [--repeat 3]
 
-(a) our AsyncClient, 100 jobs in flight, against two (--c-workers) C echo workers (tests/examples/echo_worker.c);
+(a) our AsyncClient (bench/pyclient.py, scenario 7's driver), 100 jobs in flight, against two
+(--c-workers) C echo workers (tests/examples/echo_worker.c);
 (b) one Python echo worker process (AsyncWorker, inline handler, 32 grabs in flight) serving the C
 echo client (tests/examples/echo_client.c, 100 in flight); and, as a baseline for (a), the C echo
 client in the AsyncClient's place. Needs cc and libgearman-dev.
@@ -18,10 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import _path  # noqa: F401
-from demo import free_port, start_server, stop
+import servers
+from procs import BENCH, ROOT, last_json
 
-ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "tests" / "examples"
 
 PY_WORKER = """
@@ -40,6 +40,15 @@ def build(tmp: str, name: str) -> str:
     return out
 
 
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def rate(text: str) -> float:
     m = re.search(r"([\d,]+) jobs/s", text)
     return float(m.group(1).replace(",", "")) if m else 0.0
@@ -56,19 +65,21 @@ def main() -> int:
     env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/sbin:/usr/bin:/bin"}
     with tempfile.TemporaryDirectory(prefix="geartrain-libbench-") as tmp:
         worker_bin, client_bin = build(tmp, "echo_worker"), build(tmp, "echo_client")
-        port = free_port()
-        server = start_server(args.server, port, tmp)
+        server = servers.start(args.server, Path(tmp))
+        port = server.port
         address = f"127.0.0.1:{port}"
         best_a = best_b = best_c = 0.0
         try:
             for _ in range(args.repeat):
                 workers = [subprocess.Popen([worker_bin, "127.0.0.1", str(port)]) for _ in range(args.c_workers)]
                 time.sleep(0.3)
-                out = subprocess.run([sys.executable, str(Path(__file__).parent / "throughput.py"), "--host", address,
-                                      "-n", str(args.jobs), "--in-flight", "100"], capture_output=True, text=True,
+                out = subprocess.run([sys.executable, str(BENCH / "pyclient.py"), "--port", str(port),
+                                      "-n", str(args.jobs), "-k", "100", "-s", "10"], capture_output=True, text=True,
                                      env=env)
-                print("AsyncClient -> C echo workers:", out.stdout.strip() or out.stderr.strip(), flush=True)
-                best_a = max(best_a, rate(out.stdout))
+                got = last_json(out.stdout) if out.returncode == 0 else {}
+                print("AsyncClient -> C echo workers:", f"{got['rate']:,.0f} jobs/s ({got['failed']} failed)" if got
+                      else out.stderr.strip(), flush=True)
+                best_a = max(best_a, got.get("rate", 0.0))
                 out = subprocess.run([client_bin, "127.0.0.1", str(port), str(args.jobs), "100"], capture_output=True,
                                      text=True)
                 for w in workers:
@@ -84,7 +95,7 @@ def main() -> int:
                 print("C echo client -> Python worker:", out.stdout.strip() or out.stderr.strip(), flush=True)
                 best_b = max(best_b, rate(out.stdout))
         finally:
-            stop(server)
+            server.stop()
     print(f"best: AsyncClient {best_a:,.0f} jobs/s (the C client in its place: {best_c:,.0f}); "
           f"Python echo worker {best_b:,.0f} jobs/s ({args.server})")
     return 0

@@ -1,9 +1,9 @@
 """Memory of a server holding a million queued background jobs, and its submit rate as the queue grows.
 
-Not a test (pytest does not collect it: no test_ prefix); run it by hand on a quiet machine:
+Not a test; run it by hand on a quiet machine:
 
-    .venv/bin/python -m tests.server.memory_check                 # both paths, 1,000,000 jobs
-    .venv/bin/python -m tests.server.memory_check --jobs 200000 --path memory
+    .venv/bin/python bench/memory_check.py                 # both paths, 1,000,000 jobs
+    .venv/bin/python bench/memory_check.py --jobs 200000 --path memory
 
 Path ``memory``: `geartrain serve --queue memory`, then RUNS rounds of JOBS/RUNS SUBMIT_JOB_BG of
 SIZE bytes, each with its own unique, no worker; after each round the server's RSS (from /proc) and
@@ -27,11 +27,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from procs import LOADGEN, ROOT, free_port, wait_port
+
 from geartrain.protocol.codec import Parser, pack_req
 from geartrain.protocol.packets import RES, T
-from tests.conftest import ROOT, free_port, wait_port
-
-LOADGEN = ROOT / "bench" / "build" / "loadgen"
 
 
 def rss_mb(pid: int) -> tuple[float, float]:
