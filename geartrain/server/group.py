@@ -12,9 +12,9 @@ the error text (then ERROR QUEUE_ERROR). Adds are committed before the dones of 
 deletes filed while it filled), and batches run one at a time in the order they filled, so a job's
 done never overtakes its add.
 
-Why a cap: past 512 rows a bigger transaction costs the stores at most about a fifth less per job
-(bench/store_add.py: 1.9-3.9 us of wall time per job at 512 rows, 1.8-3.2 at 2,048),
-less than the server itself spends on a job, but it answers later. A client with a thousand
+Why a cap: past 512 rows a bigger transaction costs the stores little less per job (bench/store_add.py
+measures it; docs/benchmarks.md has the figures), less than the server itself spends on a job, but it
+answers later. A client with a thousand
 submits in flight that all went into one batch waits for the whole commit, while the database works
 and the server and the client sit idle; with 512 it gets half its replies after half the work and
 sends its next submits while the other half commits, so client, server and database overlap.

@@ -58,13 +58,13 @@ class Outbox:
             peer.big = True
 
     def wake(self, peer: Peer, noop: bytes) -> None:
-        """Queue the NOOP wake-up for PEER, to be written before the peers that are only dirty."""
-        if peer.closed:
-            return
-        out = peer.out
-        if not out:
+        """Queue the NOOP wake-up for PEER; if it is all PEER's output, PEER is written before the peers that
+        are only dirty."""
+        if peer.out or peer.closed:
+            self.send(peer, noop)
+        else:
             self.woken.append(peer)
-        out.append(noop)
+            peer.out.append(noop)
 
     def hold(self, peer: Peer) -> Hold:
         """Keep the place of a reply not known yet in PEER's output; fill it with resolve()."""
