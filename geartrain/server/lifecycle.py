@@ -14,7 +14,7 @@ its clients how it ended (WORK_COMPLETE, WORK_FAIL, WORK_EXCEPTION): the two are
     commit      PENDING                    QUEUED or DELAYED   the store has it
     refuse      PENDING                    DONE                the store refused it: it was never created
     release     DELAYED                    QUEUED              its epoch time came
-    start       QUEUED                     RUNNING             a worker took it
+    start_next  QUEUED                     RUNNING             a worker asked for a job and takes this one
     complete    RUNNING                    DONE                WORK_COMPLETE
     raise_      RUNNING                    DONE                WORK_EXCEPTION
     fail        QUEUED, DELAYED, RUNNING   DONE                WORK_FAIL, cancel, drop function, tries spent
@@ -36,7 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..protocol.codec import pack_res
-from ..protocol.packets import T
+from ..protocol.packets import HIGH, LOW, NORMAL, T
 from .jobs import DELAYED, DONE, NEW, PENDING, QUEUED, RUNNING, TIME_BUCKETS, Function, Job, Peer
 from .outbox import Outbox
 
@@ -47,7 +47,7 @@ TRANSITIONS: dict[str, tuple[frozenset[int], frozenset[int]]] = {
     "commit": (frozenset({PENDING}), frozenset({QUEUED, DELAYED})),
     "refuse": (frozenset({PENDING}), frozenset({DONE})),
     "release": (frozenset({DELAYED}), frozenset({QUEUED})),
-    "start": (frozenset({QUEUED}), frozenset({RUNNING})),
+    "start_next": (frozenset({QUEUED}), frozenset({RUNNING})),
     "complete": (frozenset({RUNNING}), frozenset({DONE})),
     "raise_": (frozenset({RUNNING}), frozenset({DONE})),
     "fail": (frozenset({QUEUED, DELAYED, RUNNING}), frozenset({DONE})),
@@ -64,6 +64,8 @@ BIG_PART = 64 * 1024
 FIRST_BOUND = TIME_BUCKETS[0]
 #: heap sizes from which dead entries are dropped (amortized O(1) per push)
 HEAP_FLOOR = 1024
+#: a worker with more functions than this is served from ``ready`` (the functions with jobs), not its own list
+MANY_FUNCTIONS = 16
 #: a worker's handles taken away on timeout that are remembered (their late results are ignored quietly)
 STALE_LIMIT = 10000
 
@@ -199,7 +201,72 @@ class Lifecycle:
 
     # ------------------------------------------------------------------ running
 
-    def next_ready(self, p: int, can: dict[Function, float]) -> Function | None:
+    def start_next(self, worker: Peer) -> Job | None:
+        """QUEUED -> RUNNING: the next job for WORKER, if any: highest priority first across all its functions,
+        round-robin among them, FIFO within one function's queue of a priority."""
+        role = worker.as_worker
+        funcs = role.funcs
+        n = len(funcs)
+        f: Function | None = None
+        if n == 1:
+            q = funcs[0].queued
+            p = 0 if q[0] else 1 if q[1] else 2 if q[2] else -1
+            if p < 0:
+                return None
+            f = funcs[0]
+        elif n > MANY_FUNCTIONS:
+            for p in (HIGH, NORMAL, LOW):
+                f = self._next_ready(p, role.can)
+                if f is not None:
+                    break
+            else:
+                return None
+        elif n:
+            rr = role.rr
+            for p in (HIGH, NORMAL, LOW):
+                for i in range(n):
+                    j = (rr + i) % n
+                    if funcs[j].queued[p]:
+                        f = funcs[j]
+                        role.rr = (j + 1) % n
+                        break
+                if f is not None:
+                    break
+            else:
+                return None
+        else:
+            return None
+        # the first live job of F at priority P
+        dq = f.queues[p]
+        job = dq.popleft()
+        while job.state != QUEUED:  # skip the lazily deleted
+            job = dq.popleft()
+        f.queued[p] -= 1
+        job.state = RUNNING
+        job.worker = worker
+        now = self.now
+        job.started_at = now
+        wait = now - job.queued_at
+        # queue-wait histogram: one float compare for the common "taken within a millisecond"
+        f.wait_hist[0 if wait <= FIRST_BOUND else bisect_left(TIME_BUCKETS, wait)] += 1
+        f.wait_sum += wait
+        f.running += 1
+        handle = job.handle
+        role.jobs[handle] = job
+        timeout = role.can[f]
+        if timeout:
+            if role.stale:
+                role.stale.discard(handle)
+            heap = self.timeout_heap
+            heapq.heappush(heap, (now + timeout, next(self.seq), job, worker, job.retries))
+            if len(heap) > self._timeout_limit:
+                # finished jobs' deadlines stay in the heap until due: drop them once they are half of it
+                heap[:] = [e for e in heap if e[2].state == RUNNING and e[2].worker is e[3] and e[2].retries == e[4]]
+                heapq.heapify(heap)
+                self._timeout_limit = max(HEAP_FLOOR, 2 * len(heap))
+        return job
+
+    def _next_ready(self, p: int, can: dict[Function, float]) -> Function | None:
         """A function with jobs of priority P among CAN's, from ``ready`` (for a worker with many functions: no
         walk of its own list); it moves to the back, so the functions take turns."""
         ready = self.ready[p]
@@ -219,38 +286,6 @@ class Lifecycle:
             del ready[found]
             ready[found] = None
         return found
-
-    def start(self, f: Function, p: int, worker: Peer) -> Job:
-        """QUEUED -> RUNNING: the first job of F at priority P (which must have one) goes to WORKER."""
-        dq = f.queues[p]
-        job = dq.popleft()
-        while job.state != QUEUED:  # skip the lazily deleted
-            job = dq.popleft()
-        f.queued[p] -= 1
-        job.state = RUNNING
-        job.worker = worker
-        now = self.now
-        job.started_at = now
-        wait = now - job.queued_at
-        # queue-wait histogram: one float compare for the common "taken within a millisecond"
-        f.wait_hist[0 if wait <= FIRST_BOUND else bisect_left(TIME_BUCKETS, wait)] += 1
-        f.wait_sum += wait
-        f.running += 1
-        role = worker.as_worker
-        handle = job.handle
-        role.jobs[handle] = job
-        timeout = role.can[f]
-        if timeout:
-            if role.stale:
-                role.stale.discard(handle)
-            heap = self.timeout_heap
-            heapq.heappush(heap, (now + timeout, next(self.seq), job, worker, job.retries))
-            if len(heap) > self._timeout_limit:
-                # finished jobs' deadlines stay in the heap until due: drop them once they are half of it
-                heap[:] = [e for e in heap if e[2].state == RUNNING and e[2].worker is e[3] and e[2].retries == e[4]]
-                heapq.heapify(heap)
-                self._timeout_limit = max(HEAP_FLOOR, 2 * len(heap))
-        return job
 
     def _end_run(self, job: Job, reported: bool) -> None:
         """Leave RUNNING: off its worker; if the worker REPORTED how it ended (not: it left, it timed out), its run

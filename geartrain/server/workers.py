@@ -15,9 +15,9 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from ..protocol.codec import error_packet, pack_res
-from ..protocol.packets import HIGH, LOW, NORMAL, ErrorCode, T
+from ..protocol.packets import ErrorCode, T
 from .jobs import Function, Job, Peer
-from .lifecycle import BIG_PART, NUL, Lifecycle
+from .lifecycle import BIG_PART, MANY_FUNCTIONS, NUL, Lifecycle
 from .outbox import Hold, Outbox
 from .replies import atoi
 
@@ -27,9 +27,6 @@ JOB_ASSIGN_UNIQ_HEAD = pack_res(T.JOB_ASSIGN_UNIQ)[:8]
 
 #: with more grabs than this waiting, a queued job wakes sleepers as usual (no scan of the grabs for a taker)
 MANY_GRABS = 32
-
-#: a worker with more functions than this is served from the lifecycle's ready functions, not its own list
-MANY_FUNCTIONS = 16
 
 #: CAN_DO_TIMEOUT values below this are seconds, values from it up are milliseconds.
 TIMEOUT_MS_FROM = 1000
@@ -234,36 +231,6 @@ class Workers:
 
     # ------------------------------------------------------------------ handing out jobs
 
-    def _take(self, peer: Peer) -> Job | None:
-        """Start the next job for PEER: highest priority first across all its functions, round-robin among them."""
-        role = peer.as_worker
-        funcs = role.funcs
-        n = len(funcs)
-        if n == 1:
-            f = funcs[0]
-            q = f.queued
-            for p in (HIGH, NORMAL, LOW):
-                if q[p]:
-                    return self.life.start(f, p, peer)
-            return None
-        if not n:
-            return None
-        if n > MANY_FUNCTIONS:
-            for p in (HIGH, NORMAL, LOW):
-                f = self.life.next_ready(p, role.can)  # type: ignore[assignment]
-                if f is not None:
-                    return self.life.start(f, p, peer)
-            return None
-        rr = role.rr
-        for p in (HIGH, NORMAL, LOW):
-            for i in range(n):
-                j = (rr + i) % n
-                f = funcs[j]
-                if f.queued[p]:
-                    role.rr = (j + 1) % n
-                    return self.life.start(f, p, peer)
-        return None
-
     def grab_packet(self, kind: int, peer: Peer, args: tuple[bytes, ...]) -> None:
         role = peer.as_worker
         if role.sleeping:
@@ -271,7 +238,7 @@ class Workers:
             if not role.noop_sent:
                 self._unsleep(peer)
             role.noop_sent = False
-        job = self._take(peer) if not self.draining else None
+        job = self.life.start_next(peer) if not self.draining else None
         woken_for = role.woken_for
         if woken_for is not None:
             role.woken_for = None
@@ -303,7 +270,7 @@ class Workers:
             if peer.closed:
                 continue
             sleeping = peer.as_worker.sleeping
-            job = None if sleeping or self.draining else self._take(peer)
+            job = None if sleeping or self.draining else self.life.start_next(peer)
             if job is not None:
                 self._assignment(kind, peer, job, hold)
             elif until <= now or sleeping or self.draining:

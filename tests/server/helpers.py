@@ -105,7 +105,7 @@ def check_transitions(state: State) -> list[tuple[str, int, int]]:
         return checked
 
     for name in TRANSITIONS:
-        if name in ("start", "release"):
+        if name in ("start_next", "release"):
             continue  # they find the job themselves: checked by CheckedJob
         setattr(life, name, wrap(name, getattr(life, name)))
     return seen
