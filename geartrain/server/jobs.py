@@ -41,7 +41,7 @@ class Job:
 
     __slots__ = (
         "handle", "function", "unique", "data", "priority", "background", "reduce_when", "clients", "worker",
-        "retries", "state", "store_key", "queued_at", "started_at",
+        "retries", "state", "store_key", "queued_at", "started_at", "history",
     )
 
     def __init__(self, handle: bytes, function: Function, unique: bytes, data: bytes, priority: int,
@@ -64,6 +64,8 @@ class Job:
         self.store_key: bytes | None = None
         self.queued_at = 0.0  # State.now when it last became runnable (for the queue-wait histogram)
         self.started_at = 0.0  # State.now when a worker last took it (for the run-time histogram)
+        #: its failed tries under a retry policy (store.base.Try each); None for a job that never failed so
+        self.history: list[Any] | None = None
 
     @property
     def reducer(self) -> bytes:
@@ -109,7 +111,7 @@ class Function:
     __slots__ = (
         "name", "bucket", "queues", "queued", "delayed", "running", "workers", "sleepers", "maxqueue", "uniques",
         "submitted", "completed", "failed", "exceptions", "retried", "timeouts", "wait_hist", "wait_sum", "run_hist",
-        "run_sum",
+        "run_sum", "policy", "retry", "keep", "buried",
     )
 
     def __init__(self, name: bytes) -> None:
@@ -138,6 +140,13 @@ class Function:
         self.wait_sum = 0.0
         self.run_hist = [0] * (len(TIME_BUCKETS) + 1)
         self.run_sum = 0.0
+        # its policy (policy.Policy): its own if one was set (else None), and in effect (its own or the
+        # server's): the retry policy if failed jobs are tried again (else None), the seconds a background
+        # job's outcome is kept (0: not kept)
+        self.policy: Any = None
+        self.retry: Any = None
+        self.keep = 0.0
+        self.buried = 0  # jobs whose tries were spent, filed in the failed-job registry
 
     @property
     def total(self) -> int:

@@ -21,6 +21,15 @@ its clients how it ended (WORK_COMPLETE, WORK_FAIL, WORK_EXCEPTION): the two are
     drop        QUEUED, DELAYED, RUNNING   DONE                no client wants it any more
     requeue     RUNNING                    QUEUED              its worker left or timed out (head of its queue),
                                                                or DONE by fail or drop if it may not run again
+    retry       RUNNING                    DELAYED             a try failed and its retry policy allows another:
+                                                               it waits its delay (raise_, a worker's fail, requeue
+                                                               and time-outs take this path under a policy, so
+                                                               they may leave a job DELAYED too)
+
+A job whose function has a retry policy (policy.py) keeps the tries that failed (``job.history``); when
+they are spent it ends as it would without a policy and is filed in the failed-job registry
+(``failed``, kept.py). A background job of a function that keeps results leaves its outcome in
+``kept`` when it ends.
 
 ``TRANSITIONS`` is the same table as data; the state fuzz test checks every transition a random session
 makes against it. A job that becomes QUEUED while workers sleep is announced with ``runnable(function)``,
@@ -38,7 +47,10 @@ from typing import Any
 from ..protocol.codec import pack_res
 from ..protocol.packets import HIGH, LOW, NORMAL, T
 from .jobs import DELAYED, DONE, NEW, PENDING, QUEUED, RUNNING, TIME_BUCKETS, Function, Job, Peer
+from .kept import FailedJobs, KeptResults
 from .outbox import Outbox
+from .policy import Policy
+from .store.base import KeptResult, Retry, Try
 
 #: transition -> (the states a job may be in before it, the states it may be in after it)
 TRANSITIONS: dict[str, tuple[frozenset[int], frozenset[int]]] = {
@@ -49,10 +61,11 @@ TRANSITIONS: dict[str, tuple[frozenset[int], frozenset[int]]] = {
     "release": (frozenset({DELAYED}), frozenset({QUEUED})),
     "start_next": (frozenset({QUEUED}), frozenset({RUNNING})),
     "complete": (frozenset({RUNNING}), frozenset({DONE})),
-    "raise_": (frozenset({RUNNING}), frozenset({DONE})),
-    "fail": (frozenset({QUEUED, DELAYED, RUNNING}), frozenset({DONE})),
+    "raise_": (frozenset({RUNNING}), frozenset({DONE, DELAYED})),
+    "fail": (frozenset({QUEUED, DELAYED, RUNNING}), frozenset({DONE, DELAYED})),
     "drop": (frozenset({QUEUED, DELAYED, RUNNING}), frozenset({DONE})),
-    "requeue": (frozenset({RUNNING}), frozenset({QUEUED, DONE})),
+    "requeue": (frozenset({RUNNING}), frozenset({QUEUED, DELAYED, DONE})),
+    "retry": (frozenset({RUNNING}), frozenset({DELAYED})),
 }
 
 NUL = b"\0"
@@ -84,6 +97,9 @@ class Lifecycle:
         self.job_retries = job_retries  # <= 0: unlimited (gearmand 1.1.20's default 0)
         self.notice = notice or (lambda msg: None)  # log line for rare events (drops, timeouts)
         self.committer: Any = None  # group.GroupCommit for a durable store, None for memory
+        self.default_policy: Policy | None = None  # for functions without one of their own (--policy)
+        self.kept = KeptResults()  # outcomes of background jobs, kept after they ended
+        self.failed_jobs = FailedJobs()  # the failed-job registry
         #: called with a job's function when the job becomes runnable while workers sleep (in the function's
         #: sleepers, or in wide_sleepers: the workers part's sleepers with many functions): it wakes one
         self.runnable: Callable[[Function], None] = lambda f: None
@@ -105,13 +121,34 @@ class Lifecycle:
         self.retried = 0
         self.timed_out = 0
         self.dropped = 0
+        self.buried = 0
 
     def function(self, name: bytes) -> Function:
         """The Function record for NAME, created on first use."""
         f = self.functions.get(name)
         if f is None:
             f = self.functions[name] = Function(name)
+            if self.default_policy is not None:
+                self._apply(f)
         return f
+
+    def set_policy(self, f: Function, policy: Policy | None, store: bool = True) -> None:
+        """F's own policy (None: the server's); filed with the store unless STORE is False (read back from it)."""
+        f.policy = policy
+        self._apply(f)
+        if store and self.committer is not None:
+            self.committer.policy(f.name, policy.text() if policy is not None else "")
+
+    def set_default_policy(self, policy: Policy | None) -> None:
+        """The policy of every function without one of its own."""
+        self.default_policy = policy
+        for f in self.functions.values():
+            self._apply(f)
+
+    def _apply(self, f: Function) -> None:
+        policy = f.policy if f.policy is not None else self.default_policy
+        f.retry = policy if policy is not None and policy.retries else None
+        f.keep = policy.keep if policy is not None else 0.0
 
     def new_handle(self) -> bytes:
         self.counter += 1
@@ -325,25 +362,39 @@ class Lifecycle:
                 send = self.out.send
                 for client in clients:
                     send(client, packet)
+        if f.keep and job.background:
+            self._keep(job, "complete", result)
         self._forget(job)
 
     def raise_(self, job: Job, text: bytes) -> None:
-        """RUNNING -> DONE: WORK_EXCEPTION with TEXT to the clients that asked for exceptions, WORK_FAIL to the rest."""
+        """RUNNING -> DONE: WORK_EXCEPTION with TEXT to the clients that asked for exceptions, WORK_FAIL to the rest.
+        Under a retry policy with tries left: RUNNING -> DELAYED instead (``retry``)."""
+        f = job.function
+        if f.retry is not None and self.retry(job, "exception", text, True):
+            return
         self._end_run(job, True)
         if job.clients:
             packet = pack_res(T.WORK_EXCEPTION, job.handle, text)
             fail = pack_res(T.WORK_FAIL, job.handle)
             for client in job.clients:
                 self.out.send(client, packet if client.as_client.exceptions else fail)
-        job.function.exceptions += 1
+        f.exceptions += 1
         self.exceptions += 1
         job.state = DONE
+        if f.keep and job.background:
+            self._keep(job, "exception", text)
+        self._bury(job)
         self._forget(job)
 
     def fail(self, job: Job, reported: bool = False) -> None:
-        """QUEUED, DELAYED or RUNNING -> DONE: WORK_FAIL to every client (REPORTED: its worker sent WORK_FAIL)."""
+        """QUEUED, DELAYED or RUNNING -> DONE: WORK_FAIL to every client (REPORTED: its worker sent WORK_FAIL; then,
+        under a retry policy with tries left, RUNNING -> DELAYED instead: ``retry``)."""
+        if reported and job.function.retry is not None and self.retry(job, "failed", b"", True):
+            return
         self._leave(job, reported)
         self._failed(job)
+        if reported:
+            self._bury(job)
 
     def drop(self, job: Job) -> None:
         """QUEUED, DELAYED or RUNNING -> DONE without a word to anyone: no client wants it any more (as gearmand)."""
@@ -355,9 +406,12 @@ class Lifecycle:
             packet = pack_res(T.WORK_FAIL, job.handle)
             for client in job.clients:
                 self.out.send(client, packet)
-        job.function.failed += 1
+        f = job.function
+        f.failed += 1
         self.failed += 1
         job.state = DONE
+        if f.keep and job.background:
+            self._keep(job, "failed", b"")
         self._forget(job)
         self._compact(job)
 
@@ -369,9 +423,16 @@ class Lifecycle:
 
     def requeue(self, job: Job, why: str) -> None:
         """RUNNING -> QUEUED at the head of its queue: its worker left or timed out. A foreground job nobody
-        waits for any more is dropped instead, and one that has had its -j tries fails."""
-        self._end_run(job, False)
+        waits for any more is dropped instead, and one that has had its -j tries fails. Under a retry policy
+        it is a failed try instead: ``retry`` (-j is gearmand's rule for functions without one)."""
         f = job.function
+        if self._under_policy(job):
+            if not self.retry(job, "worker lost" if why == "worker disconnected" else why, why.encode(), False):
+                self._end_run(job, False)
+                self._failed(job)
+                self._bury(job)  # its tries are spent
+            return
+        self._end_run(job, False)
         job.retries += 1
         if not job.clients and not job.background:
             self._dropped(job)
@@ -403,10 +464,64 @@ class Lifecycle:
         self.timed_out += 1
         self.notice(f"Job {job.handle.decode(errors='replace')} of {f.name.decode(errors='replace')} timed out "
                     f"after {role.can.get(f, 0):g}s on worker {worker.host} fd {worker.fd}")
-        if self.job_retries > 0:
+        if self.job_retries > 0 or self._under_policy(job):
             self.requeue(job, "timed out")
         else:
             self.fail(job)
+
+    def retry(self, job: Job, how: str, text: bytes, reported: bool) -> bool:
+        """A try of running JOB failed (HOW: failed, exception, worker lost, timed out; TEXT: what it said). Under
+        its function's retry policy the try is recorded, and if tries are left the job waits (RUNNING -> DELAYED)
+        for its next one after the policy's delay: True. False: no policy for it, or its tries are spent (the
+        caller ends it, which files it in the registry)."""
+        f = job.function
+        policy = f.retry
+        if not self._under_policy(job):
+            return False
+        worker = job.worker
+        history = job.history
+        if history is None:
+            history = job.history = []
+        history.append(Try(job.started_at, self.now, f"{worker.host} fd {worker.fd}" if worker is not None else "",
+                           how, text))
+        if len(history) >= policy.tries:
+            return False
+        self._end_run(job, reported)
+        job.retries += 1  # also makes its CAN_DO_TIMEOUT deadline of this run stale
+        when = self.now + policy.delay_before(len(history) + 1)
+        job.reduce_when = (job.reducer, when)  # type: ignore[assignment]
+        f.retried += 1
+        self.retried += 1
+        self._delay(job)
+        if job.store_key is not None:
+            self.committer.retry(Retry(job.store_id, when, len(history), Try.encode_all(history)))
+        return True
+
+    @staticmethod
+    def _under_policy(job: Job) -> bool:
+        """Whether JOB's failures follow its function's retry policy: a background job, or a foreground one
+        when the policy says foreground=yes (by default a foreground client decides for itself)."""
+        policy = job.function.retry
+        return policy is not None and (job.background or policy.foreground)
+
+    def _bury(self, job: Job) -> None:
+        """A job under a retry policy whose tries are spent goes into the failed-job registry (with a durable
+        store: in the same settlement as the delete of its queue row, filed by _forget)."""
+        history = job.history
+        if history is None or job.function.retry is None:
+            return
+        f = job.function
+        f.buried += 1
+        self.buried += 1
+        self.failed_jobs.add(job.handle, f.name, job.unique, job.data, job.priority, job.background, self.now,
+                        Try.encode_all(history))
+
+    def _keep(self, job: Job, outcome: str, data: bytes) -> None:
+        """Keep how background JOB ended for its function's ``keep`` seconds."""
+        now = self.now
+        tries = 1 + len(job.history) if job.history else 1
+        self.kept.add(KeptResult(job.handle, job.function.name, job.unique, outcome, data, now,
+                                 now + job.function.keep, tries))
 
     def _leave(self, job: Job, reported: bool) -> None:
         """Undo what the job's current state counts (before it becomes DONE); REPORTED as in _end_run."""

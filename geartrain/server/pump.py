@@ -92,7 +92,7 @@ class Pump:
                 self.polling = True
                 self.loop.call_soon(self._poll)
         life = state.life
-        if life.epoch_heap or life.timeout_heap or state.timers.sched_heap or workers.wake_heap:
+        if life.epoch_heap or life.timeout_heap or state.timers.sched_heap or workers.wake_heap or life.kept.expiry:
             nxt = state.next_wakeup()
             if nxt is not None and (self.timer_at is None or nxt < self.timer_at):
                 self.arm_timer()

@@ -31,12 +31,15 @@ from typing import Any
 
 from ..protocol.codec import pack_res
 from ..protocol.packets import HIGH, LOW, MAX_HANDLE_SIZE, MAX_TYPE, MAX_UNIQUE_SIZE, NORMAL, SUBMIT_KINDS, T
-from .jobs import DELAYED, DONE, QUEUED, RUNNING, Function, Job, Peer
+from .jobs import DELAYED, DONE, QUEUED, RUNNING, STATE_NAMES, Function, Job, Peer
 from .lifecycle import Lifecycle
 from .outbox import Outbox
+from .policy import PolicyError
+from .policy import parse as policy_parse
 from .replies import HANDLE_TOO_LARGE, NOT_EXPECTED, UNIQUE_TOO_LARGE, UNKNOWN_OPTION, atoi
 from .results import Results
 from .schedule import Cron, CronError
+from .store.base import Extras, KeptResult, Try
 from .submitting import Submitting
 from .timers import Schedule, Timers
 from .workers import Acl, Workers
@@ -114,6 +117,8 @@ class State:
     def committer(self, committer: Any) -> None:
         self.submitting.committer = committer
         self.life.committer = committer
+        self.life.kept.committer = committer
+        self.life.failed_jobs.committer = committer
 
     @property
     def draining(self) -> bool:
@@ -132,6 +137,7 @@ class State:
     retried = property(lambda self: self.life.retried)
     timed_out = property(lambda self: self.life.timed_out)
     dropped = property(lambda self: self.life.dropped)
+    buried = property(lambda self: self.life.buried)
     schedules = property(lambda self: self.timers.schedules)
     prefix = property(lambda self: self.life.prefix)  # of job handles, with its ":"
 
@@ -309,9 +315,69 @@ class State:
         priority = stored.priority if stored.priority in (HIGH, NORMAL, LOW) else NORMAL
         job = self.submitting.submit(priority, True, None, (stored.function, stored.unique, stored.data),
                                      reducer=stored.reducer, when=stored.when)
-        if job is not None and job.store_key is None:
-            job.store_key = stored.store_key  # the key, not the record: a million replayed jobs keep no StoredJob
+        if job is not None:
+            if job.store_key is None:
+                job.store_key = stored.store_key  # the key, not the record: a million replayed jobs keep no StoredJob
+            if stored.tries:
+                job.history = Try.decode_all(stored.history)  # type: ignore[assignment]
+                job.retries = stored.tries
         return job
+
+    def restore_extras(self, extras: Extras) -> None:
+        """What the durable store keeps besides the queue, read back at start: the policies it was told (a function
+        named by --policy keeps that one), the kept results and the failed-job registry. Handles count on past
+        the highest kept or failed one, so no new job takes the handle of an old one."""
+        life = self.life
+        for name, text in extras.policies.items():
+            f = life.function(name)
+            if f.policy is None and text:
+                try:
+                    life.set_policy(f, policy_parse(text, life.default_policy), store=False)
+                except PolicyError as exc:
+                    life.notice(f"Ignoring the stored policy of {name.decode(errors='replace')}: {exc}")
+        life.kept.load(extras.kept, life.now)
+        life.failed_jobs.load(extras.failed)
+        prefix = life.prefix
+        for handle in [r.handle for r in extras.kept] + [f.handle for f in extras.failed]:
+            if handle.startswith(prefix):
+                life.counter = max(life.counter, _counter(handle))
+
+    # ------------------------------------------------------------------ what outlives a job
+
+    def outcome(self, key: bytes) -> tuple[str, Job | None, KeptResult | None]:
+        """What became of the job with handle (or unique) KEY: its state's name and the job while the server
+        holds it; "complete", "failed" or "exception" and the kept result once it ended (if its outcome is kept);
+        "unknown" otherwise. A job waiting for its next try is "waiting"."""
+        job = self.jobs.get(key) or self.find_unique(key)
+        if job is not None and job.state != DONE:
+            if job.state == DELAYED and job.history:
+                return "waiting", job, None
+            return STATE_NAMES[job.state], job, None
+        kept = self.life.kept.get(key, self.life.now)
+        if kept is not None:
+            return kept.outcome, None, kept
+        return "unknown", None, None
+
+    def requeue_failed(self, target: bytes) -> tuple[int, int]:
+        """Queue again, as new background jobs, the failed jobs TARGET names (``all``, an id, a function): how many
+        were, and how many could not be because their payload was cut (they stay in the registry)."""
+        done = refused = 0
+        for failed in self.life.failed_jobs.select(target):
+            if failed.size > len(failed.data):
+                refused += 1
+                continue
+            self.submitting.submit(failed.priority, True, None, (failed.function, failed.unique, failed.data),
+                                   store=True)
+            self.life.failed_jobs.remove(failed.id)
+            done += 1
+        return done, refused
+
+    def discard_failed(self, target: bytes) -> int:
+        """Forget the failed jobs TARGET names (``all``, an id, a function); how many."""
+        chosen = self.life.failed_jobs.select(target)
+        for failed in chosen:
+            self.life.failed_jobs.remove(failed.id)
+        return len(chosen)
 
 
 def _counter(handle: bytes) -> int:

@@ -70,12 +70,13 @@ class Submitting:
         self.submit(NORMAL, background, peer, (name, unique, data), reducer=reducer)
 
     def submit(self, priority: int, background: bool, peer: Peer | None, args: tuple[bytes, ...],
-               reducer: bytes = b"", when: int = 0) -> Job | None:
+               reducer: bytes = b"", when: int = 0, store: bool = False) -> Job | None:
         """Queue a job of ARGS (function name, unique, data) or join the job with the same function and unique,
         and reply JOB_CREATED; None if it was refused (an error was sent). The SUBMIT_JOB* packets come here
         straight from the dispatch table.
 
-        PEER None is an internal submission (a cron run, a replayed job): no reply, no client.
+        PEER None is an internal submission (a cron run, a replayed job): no reply, no client, and not filed
+        with the durable store unless STORE (a failed job requeued from the registry).
         """
         name, unique, data = args
         if len(unique) > MAX_UNIQUE_SIZE:
@@ -103,7 +104,10 @@ class Submitting:
         job = life.create(f, unique, data, priority, background, reducer, when, key,
                           None if background else peer)
         if peer is None:
-            life.place(job)
+            if store and background and self.committer is not None:
+                self._file(None, job)
+            else:
+                life.place(job)
             return job
         if background and self.committer is not None:
             self._file(peer, job)  # durable: JOB_CREATED only once the store has it
@@ -113,12 +117,14 @@ class Submitting:
         life.place(job)
         return job
 
-    def _file(self, peer: Peer, job: Job) -> None:
-        """Hand a new background job to the store's next batch; its JOB_CREATED waits in a Hold until then."""
+    def _file(self, peer: Peer | None, job: Job) -> None:
+        """Hand a new background job to the store's next batch; PEER's JOB_CREATED waits in a Hold until then."""
         self.life.pend(job)
         rw = job.reduce_when
         record = StoredJob(job.function.name, job.unique, job.data, job.priority) if rw is None else self.record(job)
         batch = self.committer.add_job(job, record)
+        if peer is None:
+            return
         out = peer.out
         if out:
             hold = out[-1]

@@ -1,7 +1,8 @@
 """Timers: when the job logic next has something to do, and doing it; and cron schedules (SUBMIT_JOB_SCHED).
 
-Each timer kind is a heap: epoch jobs and CAN_DO_TIMEOUT deadlines in the lifecycle, unanswered
-wake-ups in the workers part, cron schedules here (``Schedule``). ``next_wakeup`` gives the earliest
+Each timer kind is a heap: epoch jobs (and jobs waiting for their next try) and CAN_DO_TIMEOUT
+deadlines in the lifecycle, the expiry of kept results in its ``kept``, unanswered wake-ups in the
+workers part, cron schedules here (``Schedule``). ``next_wakeup`` gives the earliest
 due time and the app calls ``tick(now)`` then. Entries of jobs that ended meanwhile are skipped (lazy
 deletion).
 """
@@ -60,14 +61,15 @@ class Timers:
     def next_wakeup(self) -> float | None:
         """When tick() next has something to do (epoch seconds), or None."""
         t = None
-        for heap in (self.life.epoch_heap, self.life.timeout_heap, self.sched_heap, self.workers.wake_heap):
+        life = self.life
+        for heap in (life.epoch_heap, life.timeout_heap, self.sched_heap, self.workers.wake_heap, life.kept.expiry):
             if heap and (t is None or heap[0][0] < t):
                 t = heap[0][0]
         return t
 
     def tick(self, now: float) -> None:
-        """Run the timers due at NOW: epoch jobs become runnable, timed-out jobs come back, cron runs fire,
-        unanswered wake-ups are passed on."""
+        """Run the timers due at NOW: epoch jobs (and jobs waiting for their next try) become runnable, timed-out
+        jobs come back, cron runs fire, unanswered wake-ups are passed on, kept results expire."""
         life = self.life
         life.now = now
         life.release_due(now)
@@ -79,6 +81,8 @@ class Timers:
                 self._fire(sched, now)
         if self.workers.wake_heap:
             self.workers.pass_wakeups(now)
+        if life.kept.expiry:
+            life.kept.expire(now)
 
     # ------------------------------------------------------------------ cron schedules
 

@@ -99,6 +99,8 @@ def check_transitions(state: State) -> list[tuple[str, int, int]]:
             before = job.state
             assert before in before_ok, f"{name} of a {STATE_NAMES[before]} job"
             result = method(job, *args, **kwargs)
+            if result is False and job.state == before:
+                return result  # the transition declined (retry: no tries left), the job is as it was
             assert job.state in after_ok, f"{name} left the job {STATE_NAMES[job.state]}"
             seen.append((name, before, job.state))
             return result

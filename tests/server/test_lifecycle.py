@@ -11,6 +11,7 @@ import pytest
 from geartrain.protocol.packets import T
 from geartrain.server.jobs import QUEUED, RUNNING
 from geartrain.server.lifecycle import TRANSITIONS
+from geartrain.server.policy import parse
 
 from .helpers import Harness, check_transitions
 
@@ -68,6 +69,12 @@ def test_every_transition_is_made_and_checked():
     ok, refused = committer.batches
     h.state.jobs_committed(ok, None)  # pend, commit
     h.state.jobs_committed(refused, "disk full")  # refuse
+    h.state.committer = None
+    h.state.life.set_policy(h.state.function(b"g"), parse("tries=2 delay=1"))
+    w2 = h.worker(b"g")
+    h.submit(c, b"g", ptype=T.SUBMIT_JOB_BG)
+    h.send(w2, T.GRAB_JOB)
+    h.send(w2, T.WORK_FAIL, h.got(w2)[0][1][0])  # retry
     assert {name for name, _, _ in seen} == set(TRANSITIONS) - {"start_next", "release"}
     assert [job.state for job in h.state.jobs.values()].count(QUEUED) == 3
 

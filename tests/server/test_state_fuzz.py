@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from geartrain.protocol.packets import T
 from geartrain.server.jobs import DELAYED, PENDING, QUEUED, RUNNING
+from geartrain.server.policy import parse
 
 from .helpers import Harness, check_transitions
 
@@ -73,16 +74,25 @@ def check(h: Harness) -> None:
     for f in state.functions.values():
         for job in f.uniques.values():
             assert state.jobs.get(job.handle) is job and job.function is f
+    kept = state.life.kept
+    assert kept.bytes == sum(len(r.data) for r in kept.by_handle.values())
+    for unique, handle in kept.by_unique.items():
+        assert kept.by_handle[handle].unique == unique
+    for failed in state.life.failed_jobs.jobs.values():
+        assert failed.handle not in state.jobs  # a buried job is no longer the server's
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(op, min_size=20, max_size=80), st.integers(0, 3), st.integers(0, 2), st.booleans(), st.booleans())
-def test_random_sessions_keep_the_state_consistent(ops, retries, wakeup, defer, pass_on):
+@given(st.lists(op, min_size=20, max_size=80), st.integers(0, 3), st.integers(0, 2), st.booleans(), st.booleans(),
+       st.sampled_from(["", "tries=3 delay=2 keep=5", "tries=2 delay=0 foreground=yes backoff=exponential cap=9"]))
+def test_random_sessions_keep_the_state_consistent(ops, retries, wakeup, defer, pass_on, policy):
     # defer: grabs that find no job wait (up to 5 s of the fake clock) as in the server, answered at "turn"s;
     # pass_on: a wake-up not answered by a grab within 3 s of the fake clock goes to another sleeper
     h = Harness(job_retries=retries, worker_wakeup=wakeup, defer_no_job=defer, grab_wait=5.0,
                 wake_timeout=3.0 if pass_on else 0.0)
     check_transitions(h.state)  # every job's every change of state is one the lifecycle's table allows
+    if policy:  # failed jobs tried again after a delay, outcomes kept, the failed-job registry
+        h.state.life.set_default_policy(parse(policy))
     peers = [h.peer() for _ in range(3)]
     created: list[bytes] = []
 
