@@ -105,6 +105,27 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                       help="a worker woken (NOOP) for a job that has not asked for one (GRAB_JOB) within SECONDS "
                            "passes its wake-up on to another sleeping worker, so a worker that never reads cannot "
                            "hold a job back (default 0.1; 0: never)")
+    after = p.add_argument_group(
+        "results, retries and failed jobs",
+        "a policy is words name=value: tries, delay, backoff (fixed|exponential), factor, cap, jitter, foreground "
+        "(yes|no), keep (seconds a background job's outcome is kept); the README's 'What outlives a job'")
+    after.add_argument("--default-policy", default="", metavar="WORDS",
+                       help="the policy of every function without one of its own (default: none: failed jobs are "
+                            "not tried again, outcomes are not kept, as gearmand)")
+    after.add_argument("--policy", nargs=2, action="append", default=[], metavar=("FUNCTION", "WORDS"),
+                       help="FUNCTION's own policy, its words laid over the default policy's; applied at every "
+                            "start, over one set with the admin command 'policy' (repeat for more functions)")
+    after.add_argument("--keep-results", type=float, default=None, metavar="SECONDS",
+                       help="keep the outcome of every background job for SECONDS (the default policy's keep=)")
+    after.add_argument("--keep-results-max", type=int, default=100_000, metavar="N",
+                       help="keep at most N outcomes, the oldest dropped first (default 100000)")
+    after.add_argument("--keep-results-bytes", type=_size, default=64 << 20, metavar="BYTES",
+                       help="keep at most BYTES of outcome data, the oldest dropped first (default 64M)")
+    after.add_argument("--failed-max", type=int, default=10_000, metavar="N",
+                       help="the failed-job registry holds at most N jobs, the oldest dropped first (default 10000)")
+    after.add_argument("--failed-max-payload", type=_size, default=1 << 20, metavar="BYTES",
+                       help="a failed job's payload is kept up to BYTES; a longer one is cut (and cannot be "
+                            "requeued) (default 1M)")
     jobs.add_argument("--exceptions", action="store_true",
                       help="send WORK_EXCEPTION to every client (as if each had sent OPTION_REQ exceptions)")
     jobs.add_argument("-R", "--round-robin", action="store_true",
@@ -183,9 +204,32 @@ def options_from_args(args: argparse.Namespace):  # noqa: ANN201 - imported lazi
         busy_poll=max(args.busy_poll, 0.0) / 1e6,
         grab_wait=max(args.grab_wait, 0.0) / 1e6,
         wake_timeout=max(args.wakeup_timeout, 0.0),
+        **policy_options(args),
         **security_options(args),
         store=store_from_args(args),
     )
+
+
+def policy_options(args: argparse.Namespace) -> dict:
+    """The Options of the 'results, retries and failed jobs' group; a policy that cannot be read stops here."""
+    from ..server.policy import Policy, PolicyError
+    from ..server.policy import parse as policy_parse
+
+    def read(option: str, words: str, base: Policy | None) -> Policy:
+        try:
+            return policy_parse(words, base)
+        except PolicyError as exc:
+            raise SystemExit(f"geartrain serve: {option}: {exc}") from None
+
+    default = read("--default-policy", args.default_policy, None) if args.default_policy else None
+    if args.keep_results is not None:
+        default = read("--keep-results", f"keep={args.keep_results}", default)
+    policies = {name.encode(): read(f"--policy {name}", words, default) for name, words in args.policy}
+    if default == Policy():
+        default = None
+    return {"default_policy": default, "policies": policies, "keep_results_max": max(args.keep_results_max, 0),
+            "keep_results_bytes": max(args.keep_results_bytes, 0), "failed_max": max(args.failed_max, 0),
+            "failed_max_payload": max(args.failed_max_payload, 0)}
 
 
 def add_security_arguments(p: argparse.ArgumentParser) -> None:

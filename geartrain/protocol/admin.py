@@ -20,6 +20,30 @@ ERR_DROP_MISSING = b"ERR function not found\r\n"
 ERR_PERMISSION = b"ERR PERMISSION_DENIED Permission+denied\r\n"
 
 
+def fields(pairs: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """A listing of NAME<tab>VALUE lines ending with ``.\n`` (geartrain's own commands: ``result``,
+    ``failed show``); a value's tabs and line breaks are written as spaces."""
+    parts = [name + b"\t" + _one_line(value) + b"\n" for name, value in pairs]
+    parts.append(END)
+    return b"".join(parts)
+
+
+def rows(lines: Iterable[Iterable[bytes]]) -> bytes:
+    """A listing of tab-separated rows ending with ``.\n`` (a field's tabs and line breaks written as spaces)."""
+    parts = [b"\t".join(_one_line(v) for v in row) + b"\n" for row in lines]
+    parts.append(END)
+    return b"".join(parts)
+
+
+def _one_line(value: bytes) -> bytes:
+    return value.replace(b"\t", b" ").replace(b"\r", b" ").replace(b"\n", b" ")
+
+
+def err(code: bytes, text: str) -> bytes:
+    """``ERR CODE text`` with the text's spaces as ``+``, as gearmand writes its errors."""
+    return b"ERR " + code + b" " + text.encode(errors="replace").replace(b" ", b"+") + b"\r\n"
+
+
 def gearmand_hash(key: bytes) -> int:
     """gearmand's hash of function names, handles and uniques: Jenkins one-at-a-time on signed 32-bit
     integers (chars are signed), never 0. Listings walk its hash tables, so ordering rows by

@@ -7,7 +7,8 @@ and no check costs anything (``State.acl`` and ``Admin.allowed`` stay None). The
     [default]
     can_do = []                 # function names (globs) a worker may register (CAN_DO, CAN_DO_TIMEOUT)
     submit = ["public.*"]       # function names (globs) a client may submit jobs to
-    admin = false               # may run cancel, maxqueue, shutdown, create function, drop function
+    admin = false               # may run cancel, maxqueue, shutdown, create function, drop function, and set a
+                                # policy or requeue and discard failed jobs
 
     [[peer]]                    # the first entry that matches a connection decides for it
     cert = ["worker-*"]         # TLS client certificate common names (globs); a peer without one never matches
@@ -37,7 +38,7 @@ from typing import Any
 log = logging.getLogger("geartrain.server")
 
 #: admin commands that change the server's state (the others only read it)
-STATE_CHANGING = frozenset({b"cancel", b"maxqueue", b"shutdown", b"create", b"drop"})
+STATE_CHANGING = frozenset({b"cancel", b"maxqueue", b"shutdown", b"create", b"drop", b"policy", b"failed"})
 
 #: the actions State asks about
 ACTIONS = ("can_do", "submit")

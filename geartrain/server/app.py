@@ -31,6 +31,7 @@ from .commands import Admin
 from .connection import Connection, Port, sweep
 from .group import GroupCommit
 from .logfmt import make_formatter
+from .policy import Policy
 from .pump import Pump
 from .state import State
 from .store.base import MemoryStore, Store, StoreError
@@ -91,6 +92,14 @@ class Options:
     busy_poll: float = 50e-6  # seconds the loop keeps polling after each write; 0: never
     grab_wait: float = 150e-6  # seconds a grab that finds no job waits for one (polling); 0: to the turn's end
     wake_timeout: float = 0.1  # seconds a woken worker has to grab before its wake-up goes to another; 0: never
+    # what outlives a job (server/policy.py, server/kept.py): the policy of every function without its own,
+    # each function's own (applied at every start), and the bounds of the kept results and the failed registry
+    default_policy: Policy | None = None
+    policies: dict[bytes, Policy] = field(default_factory=dict)
+    keep_results_max: int = 100_000
+    keep_results_bytes: int = 64 << 20
+    failed_max: int = 10_000
+    failed_max_payload: int = 1 << 20
     store: Store = field(default_factory=MemoryStore)
 
 
@@ -237,6 +246,12 @@ class Server:
         )
         if options.acl is not None:  # no ACL: the hook stays None and costs nothing
             state.acl = options.acl.state_hook
+        life = state.life
+        life.kept.max_count, life.kept.max_bytes = options.keep_results_max, options.keep_results_bytes
+        life.failed_jobs.max_count, life.failed_jobs.max_payload = options.failed_max, options.failed_max_payload
+        life.set_default_policy(options.default_policy)
+        for name, policy in options.policies.items():
+            life.set_policy(life.function(name), policy, store=False)
         return state
 
     # ------------------------------------------------------------------ start and stop
@@ -334,6 +349,7 @@ class Server:
         self.state.committer = self.committer
         count = 0
         self.state.now = time.time()
+        self.state.restore_extras(await store.replay_extras())  # before the jobs: their handles count on past these
         async for batch in store.replay_batches():
             for stored in batch:
                 self.state.restore(stored)

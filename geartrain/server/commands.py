@@ -1,17 +1,30 @@
 """Admin text commands run against the server's state (the formats are in protocol/admin.py).
 
 ``Admin.run(peer, line)`` is installed as ``State.text``; it answers on the same connection.
-Commands are matched case-insensitively, as gearmand does.
+Commands are matched case-insensitively, as gearmand does. Besides gearmand's own commands (and
+``shutdown``, which gearmand dropped), geartrain answers its own, so a tool in any language can reach
+what gearmand never had over the Gearman port:
+
+* ``result HANDLE|UNIQUE``: how a job stands, or how it ended if its outcome is kept: a listing of
+  ``name<tab>value`` lines (state, handle, function, unique, tries, progress, ended, data in base64);
+* ``policy FUNC`` shows a function's policy in effect (``OK <words>``), ``policy FUNC WORDS...``
+  sets its own (server/policy.py), ``policy FUNC none`` drops it; ``policies`` lists them;
+* ``failed [list [FUNC]]`` lists the failed-job registry, ``failed show ID`` one entry with each try,
+  ``failed requeue ID|FUNC|all`` and ``failed discard ID|FUNC|all`` act on it (``OK <count>``).
 """
 
 from __future__ import annotations
 
+import base64
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from ..protocol import admin
 from .jobs import DELAYED, QUEUED, RUNNING, Function, Job, Peer
+from .policy import PolicyError
+from .policy import parse as policy_parse
 from .state import State, atoi
+from .store.base import FailedJob, Try
 
 
 class Admin:
@@ -39,6 +52,10 @@ class Admin:
             b"verbose": lambda words: admin.ok_value(self.verbose()),
             b"version": lambda words: admin.ok_value(self.version),
             b"shutdown": self.do_shutdown,
+            b"result": self.result,
+            b"policy": self.policy,
+            b"policies": self.policies,
+            b"failed": self.failed,
         }
 
     def run(self, peer: Peer, line: bytes) -> None:
@@ -49,7 +66,7 @@ class Admin:
         command = self.commands.get(words[0].lower())
         if command is None:
             reply = admin.err_unknown(words[0])
-        elif self.allowed is not None and not self.allowed(peer, words[0].lower()):
+        elif self.allowed is not None and not self.allowed(peer, _permission(words)):
             reply = admin.ERR_PERMISSION
         else:
             reply = command(words)
@@ -135,6 +152,71 @@ class Admin:
             return admin.ERR_DROP_BUSY if result == "busy" else admin.ERR_DROP_MISSING
         return admin.err_args(words[0])
 
+    # ------------------------------------------------------------------ geartrain's own: what outlives a job
+
+    def result(self, words: list[bytes]) -> bytes:
+        if len(words) != 2:
+            return admin.err_args(words[0])
+        state, job, kept = self.state.outcome(words[1])
+        pairs: list[tuple[bytes, bytes]] = [(b"state", state.encode())]
+        if job is not None:
+            pairs += [(b"handle", job.handle), (b"function", job.function.name), (b"unique", job.unique),
+                      (b"tries", b"%d" % (1 + len(job.history) if job.history else 1))]
+            if job.state == RUNNING:
+                pairs.append((b"progress", job.numerator + b"/" + job.denominator))
+            if job.history:
+                pairs.append((b"error", _last_error(job.history[-1])))
+        elif kept is not None:
+            pairs += [(b"handle", kept.handle), (b"function", kept.function), (b"unique", kept.unique),
+                      (b"tries", b"%d" % kept.tries), (b"ended", b"%.3f" % kept.ended),
+                      (b"data", base64.b64encode(kept.data))]
+        return admin.fields(pairs)
+
+    def policy(self, words: list[bytes]) -> bytes:
+        if len(words) < 2:
+            return admin.err_args(words[0])
+        life = self.state.life
+        f = life.function(words[1])
+        if len(words) == 2:
+            effective = f.policy if f.policy is not None else life.default_policy
+            return admin.ok_value(effective.text() or "default" if effective is not None else "none")
+        text = b" ".join(words[2:]).decode(errors="replace")
+        if text.lower() == "none":
+            life.set_policy(f, None)
+            return admin.OK
+        try:
+            life.set_policy(f, policy_parse(text, life.default_policy))
+        except PolicyError as exc:
+            return admin.err(b"INVALID_ARGUMENT", str(exc))
+        return admin.OK
+
+    def policies(self, words: list[bytes]) -> bytes:
+        life = self.state.life
+        lines = [(f.name, f.policy.text().encode()) for f in self.functions() if f.policy is not None]
+        if life.default_policy is not None:
+            lines.insert(0, (b"*", life.default_policy.text().encode()))
+        return admin.rows(lines)
+
+    def failed(self, words: list[bytes]) -> bytes:
+        sub = words[1].lower() if len(words) > 1 else b"list"
+        registry = self.state.life.failed_jobs
+        if sub == b"list" and len(words) <= 3:
+            chosen: Iterable[FailedJob] = registry.jobs.values()
+            if len(words) == 3:
+                chosen = [j for j in chosen if j.function == words[2]]
+            return admin.rows(_failed_row(j) for j in chosen)
+        if sub == b"show" and len(words) == 3 and words[2].isdigit():
+            job = registry.jobs.get(int(words[2]))
+            return admin.fields(_failed_fields(job)) if job is not None else admin.ERR_UNKNOWN_JOB
+        if sub == b"requeue" and len(words) == 3:
+            done, cut = self.state.requeue_failed(words[2])
+            if cut and not done:
+                return admin.err(b"INVALID_ARGUMENT", f"{cut} job(s) kept only part of their payload: not requeued")
+            return admin.ok_value(done)
+        if sub == b"discard" and len(words) == 3:
+            return admin.ok_value(self.state.discard_failed(words[2]))
+        return admin.err_args(words[0])
+
     def do_shutdown(self, words: list[bytes]) -> bytes:
         if len(words) == 1:
             graceful = False
@@ -145,6 +227,39 @@ class Admin:
         if self.shutdown is not None:
             self.shutdown(graceful)
         return admin.OK
+
+
+def _permission(words: list[bytes]) -> bytes:
+    """The command word the ACL is asked about: ``policy`` and ``failed`` only when they change something."""
+    command = words[0].lower()
+    if command == b"policy" and len(words) <= 2:
+        return b"policy show"
+    if command == b"failed" and (len(words) == 1 or words[1].lower() in (b"list", b"show")):
+        return b"failed list"
+    return command
+
+
+def _last_error(attempt: Try) -> bytes:
+    return attempt.how.encode() + (b": " + attempt.text if attempt.text else b"")
+
+
+def _failed_row(job: FailedJob) -> list[bytes]:
+    """``failed list``: ID, FUNCTION, UNIQUE, TRIES, FAILED_AT, SIZE, LAST_ERROR."""
+    tries = Try.decode_all(job.history)
+    last = _last_error(tries[-1]) if tries else b""
+    return [b"%d" % job.id, job.function, job.unique, b"%d" % len(tries), b"%.3f" % job.failed_at, b"%d" % job.size,
+            last]
+
+
+def _failed_fields(job: FailedJob) -> list[tuple[bytes, bytes]]:
+    pairs = [(b"id", b"%d" % job.id), (b"handle", job.handle), (b"function", job.function), (b"unique", job.unique),
+             (b"priority", b"%d" % job.priority), (b"background", b"1" if job.background else b"0"),
+             (b"failed_at", b"%.3f" % job.failed_at), (b"size", b"%d" % job.size),
+             (b"data", base64.b64encode(job.data))]
+    for n, attempt in enumerate(Try.decode_all(job.history), 1):
+        pairs.append((b"try", b"%d %.3f %.3f %s %s" % (n, attempt.started, attempt.ended,
+                                                        attempt.worker.encode() or b"-", _last_error(attempt))))
+    return pairs
 
 
 def _unique_hash(job: Job) -> int:
