@@ -26,6 +26,10 @@ DELAYED = 3  # an epoch job waiting for its time (in the epoch heap)
 PENDING = 4  # a background job waiting for the durable store to commit it
 NEW = 5  # created, not yet placed (queued, delayed or pending)
 
+#: how a run ended, for WorkerRole.ran: taken back (its worker left or timed out), WORK_COMPLETE, WORK_FAIL or
+#: WORK_EXCEPTION
+RAN_TAKEN_BACK, RAN_COMPLETE, RAN_FAILED = 0, 1, 2
+
 STATE_NAMES = {DONE: "done", QUEUED: "queued", RUNNING: "running", DELAYED: "delayed", PENDING: "pending",
                NEW: "new"}
 
@@ -177,7 +181,7 @@ class WorkerRole:
     """What a connection is as a worker: its functions, its sleep, the wake-up it owes, the jobs it runs."""
 
     __slots__ = ("abilities", "funcs", "can", "rr", "sleeping", "noop_sent", "woken_for", "woken_seq", "jobs",
-                 "progress", "stale")
+                 "progress", "stale", "ran")
 
     def __init__(self) -> None:
         self.abilities: list[Function] = []  # every CAN_DO, in order, repeats kept (for `workers`)
@@ -191,6 +195,7 @@ class WorkerRole:
         self.jobs: dict[bytes, Job] = {}  # running on this worker, by handle
         self.progress: dict[bytes, tuple[bytes, bytes]] = {}  # the last WORK_STATUS of its jobs, by handle
         self.stale: set[bytes] = set()  # handles taken away on timeout: late results are ignored
+        self.ran = [0, 0, 0]  # its runs that ended, by how (RAN_TAKEN_BACK, RAN_COMPLETE, RAN_FAILED)
 
 
 class Peer:

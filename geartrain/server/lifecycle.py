@@ -29,7 +29,8 @@ its clients how it ended (WORK_COMPLETE, WORK_FAIL, WORK_EXCEPTION): the two are
 A job whose function has a retry policy (policy.py) keeps the tries that failed (``job.history``); when
 they are spent it ends as it would without a policy and is filed in the failed-job registry
 (``failed``, kept.py). A background job of a function that keeps results leaves its outcome in
-``kept`` when it ends.
+``kept`` when it ends. Every job that ends (complete, raise_, a failure) also leaves one tuple in ``recent``,
+a ring of the last few hundred (for the dashboard), and its worker counts how its run ended (``WorkerRole.ran``).
 
 ``TRANSITIONS`` is the same table as data; the state fuzz test checks every transition a random session
 makes against it. A job that becomes QUEUED while workers sleep is announced with ``runnable(function)``,
@@ -41,12 +42,27 @@ from __future__ import annotations
 import heapq
 import itertools
 from bisect import bisect_left
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from ..protocol.codec import pack_res
 from ..protocol.packets import HIGH, LOW, NORMAL, T
-from .jobs import DELAYED, DONE, NEW, PENDING, QUEUED, RUNNING, TIME_BUCKETS, Function, Job, Peer
+from .jobs import (
+    DELAYED,
+    DONE,
+    NEW,
+    PENDING,
+    QUEUED,
+    RAN_COMPLETE,
+    RAN_FAILED,
+    RAN_TAKEN_BACK,
+    RUNNING,
+    TIME_BUCKETS,
+    Function,
+    Job,
+    Peer,
+)
 from .kept import FailedJobs, KeptResults
 from .outbox import Outbox
 from .policy import Policy
@@ -81,6 +97,9 @@ HEAP_FLOOR = 1024
 MANY_FUNCTIONS = 16
 #: a worker's handles taken away on timeout that are remembered (their late results are ignored quietly)
 STALE_LIMIT = 10000
+#: ended jobs remembered in ``recent`` (for the dashboard), and the bytes of an exception's text kept there
+RECENT_LIMIT = 300
+RECENT_TEXT = 200
 
 
 class Lifecycle:
@@ -100,6 +119,10 @@ class Lifecycle:
         self.default_policy: Policy | None = None  # for functions without one of their own (--policy)
         self.kept = KeptResults()  # outcomes of background jobs, kept after they ended
         self.failed_jobs = FailedJobs()  # the failed-job registry
+        #: the last RECENT_LIMIT jobs that ended, oldest first, one tuple each (nothing else is kept of an ended
+        #: job unless its outcome is): (handle, Function, "complete"|"failed"|"exception", started_at, ended_at,
+        #: the worker's Peer or None if it ended without a run, the first line of the exception's text)
+        self.recent: deque[tuple[bytes, Function, str, float, float, Peer | None, bytes]] = deque(maxlen=RECENT_LIMIT)
         #: called with a job's function when the job becomes runnable while workers sleep (in the function's
         #: sleepers, or in wide_sleepers: the workers part's sleepers with many functions): it wakes one
         self.runnable: Callable[[Function], None] = lambda f: None
@@ -324,27 +347,31 @@ class Lifecycle:
             ready[found] = None
         return found
 
-    def _end_run(self, job: Job, reported: bool) -> None:
-        """Leave RUNNING: off its worker; if the worker REPORTED how it ended (not: it left, it timed out), its run
-        time goes into the run-time histogram."""
-        worker = job.worker.as_worker  # type: ignore[union-attr]
+    def _end_run(self, job: Job, ended: int) -> Peer:
+        """Leave RUNNING: off its worker, which counts how the run ENDED (jobs.RAN_*: taken back, completed,
+        failed); if the worker reported it (completed or failed; not: it left, it timed out), its run time goes
+        into the run-time histogram. Returns the worker."""
+        peer: Peer = job.worker  # type: ignore[assignment]
+        worker = peer.as_worker
         handle = job.handle
         del worker.jobs[handle]
+        worker.ran[ended] += 1
         if worker.progress:
             worker.progress.pop(handle, None)
         f = job.function
-        if reported:
+        if ended:
             ran = self.now - job.started_at
             f.run_hist[0 if ran <= FIRST_BOUND else bisect_left(TIME_BUCKETS, ran)] += 1
             f.run_sum += ran
         f.running -= 1
         job.worker = None
+        return peer
 
     # ------------------------------------------------------------------ ending
 
     def complete(self, job: Job, result: bytes) -> None:
         """RUNNING -> DONE: WORK_COMPLETE with RESULT to every client."""
-        self._end_run(job, True)
+        peer = self._end_run(job, RAN_COMPLETE)
         f = job.function
         f.completed += 1
         self.completed += 1
@@ -364,6 +391,7 @@ class Lifecycle:
                     send(client, packet)
         if f.keep and job.background:
             self._keep(job, "complete", result)
+        self.recent.append((job.handle, f, "complete", job.started_at, self.now, peer, b""))
         self._forget(job)
 
     def raise_(self, job: Job, text: bytes) -> None:
@@ -372,7 +400,7 @@ class Lifecycle:
         f = job.function
         if f.retry is not None and self.retry(job, "exception", text, True):
             return
-        self._end_run(job, True)
+        peer = self._end_run(job, RAN_FAILED)
         if job.clients:
             packet = pack_res(T.WORK_EXCEPTION, job.handle, text)
             fail = pack_res(T.WORK_FAIL, job.handle)
@@ -383,6 +411,8 @@ class Lifecycle:
         job.state = DONE
         if f.keep and job.background:
             self._keep(job, "exception", text)
+        self.recent.append((job.handle, f, "exception", job.started_at, self.now, peer,
+                            text[:RECENT_TEXT].partition(b"\n")[0]))
         self._bury(job)
         self._forget(job)
 
@@ -391,8 +421,7 @@ class Lifecycle:
         under a retry policy with tries left, RUNNING -> DELAYED instead: ``retry``)."""
         if reported and job.function.retry is not None and self.retry(job, "failed", b"", True):
             return
-        self._leave(job, reported)
-        self._failed(job)
+        self._failed(job, self._leave(job, reported))
         if reported:
             self._bury(job)
 
@@ -401,7 +430,8 @@ class Lifecycle:
         self._leave(job, False)
         self._dropped(job)
 
-    def _failed(self, job: Job) -> None:
+    def _failed(self, job: Job, peer: Peer | None = None) -> None:
+        """-> DONE as failed: WORK_FAIL to every client; PEER is the worker whose run ended so, if one did."""
         if job.clients:
             packet = pack_res(T.WORK_FAIL, job.handle)
             for client in job.clients:
@@ -412,6 +442,7 @@ class Lifecycle:
         job.state = DONE
         if f.keep and job.background:
             self._keep(job, "failed", b"")
+        self.recent.append((job.handle, f, "failed", job.started_at, self.now, peer, b""))
         self._forget(job)
         self._compact(job)
 
@@ -428,11 +459,10 @@ class Lifecycle:
         f = job.function
         if self._under_policy(job):
             if not self.retry(job, "worker lost" if why == "worker disconnected" else why, why.encode(), False):
-                self._end_run(job, False)
-                self._failed(job)
+                self._failed(job, self._end_run(job, RAN_TAKEN_BACK))
                 self._bury(job)  # its tries are spent
             return
-        self._end_run(job, False)
+        peer = self._end_run(job, RAN_TAKEN_BACK)
         job.retries += 1
         if not job.clients and not job.background:
             self._dropped(job)
@@ -440,7 +470,7 @@ class Lifecycle:
         if self.job_retries > 0 and job.retries >= self.job_retries:
             self.notice(f"Dropped job due to max retry count: {job.handle.decode(errors='replace')} "
                         f"{f.name.decode(errors='replace')} after {job.retries} tries ({why})")
-            self._failed(job)
+            self._failed(job, peer)
             return
         f.retried += 1
         self.retried += 1
@@ -486,7 +516,7 @@ class Lifecycle:
                            how, text))
         if len(history) >= policy.tries:
             return False
-        self._end_run(job, reported)
+        self._end_run(job, RAN_FAILED if reported else RAN_TAKEN_BACK)
         job.retries += 1  # also makes its CAN_DO_TIMEOUT deadline of this run stale
         when = self.now + policy.delay_before(len(history) + 1)
         job.reduce_when = (job.reducer, when)  # type: ignore[assignment]
@@ -523,15 +553,17 @@ class Lifecycle:
         self.kept.add(KeptResult(job.handle, job.function.name, job.unique, outcome, data, now,
                                  now + job.function.keep, tries))
 
-    def _leave(self, job: Job, reported: bool) -> None:
-        """Undo what the job's current state counts (before it becomes DONE); REPORTED as in _end_run."""
+    def _leave(self, job: Job, reported: bool) -> Peer | None:
+        """Undo what the job's current state counts (before it becomes DONE); REPORTED: its worker said it failed
+        (else a running job is taken back from it). Returns the worker of a running job."""
         state = job.state
         if state == QUEUED:
             job.function.queued[job.priority] -= 1
         elif state == DELAYED:
             job.function.delayed[job.priority] -= 1
         elif state == RUNNING:
-            self._end_run(job, reported)
+            return self._end_run(job, RAN_FAILED if reported else RAN_TAKEN_BACK)
+        return None
 
     def _compact(self, job: Job) -> None:
         """Drop the dead entries lazy deletion left in a job's queue once they outnumber the live ones (amortized
