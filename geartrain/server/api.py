@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 from .. import __version__
 from ..protocol.packets import HIGH, LOW, NORMAL
+from .commands import last_error
 from .jobs import DELAYED, PENDING, QUEUED, RUNNING, STATE_NAMES, Function, Job, Peer
 from .state import State
 from .view import ServerView
@@ -68,6 +69,7 @@ def function_view(f: Function) -> dict[str, Any]:
             "exceptions": f.exceptions,
             "retried": f.retried,
             "timeouts": f.timeouts,
+            "buried": f.buried,
         },
     }
 
@@ -88,8 +90,14 @@ def _when(value: float) -> float | None:
     return round(value, 6) if value else None
 
 
+def error_line(attempt: Any) -> str:
+    """How a try (store.base.Try) failed, in one line, as the admin command ``result`` says it."""
+    return text(last_error(attempt))
+
+
 def job_view(job: Job) -> dict[str, Any]:
     worker = job.worker
+    history = job.history  # its failed tries under a retry policy (None: none failed)
     return {
         "handle": text(job.handle),
         "handle_url": url(job.handle),
@@ -105,9 +113,12 @@ def job_view(job: Job) -> dict[str, Any]:
         "worker": worker.id if worker is not None else None,
         "numerator": _int(job.numerator),
         "denominator": _int(job.denominator),
-        "when": job.when or None,
+        "when": None if history else job.when or None,  # after a failed try, its run-at time is the next try's
         "queued_at": _when(job.queued_at),
         "started_at": _when(job.started_at) if job.state == RUNNING else None,
+        "tries": 1 + len(history) if history else 1,
+        "error": error_line(history[-1]) if history else None,
+        "next_try": round(job.when, 6) if history and job.state == DELAYED else None,
     }
 
 
@@ -148,13 +159,6 @@ def jobs(state: State, query: dict[str, str]) -> dict[str, Any]:
     return {"jobs": [job_view(job) for job in page[:limit]], "more": len(page) > limit}
 
 
-def job(state: State, handle: bytes) -> dict[str, Any]:
-    found = state.jobs.get(handle)
-    if found is None or found.state not in (QUEUED, RUNNING, DELAYED, PENDING):
-        raise ApiError(404, f"no job {text(handle)!r}")
-    return job_view(found)
-
-
 def cancel_job(state: State, handle: bytes, flush: Callable[[], None]) -> dict[str, Any]:
     """Cancel a job that is not running yet (its clients get WORK_FAIL), as admin `cancel job`; FLUSH sends
     the WORK_FAIL."""
@@ -180,7 +184,14 @@ def worker_view(peer: Peer) -> dict[str, Any]:
         "functions": [text(f.name) for f in peer.as_worker.funcs],
         "running": [text(handle) for handle in peer.as_worker.jobs],
         "sleeping": peer.as_worker.sleeping,
+        "ran": _ran(peer),
     }
+
+
+def _ran(peer: Peer) -> dict[str, int]:
+    """How a worker's runs ended: completed, failed (WORK_FAIL or WORK_EXCEPTION), taken back (it left or timed out)."""
+    taken_back, completed, failed = peer.as_worker.ran
+    return {"completed": completed, "failed": failed, "taken_back": taken_back}
 
 
 def workers(state: State) -> list[dict[str, Any]]:
@@ -192,6 +203,7 @@ def server_info(view: ServerView, now: float) -> dict[str, Any]:
     state = view.state
     http = view.http
     traffic = view.traffic()
+    failed, kept = state.life.failed_jobs, state.life.kept
     return {
         "version": __version__,
         "pid": os.getpid(),
@@ -215,7 +227,10 @@ def server_info(view: ServerView, now: float) -> dict[str, Any]:
             "retried": state.retried,
             "timeouts": state.timed_out,
             "dropped": state.dropped,
+            "buried": state.buried,
         },
         "bytes_in": traffic[0][1],
         "bytes_out": traffic[0][2],
+        "failed_registry": {"size": len(failed), "added": failed.added, "dropped": failed.dropped},
+        "kept_results": {"count": len(kept), "bytes": kept.bytes, "evicted": kept.evicted, "expired": kept.expired},
     }

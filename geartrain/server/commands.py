@@ -165,7 +165,7 @@ class Admin:
             if job.state == RUNNING:
                 pairs.append((b"progress", job.numerator + b"/" + job.denominator))
             if job.history:
-                pairs.append((b"error", _last_error(job.history[-1])))
+                pairs.append((b"error", last_error(job.history[-1])))
         elif kept is not None:
             pairs += [(b"handle", kept.handle), (b"function", kept.function), (b"unique", kept.unique),
                       (b"tries", b"%d" % kept.tries), (b"ended", b"%.3f" % kept.ended),
@@ -239,14 +239,15 @@ def _permission(words: list[bytes]) -> bytes:
     return command
 
 
-def _last_error(attempt: Try) -> bytes:
+def last_error(attempt: Try) -> bytes:
+    """How a try failed, in one line: ``exception: TEXT``, ``failed``, ``timed out: ...`` (also the HTTP API's)."""
     return attempt.how.encode() + (b": " + attempt.text if attempt.text else b"")
 
 
 def _failed_row(job: FailedJob) -> list[bytes]:
     """``failed list``: ID, FUNCTION, UNIQUE, TRIES, FAILED_AT, SIZE, LAST_ERROR."""
     tries = Try.decode_all(job.history)
-    last = _last_error(tries[-1]) if tries else b""
+    last = last_error(tries[-1]) if tries else b""
     return [b"%d" % job.id, job.function, job.unique, b"%d" % len(tries), b"%.3f" % job.failed_at, b"%d" % job.size,
             last]
 
@@ -258,7 +259,7 @@ def _failed_fields(job: FailedJob) -> list[tuple[bytes, bytes]]:
              (b"data", base64.b64encode(job.data))]
     for n, attempt in enumerate(Try.decode_all(job.history), 1):
         pairs.append((b"try", b"%d %.3f %.3f %s %s" % (n, attempt.started, attempt.ended,
-                                                        attempt.worker.encode() or b"-", _last_error(attempt))))
+                                                        attempt.worker.encode() or b"-", last_error(attempt))))
     return pairs
 
 

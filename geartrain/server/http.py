@@ -12,8 +12,12 @@ requests), bounds the request head and closes connections idle or slow to send t
   WORK_COMPLETE data as the body; 500 on WORK_FAIL or WORK_EXCEPTION (the exception's text as the body,
   or as JSON for ``Accept: application/json``). Replies carry ``X-Gearman-Job-Handle`` and
   ``X-Gearman-Command`` like gearmand's. The path is percent-decoded, so any bytes can name a function.
-- ``GET /api/...`` (and ``DELETE /api/jobs/{handle}``): JSON views of the state (api.py), described by
-  dashboard/openapi.json, which is served at ``/openapi.json``.
+- ``GET /api/...``: JSON views of the state (api.py; a job's outcome, the policies, the failed-job registry
+  and the jobs that ended lately: api_kept.py), described by dashboard/openapi.json, which is served at
+  ``/openapi.json``. The calls that change something answer to the admin command they stand for (the same
+  permission hook, --acl and --admin-loopback-only): ``DELETE /api/jobs/{handle}`` (``cancel``), ``PUT`` and
+  ``DELETE /api/functions/{name}/policy`` (``policy``), ``POST /api/failed/{id}/requeue``, ``POST
+  /api/failed/requeue``, ``DELETE /api/failed/{id}`` and ``DELETE /api/failed`` (``failed``).
 - ``GET /metrics``: Prometheus text format (metrics.py).
 - ``GET /``: the dashboard (static files in dashboard/).
 
@@ -45,7 +49,7 @@ from aiohttp.streams import StreamReader
 
 from .. import __version__
 from ..protocol.packets import DEFAULT_MAX_PACKET_SIZE, HIGH, LOW, MAX_UNIQUE_SIZE, NORMAL, ErrorCode
-from . import api, metrics
+from . import api, api_kept, metrics
 from .httpjob import Outcome, Submission, as_peer
 from .view import HttpStats, ServerView
 
@@ -75,6 +79,8 @@ STATIC_HEADERS = {"cache-control": "no-cache", "x-content-type-options": "nosnif
 ERROR_STATUS = {ErrorCode.QUEUE_ERROR: 503, ErrorCode.PERMISSION_DENIED: 403}
 #: distinct refused Host values logged (a page retrying in a loop must not flood the log)
 HOSTS_LOGGED = 64
+#: bytes a PUT of a policy may have (a few words)
+POLICY_BODY = 4096
 
 
 @dataclass
@@ -181,7 +187,12 @@ def _cross_origin(request: web.BaseRequest) -> bool:
 
 
 def _allowed(rest: str) -> str:
-    if rest.startswith("api/jobs/"):
+    parts = rest.split("/")
+    if parts[:2] == ["api", "failed"] and parts[-1] == "requeue":
+        return "POST"
+    if parts[:2] == ["api", "functions"] and len(parts) == 4 and parts[3] == "policy":
+        return "GET, HEAD, PUT, DELETE"
+    if rest.startswith("api/jobs/") or parts[:2] == ["api", "failed"] and len(parts) <= 3:
         return "GET, HEAD, DELETE"
     if not rest or rest in RESERVED_PATHS or rest.startswith(RESERVED_PREFIXES):
         return "GET, HEAD"
@@ -375,13 +386,16 @@ class HttpListener:
                              "jobs (send no Origin header, or one matching Host)")
             if method in ("POST", "PUT"):
                 if rest in RESERVED_PATHS or rest.startswith(RESERVED_PREFIXES):
+                    changed = await self.change(request, method, rest, query)
+                    if changed is not None:
+                        return changed
                     return error(405, f"{method} {path} is not a job submission: these paths are the server's own",
                                  headers={"allow": _allowed(rest)})
                 return await self.submit(request, unquote_to_bytes(rest.encode("utf-8", "surrogateescape")))
             if method in ("GET", "HEAD"):
                 return await self.get(rest, query)
             if method == "DELETE":
-                return self.delete(request.remote or "-", rest)
+                return self.delete(request.remote or "-", rest, query)
             return error(405, f"method {method} not allowed", headers={"allow": _allowed(rest)})
         except api.ApiError as exc:
             return error(exc.status, exc.message)
@@ -429,24 +443,88 @@ class HttpListener:
         if route == ["jobs"]:
             return as_json(api.jobs(state, args))
         if len(route) == 2 and route[0] == "jobs" and route[1]:
-            return as_json(api.job(state, _name(route[1])))
+            state.now = time.time()  # a kept outcome that expired by now is not shown
+            return as_json(api_kept.outcome(state, _name(route[1])))
+        if route == ["policies"]:
+            return as_json(api_kept.policies(state.life))
+        if len(route) == 3 and route[0] == "functions" and route[1] and route[2] == "policy":
+            return as_json(api_kept.policy_view(state.life, _name(route[1])))
+        if route == ["failed"]:
+            return as_json(api_kept.failed_list(state.life, args))
+        if len(route) == 2 and route[0] == "failed" and route[1]:
+            return as_json(api_kept.failed_one(state.life, route[1]))
+        if route == ["recent"]:
+            return as_json(api_kept.recent(state.life, args))
         return error(404, f"no API endpoint /{rest} (see /openapi.json)")
 
-    def delete(self, host: str, rest: str) -> web.Response:
-        """DELETE /api/jobs/{handle}: admin `cancel job`, under the same permission hook."""
-        parts = rest.split("/")
-        if len(parts) != 3 or parts[:2] != ["api", "jobs"] or not parts[2]:
-            return error(405, "only /api/jobs/{handle} can be deleted (cancels a queued job)",
-                         headers={"allow": _allowed(rest)})
-        view = self.view
-        allowed = view.admin_allowed  # the hook admin `cancel job` answers to (--acl, --admin-loopback-only)
-        if allowed is not None and not allowed(as_peer(view, host), b"cancel"):
-            return error(403, "permission denied: cancelling a job is an admin command this address may not run")
-        view.state.now = time.time()
+    def refused(self, host: str, command: bytes, what: str) -> web.Response | None:
+        """403 if HOST may not run the admin COMMAND this call stands for (the hook the admin text command answers
+        to: --acl, --admin-loopback-only); None if it may."""
+        allowed = self.view.admin_allowed
+        if allowed is not None and not allowed(as_peer(self.view, host), command):
+            return error(403, f"permission denied: {what} is an admin command this address may not run")
+        return None
+
+    def delete(self, host: str, rest: str, query: str = "") -> web.Response:
+        """DELETE /api/jobs/{handle} (admin `cancel job`), /api/functions/{name}/policy (`policy NAME none`),
+        /api/failed/{id} and /api/failed?function=NAME|all=true (`failed discard`), under the same permission hook."""
         try:
-            return as_json(api.cancel_job(view.state, _name(parts[2]), view.flush))
+            return self._delete(host, rest, query)
         except api.ApiError as exc:
             return error(exc.status, exc.message)
+
+    def _delete(self, host: str, rest: str, query: str) -> web.Response:
+        parts = rest.split("/")
+        view = self.view
+        state = view.state
+        if len(parts) == 3 and parts[:2] == ["api", "jobs"] and parts[2]:
+            refused = self.refused(host, b"cancel", "cancelling a job")
+            if refused is not None:
+                return refused
+            state.now = time.time()
+            return as_json(api.cancel_job(state, _name(parts[2]), view.flush))
+        if len(parts) == 4 and parts[:2] == ["api", "functions"] and parts[2] and parts[3] == "policy":
+            refused = self.refused(host, b"policy", "dropping a function's policy")
+            if refused is not None:
+                return refused
+            return as_json(api_kept.drop_policy(state.life, _name(parts[2])))
+        if parts[:2] == ["api", "failed"] and (len(parts) == 2 or len(parts) == 3 and parts[2]):
+            refused = self.refused(host, b"failed", "discarding failed jobs")
+            if refused is not None:
+                return refused
+            args = dict(parse_qsl(query, encoding="utf-8", errors="surrogateescape"))
+            return as_json(api_kept.discard(state, parts[2] if len(parts) == 3 else None, args))
+        return error(405, "DELETE works on /api/jobs/{handle} (cancels a queued job), /api/functions/{name}/policy "
+                     "and /api/failed (the failed-job registry)", headers={"allow": _allowed(rest)})
+
+    async def change(self, request: web.BaseRequest, method: str, rest: str, query: str) -> web.Response | None:
+        """PUT /api/functions/{name}/policy (admin `policy NAME WORDS`), POST /api/failed/{id}/requeue and
+        /api/failed/requeue?function=NAME|all=true (`failed requeue`), under the same permission hook; None for
+        any other path."""
+        parts = rest.split("/")
+        view = self.view
+        state = view.state
+        host = request.remote or "-"
+        if method == "PUT" and len(parts) == 4 and parts[:2] == ["api", "functions"] and parts[2] \
+                and parts[3] == "policy":
+            refused = self.refused(host, b"policy", "setting a function's policy")  # before a byte of the body
+            if refused is not None:
+                return refused
+            body, held = await self.read_body(request, POLICY_BODY)
+            view.budget.give(held)
+            words = api_kept.policy_words(body, request.content_type == JSON)
+            return as_json(api_kept.put_policy(state.life, _name(parts[2]), words))
+        if method == "POST" and parts[:2] == ["api", "failed"] and parts[-1] == "requeue" and len(parts) in (3, 4) \
+                and all(parts[2:]):
+            refused = self.refused(host, b"failed", "requeueing failed jobs")
+            if refused is not None:
+                return refused
+            args = dict(parse_qsl(query, encoding="utf-8", errors="surrogateescape"))
+            state.now = time.time()
+            answer = api_kept.requeue(state, parts[2] if len(parts) == 4 else None, args)
+            view.flush()  # a requeued job may wake a worker
+            return as_json(answer)
+        return None
 
     # ------------------------------------------------------------------ job submission
 
@@ -498,16 +576,19 @@ class HttpListener:
             protocol.backlog = 0
             submission.close()
 
-    async def read_body(self, request: web.BaseRequest) -> tuple[bytes, int]:
+    async def read_body(self, request: web.BaseRequest, limit: int | None = None) -> tuple[bytes, int]:
         """The request's body, and the bytes of the input cap it holds (give them back when done with it).
 
-        A body declared over the limit, or more than the cap has left, is refused before it is read; one
-        that grows past either while it comes (chunked) is refused then; between two of its chunks at most
-        --http-header-timeout may pass."""
-        limit = self.max_body
+        A body declared over the limit (--http-max-body, or LIMIT), or more than the cap has left, is refused
+        before it is read; one that grows past either while it comes (chunked) is refused then; between two of
+        its chunks at most --http-header-timeout may pass."""
+        too_big = f"request body larger than {limit} bytes" if limit is not None else ""
+        if limit is None:
+            limit = self.max_body
+            too_big = f"request body larger than {limit} bytes (--http-max-body)"
         length = request.content_length
         if length is not None and length > limit:
-            raise Refused(413, f"request body larger than {limit} bytes (--http-max-body)")
+            raise Refused(413, too_big)
         budget = self.view.budget
         held = length or 0
         if held and not budget.take(held):
@@ -526,7 +607,7 @@ class HttpListener:
                         break
                     size += len(chunk)
                     if size > limit:
-                        raise Refused(413, f"request body larger than {limit} bytes (--http-max-body)")
+                        raise Refused(413, too_big)
                     if size > held:
                         if not budget.take(size - held):
                             raise Refused(503, budget.refusal(), headers={"retry-after": "1"})

@@ -39,7 +39,7 @@ from .policy import parse as policy_parse
 from .replies import HANDLE_TOO_LARGE, NOT_EXPECTED, UNIQUE_TOO_LARGE, UNKNOWN_OPTION, atoi
 from .results import Results
 from .schedule import Cron, CronError
-from .store.base import Extras, KeptResult, Try
+from .store.base import Extras, FailedJob, KeptResult, Try
 from .submitting import Submitting
 from .timers import Schedule, Timers
 from .workers import Acl, Workers
@@ -358,11 +358,12 @@ class State:
             return kept.outcome, None, kept
         return "unknown", None, None
 
-    def requeue_failed(self, target: bytes) -> tuple[int, int]:
-        """Queue again, as new background jobs, the failed jobs TARGET names (``all``, an id, a function): how many
-        were, and how many could not be because their payload was cut (they stay in the registry)."""
+    def requeue_failed(self, target: bytes | list[FailedJob]) -> tuple[int, int]:
+        """Queue again, as new background jobs, the failed jobs TARGET names (``all``, an id, a function, as the
+        admin command takes it; or the entries themselves): how many were, and how many could not be because
+        their payload was cut (they stay in the registry)."""
         done = refused = 0
-        for failed in self.life.failed_jobs.select(target):
+        for failed in self.life.failed_jobs.select(target) if isinstance(target, bytes) else target:
             if failed.size > len(failed.data):
                 refused += 1
                 continue
@@ -372,9 +373,9 @@ class State:
             done += 1
         return done, refused
 
-    def discard_failed(self, target: bytes) -> int:
-        """Forget the failed jobs TARGET names (``all``, an id, a function); how many."""
-        chosen = self.life.failed_jobs.select(target)
+    def discard_failed(self, target: bytes | list[FailedJob]) -> int:
+        """Forget the failed jobs TARGET names (``all``, an id, a function; or the entries themselves); how many."""
+        chosen = self.life.failed_jobs.select(target) if isinstance(target, bytes) else target
         for failed in chosen:
             self.life.failed_jobs.remove(failed.id)
         return len(chosen)

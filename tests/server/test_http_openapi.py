@@ -24,9 +24,11 @@ SPEC = json.loads(SPEC_PATH.read_text())
 
 @pytest.fixture(scope="module")
 def busy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Web, dict[str, str]]]:
-    """A server with a worker running one job and two queued jobs (one high priority)."""
+    """A server with a worker running one job, two queued jobs (one high priority) and a job in the failed-job
+    registry."""
     port = free_port()
-    server = start_geartrain(tmp_path_factory.mktemp("openapi"), "--http-port", str(port))
+    server = start_geartrain(tmp_path_factory.mktemp("openapi"), "--http-port", str(port),
+                             "--policy", "api_bad", "tries=2 delay=0")
     worker = None
     try:
         wait_port(port, server.proc)
@@ -38,7 +40,14 @@ def busy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Web, dict[s
         assert grab(worker)[0].decode() == running
         queued = submit_bg(web, "api_wait", b"q1", X_Gearman_Priority="high")
         submit_bg(web, "api_wait", b"q2")
-        yield web, {"running": running, "queued": queued}
+        with Wire(server.host, server.port) as bad:
+            bad.send(T.CAN_DO, b"api_bad")
+            submit_bg(web, "api_bad", b"b")
+            for _ in range(2):  # both tries fail: the job goes to the registry
+                bad.send(T.WORK_EXCEPTION, grab(bad)[0], b"no")
+        assert wait_for(lambda: json.loads(web.request("GET", "/api/failed")[2])["total"] == 1, timeout=5)
+        failed = str(json.loads(web.request("GET", "/api/failed")[2])["failed"][0]["id"])
+        yield web, {"running": running, "queued": queued, "failed": failed}
     finally:
         if worker is not None:
             worker.close()
@@ -75,7 +84,7 @@ def test_spec_is_served_and_well_formed(busy: tuple[Web, dict[str, str]]) -> Non
 
 def test_every_documented_get_answers_as_documented(busy: tuple[Web, dict[str, str]]) -> None:
     web, jobs = busy
-    values = {"name": "api_wait", "handle": jobs["queued"]}
+    values = {"name": "api_wait", "handle": jobs["queued"], "id": jobs["failed"]}
     served = 0
     for template, item in SPEC["paths"].items():
         if "get" not in item:
@@ -85,7 +94,7 @@ def test_every_documented_get_answers_as_documented(busy: tuple[Web, dict[str, s
         assert status == 200, (path, body)
         check("GET", template, status, headers, body)
         served += 1
-    assert served == 9
+    assert served == 14
 
 
 def test_listings_match_the_state(busy: tuple[Web, dict[str, str]]) -> None:
