@@ -29,7 +29,8 @@ def web(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Web]:
                              "--policy", "keeps", "keep=600",
                              "--policy", "retries", "tries=3 delay=30 keep=600",
                              "--policy", "dies", "tries=2 delay=0",
-                             "--policy", "dies2", "tries=2 delay=0")
+                             "--policy", "dies2", "tries=2 delay=0", "--policy", "big", "tries=2 delay=0",
+                             "--failed-max-payload", "16")
     try:
         wait_port(port, server.proc)
         yield Web(server, port)
@@ -188,6 +189,20 @@ def test_the_failed_registry_is_listed_paged_shown_requeued_and_discarded(web: W
     assert counts["failed_registry"]["size"] == 0 and counts["failed_registry"]["added"] >= 4
     assert counts["counters"]["buried"] >= 4 and counts["kept_results"]["count"] >= 1
     assert get(web, "/api/functions/{name}", "/api/functions/dies")["counters"]["buried"] >= 3
+
+
+def test_a_job_whose_payload_was_cut_is_not_requeued(web: Web) -> None:
+    bury(web, "big", b"0123456789" * 3)
+    (entry,) = get(web, "/api/failed", "/api/failed?function=big")["failed"]
+    assert (entry["size"], entry["cut"]) == (30, True)
+    shown = get(web, "/api/failed/{id}", f"/api/failed/{entry['id']}")
+    assert base64.b64decode(shown["data"]) == b"0123456789012345" and shown["data_text"] is None
+    got = web.request("POST", f"/api/failed/{entry['id']}/requeue")
+    assert got[0] == 409 and "part of its payload" in check("POST", "/api/failed/{id}/requeue", *got)["error"]
+    got = web.request("POST", "/api/failed/requeue?function=big")
+    assert check("POST", "/api/failed/requeue", *got) == {"requeued": 0, "refused": 1}
+    assert failed_ids(web, "?function=big") == [entry["id"]]
+    assert web.request("DELETE", "/api/failed?function=big")[0] == 200
 
 
 def test_recent_ends_newest_first_with_their_worker(web: Web) -> None:
