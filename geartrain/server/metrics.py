@@ -7,9 +7,11 @@ a thread (``render``), so neither serving jobs nor a large scrape holds up the l
 
 Per function (label ``function``): the gauges gearman exporters publish from the admin ``status``
 command (jobs, running, waiting, workers), jobs queued per priority, counters of submitted,
-completed, failed, exception, retried and timed-out jobs, and histograms of queue wait and run time.
-Server-wide: connections, bytes in and out per listener, jobs, dropped jobs, HTTP requests, start
-time and version, plus the process collector (CPU, memory, file descriptors).
+completed, failed, exception, retried, timed-out and buried jobs (tries spent, filed in the failed-job
+registry), and histograms of queue wait and run time. Server-wide: connections, bytes in and out per
+listener, jobs, dropped jobs, the failed-job registry (its size, the entries dropped to bound it), the kept
+results of background jobs (count, bytes, evicted, expired), HTTP requests, start time and version, plus the
+process collector (CPU, memory, file descriptors).
 """
 
 from __future__ import annotations
@@ -54,13 +56,14 @@ class Snapshot:
     function), so the slow part (building families, formatting text) can run in a thread."""
 
     __slots__ = ("functions", "connections", "accepted", "workers", "jobs", "dropped", "bytes", "responses",
-                 "started", "queue")
+                 "started", "queue", "failed", "kept")
 
     def __init__(self, view: ServerView) -> None:
         state = view.state
         self.functions = [
             (label(f.name), f.total, f.running, f.workers, tuple(f.queued), f.submitted, f.completed, f.failed,
-             f.exceptions, f.retried, f.timeouts, list(f.wait_hist), f.wait_sum, list(f.run_hist), f.run_sum)
+             f.exceptions, f.retried, f.timeouts, list(f.wait_hist), f.wait_sum, list(f.run_hist), f.run_sum,
+             f.buried)
             for f in sorted(state.functions.values(), key=lambda f: f.name)
         ]
         self.connections = len(state.peers)
@@ -72,6 +75,9 @@ class Snapshot:
         self.responses = dict(view.http.responses) if view.http is not None else None
         self.started = view.started
         self.queue = view.queue
+        registry, kept = state.life.failed_jobs, state.life.kept
+        self.failed = (len(registry), registry.dropped)
+        self.kept = (len(kept), kept.bytes, kept.evicted, kept.expired)
 
 
 class SnapshotCollector(Collector):
@@ -117,10 +123,13 @@ class SnapshotCollector(Collector):
                            "cancelled, too many retries or timed out)", 7)
         yield per_function(CounterMetricFamily, "geartrain_function_jobs_exceptions", "Jobs that ended with "
                            "WORK_EXCEPTION", 8)
-        yield per_function(CounterMetricFamily, "geartrain_function_jobs_retried", "Jobs requeued after their worker "
-                           "died or timed out", 9)
+        yield per_function(CounterMetricFamily, "geartrain_function_jobs_retried", "Tries given back: jobs requeued "
+                           "after their worker died or timed out, or waiting for their next try under a retry "
+                           "policy", 9)
         yield per_function(CounterMetricFamily, "geartrain_function_jobs_timeouts", "Runs taken back after "
                            "CAN_DO_TIMEOUT", 10)
+        yield per_function(CounterMetricFamily, "geartrain_function_jobs_buried", "Jobs whose tries under a retry "
+                           "policy were spent, filed in the failed-job registry (dead letters)", 15)
         # a function's histograms appear with its first observation (idle functions cost no series)
         wait = HistogramMetricFamily("geartrain_function_queue_wait_seconds",
                                      "Time from a job becoming runnable to a worker taking it", labels=["function"])
@@ -145,6 +154,16 @@ class SnapshotCollector(Collector):
         yield GaugeMetricFamily("geartrain_jobs", "Jobs in the server", value=snap.jobs)
         yield CounterMetricFamily("geartrain_jobs_dropped", "Foreground jobs dropped because every client left",
                                   value=snap.dropped)
+        yield GaugeMetricFamily("geartrain_failed_jobs", "Jobs in the failed-job registry", value=snap.failed[0])
+        yield CounterMetricFamily("geartrain_failed_jobs_dropped", "Failed jobs dropped from the registry, oldest "
+                                  "first, to stay within --failed-max", value=snap.failed[1])
+        yield GaugeMetricFamily("geartrain_kept_results", "Outcomes of background jobs kept after they ended",
+                                value=snap.kept[0])
+        yield GaugeMetricFamily("geartrain_kept_results_bytes", "Bytes of the kept outcomes' data", value=snap.kept[1])
+        yield CounterMetricFamily("geartrain_kept_results_evicted", "Kept outcomes dropped early, oldest first, to "
+                                  "stay within --keep-results-max and --keep-results-bytes", value=snap.kept[2])
+        yield CounterMetricFamily("geartrain_kept_results_expired", "Kept outcomes dropped when their keep= time was "
+                                  "up", value=snap.kept[3])
         received = CounterMetricFamily("geartrain_received_bytes", "Bytes received", labels=["listener"])
         sent = CounterMetricFamily("geartrain_sent_bytes", "Bytes sent", labels=["listener"])
         for listener, n_in, n_out in snap.bytes:

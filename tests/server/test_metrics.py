@@ -141,3 +141,35 @@ def value_label(got: dict, name: str, label: str) -> str:
         if key_name == name:
             return dict(labels)[label]
     raise KeyError(name)
+
+
+def test_retries_dead_letters_and_kept_results() -> None:
+    from geartrain.server.policy import parse
+
+    h = Harness()
+    life = h.state.life
+    life.set_policy(h.state.function(b"r"), parse("tries=2 delay=0 keep=10"))
+    life.kept.max_count = 2
+    client, worker = h.peer(), h.worker(b"r")
+    for data in (b"a", b"b", b"c"):
+        h.submit(client, b"r", data, ptype=T.SUBMIT_JOB_BG)
+        for _ in range(2):  # two tries: the first waits for its retry, the second is buried
+            h.send(worker, T.WORK_EXCEPTION, h.grab(worker)[1][0], b"boom-" + data)
+            h.tick(0)
+    got = samples(scrape(fake_server(h)))
+    assert value(got, "geartrain_function_jobs_retried_total", function="r") == 3
+    assert value(got, "geartrain_function_jobs_buried_total", function="r") == 3
+    assert value(got, "geartrain_function_jobs_exceptions_total", function="r") == 3
+    assert value(got, "geartrain_failed_jobs") == 3 and value(got, "geartrain_failed_jobs_dropped_total") == 0
+    assert value(got, "geartrain_kept_results") == 2 and value(got, "geartrain_kept_results_bytes") == 12
+    assert value(got, "geartrain_kept_results_evicted_total") == 1
+    life.failed_jobs.max_count = 1
+    h.submit(client, b"r", b"d", ptype=T.SUBMIT_JOB_BG)
+    h.send(worker, T.WORK_COMPLETE, h.grab(worker)[1][0], b"ok")
+    h.tick(11)  # the kept outcomes expire
+    h.state.discard_failed(b"all")
+    life.failed_jobs.add(b"H:x:1", b"r", b"", b"", 1, True, 0.0, b"")
+    life.failed_jobs.add(b"H:x:2", b"r", b"", b"", 1, True, 0.0, b"")
+    got = samples(scrape(fake_server(h)))
+    assert value(got, "geartrain_kept_results") == 0 and value(got, "geartrain_kept_results_expired_total") == 2
+    assert value(got, "geartrain_failed_jobs") == 1 and value(got, "geartrain_failed_jobs_dropped_total") == 1
