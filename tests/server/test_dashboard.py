@@ -23,7 +23,7 @@ import pytest
 from geartrain.protocol.packets import T
 from tests.conftest import free_port, need_peer, start_geartrain, wait_port
 from tests.interop.wire import Wire, wait_for
-from tests.server.test_http import Web, submit_bg
+from tests.server.test_http import Web, grab, submit_bg
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -125,8 +125,9 @@ class Page:
         return result["result"].get("value")
 
     def click(self, selector: str) -> None:
-        """A real mouse click at the middle of the element (as a person would)."""
-        box = self.eval(f"(() => {{ const r = document.querySelector({json.dumps(selector)}).getBoundingClientRect();"
+        """A real mouse click at the middle of the element, scrolled into view first (as a person would)."""
+        box = self.eval(f"(() => {{ const e = document.querySelector({json.dumps(selector)});"
+                        " e.scrollIntoView({block: 'center'}); const r = e.getBoundingClientRect();"
                         " return {x: r.x + r.width / 2, y: r.y + r.height / 2}; })()")
         for kind in ("mouseMoved", "mousePressed", "mouseReleased"):
             self.call("Input.dispatchMouseEvent", {"type": kind, "x": box["x"], "y": box["y"], "button": "left",
@@ -178,5 +179,83 @@ def test_dashboard_shows_a_queued_job_and_cancels_it(tmp_path: Path, browser: Ch
             assert wait_for(lambda: web.request("GET", f"/api/jobs/{handle}")[0] == 404, timeout=10)
             assert wait_for(lambda: not page.eval(f"!!document.querySelector({json.dumps(row)})"), timeout=10)
             assert handle.encode() not in b"".join(worker.admin("show jobs"))
+    finally:
+        server.stop()
+
+
+def _bury(web: Web, worker: Wire, function: bytes, data: bytes, text: bytes) -> str:
+    """A background job of FUNCTION (tries=2 delay=0) whose two tries raise TEXT: it goes to the registry."""
+    handle = submit_bg(web, function.decode(), data)
+    for _ in range(2):
+        got = grab(worker)[0]
+        assert got.decode() == handle
+        worker.send(T.WORK_EXCEPTION, got, text)
+    return handle
+
+
+def test_dashboard_shows_ended_and_failed_jobs_and_requeues_one(tmp_path: Path, browser: Chromium) -> None:
+    port = free_port()
+    server = start_geartrain(tmp_path, "--http-port", str(port), "--policy", "dash_bad", "tries=2 delay=0",
+                             "--policy", "dash_ok", "keep=60")
+    try:
+        wait_port(port, server.proc)
+        web = Web(server, port)
+        with Wire(server.host, server.port) as worker:
+            worker.send(T.SET_CLIENT_ID, b"dash-worker")
+            worker.send(T.CAN_DO, b"dash_ok")
+            worker.send(T.CAN_DO, b"dash_bad")
+            ok = submit_bg(web, "dash_ok", b"fine")
+            worker.send(T.WORK_COMPLETE, grab(worker)[0], b"done")
+            bad = _bury(web, worker, b"dash_bad", b"doomed", b"ZeroDivisionError: division by zero\nTraceback")
+            page = Page(browser)
+            page.call("Page.navigate", {"url": f"http://127.0.0.1:{port}/?interval=300"})
+            assert wait_for(lambda: page.eval("document.querySelector('#status')?.className") == "status ok",
+                            timeout=15), page.eval("document.querySelector('#status')?.textContent")
+            # the jobs that ended: newest first, with the exception's first line
+            rows = ("[...document.querySelectorAll('#recent tbody tr')]"
+                    ".map(tr => [...tr.cells].map(td => td.textContent))")
+            assert wait_for(lambda: len(page.eval(rows)) == 2, timeout=10), page.eval(rows)
+            recent = page.eval(rows)
+            assert [(r[0], r[1], r[2], r[6]) for r in recent] == [
+                (bad, "dash_bad", "exception", "ZeroDivisionError: division by zero"), (ok, "dash_ok", "complete", "")]
+            assert recent[0][5].endswith("dash-worker")
+            # the failed/s card counts exceptions as the functions' rows do
+            counters = json.loads(web.request("GET", "/api/server")[2])["counters"]
+            assert counters["exceptions"] == 1 and counters["failed"] == 0
+            assert page.eval("document.querySelector('#card-failed').dataset.total") == "1"
+            assert page.eval("document.querySelector('#card-registry').textContent") == "1"
+            assert page.eval("document.querySelector('#card-kept').textContent") == "1"
+            # per-worker counts: one completed, two failed tries
+            cells = page.eval("[...document.querySelector('#workers tr[data-worker]').cells].map(td => td.textContent)")
+            assert cells[3] == "dash-worker" and cells[9:12] == ["1", "2", "0"]
+            # the registry, with the exception's text, every try on demand
+            (entry,) = json.loads(web.request("GET", "/api/failed")[2])["failed"]
+            row = f'#failed tr[data-id="{entry["id"]}"]'
+            assert wait_for(lambda: page.eval(f"!!document.querySelector({json.dumps(row)})"), timeout=10)
+            assert "ZeroDivisionError: division by zero" in page.eval(f"document.querySelector({json.dumps(row)})"
+                                                                       ".textContent")
+            page.click(row + " button.tries")
+            tries = f'#failed tr[data-tries-of="{entry["id"]}"] li'
+            assert wait_for(lambda: page.eval(f"document.querySelectorAll({json.dumps(tries)}).length") == 2,
+                            timeout=10)
+            page.screenshot(tmp_path / "dashboard-failed.png")
+            keep = os.environ.get("GEARTRAIN_SCREENSHOT_DIR")
+            if keep:
+                shutil.copy(tmp_path / "dashboard-failed.png", Path(keep) / "dashboard-failed.png")
+            # its requeue button moves it out of the registry and queues it again
+            page.click(row + " button.requeue")
+            assert wait_for(lambda: json.loads(web.request("GET", "/api/failed")[2])["total"] == 0, timeout=10)
+            assert wait_for(lambda: not page.eval(f"!!document.querySelector({json.dumps(row)})"), timeout=10)
+            handle, _, data = grab(worker)
+            assert data == b"doomed" and handle.decode() != bad
+            worker.send(T.WORK_COMPLETE, handle, b"")
+            # another, discarded
+            _bury(web, worker, b"dash_bad", b"again", b"KeyError")
+            (entry,) = json.loads(web.request("GET", "/api/failed")[2])["failed"]
+            row = f'#failed tr[data-id="{entry["id"]}"]'
+            assert wait_for(lambda: page.eval(f"!!document.querySelector({json.dumps(row)})"), timeout=10)
+            page.click(row + " button.discard")
+            assert wait_for(lambda: json.loads(web.request("GET", "/api/failed")[2])["total"] == 0, timeout=10)
+            assert not json.loads(web.request("GET", "/api/jobs?function=dash_bad")[2])["jobs"]
     finally:
         server.stop()

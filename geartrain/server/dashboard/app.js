@@ -1,6 +1,7 @@
 // geartrain dashboard: polls the JSON API (/api/...), computes rates from the counters between two
-// polls, keeps a short history per function for the sparklines, and cancels queued jobs with
-// DELETE /api/jobs/{handle}. No build step, no framework: plain DOM, text set with textContent.
+// polls, keeps a short history per function for the sparklines, cancels queued jobs with
+// DELETE /api/jobs/{handle}, and requeues or discards failed jobs (POST /api/failed/{id}/requeue,
+// DELETE /api/failed/{id}). No build step, no framework: plain DOM, text set with textContent.
 "use strict";
 
 const params = new URLSearchParams(location.search);
@@ -9,7 +10,9 @@ const HISTORY = 60; // samples kept per function for the sparklines
 const SVG = "http://www.w3.org/2000/svg";
 
 const series = new Map(); // function name_url -> {done: [], waiting: []}
-let previous = null; // {t, server counters, functions: Map(name_url -> counters)}
+let previous = null; // {t, server counters, functions: Map(name_url -> counters), workers: Map(id -> ran)}
+const expanded = new Set(); // ids of failed jobs whose tries are shown
+const details = new Map(); // failed job id -> its GET /api/failed/{id} (fetched when first shown)
 
 async function getJSON(path) {
   const response = await fetch(path, {cache: "no-store"});
@@ -95,6 +98,11 @@ function fill(tableId, rows) {
   document.getElementById(`${tableId}-empty`).hidden = rows.length > 0;
 }
 
+// what the failed/s figures count: jobs that ended failed or with an exception (the functions' rows and the card)
+function failures(counters) {
+  return counters.failed + counters.exceptions;
+}
+
 function renderServer(server, dt) {
   document.getElementById("server").textContent =
     `${server.version} · ${server.listen.join(", ")} · queue ${server.queue} · up ${fmtAge(server.uptime)}`;
@@ -102,10 +110,22 @@ function renderServer(server, dt) {
   document.getElementById("card-workers").textContent = server.workers;
   document.getElementById("card-jobs").textContent = server.jobs;
   const before = previous && previous.server;
-  for (const key of ["submitted", "completed", "failed"]) {
-    const value = before ? rate(server.counters[key], before[key], dt) : null;
-    document.getElementById(`card-${key}`).textContent = fmtRate(value);
+  const totals = {submitted: server.counters.submitted, completed: server.counters.completed,
+    failed: failures(server.counters), retried: server.counters.retried};
+  for (const [key, total] of Object.entries(totals)) {
+    const value = before ? rate(total, key === "failed" ? failures(before) : before[key], dt) : null;
+    const card = document.getElementById(`card-${key}`);
+    card.textContent = fmtRate(value);
+    card.dataset.total = total;
+    card.title = `${total} since start`;
   }
+  const registry = server.failed_registry, kept = server.kept_results;
+  const registryCard = document.getElementById("card-registry");
+  registryCard.textContent = registry.size;
+  registryCard.title = `${server.counters.buried} buried since start, ${registry.dropped} dropped (--failed-max)`;
+  const keptCard = document.getElementById("card-kept");
+  keptCard.textContent = kept.count;
+  keptCard.title = `${kept.bytes} bytes; ${kept.expired} expired, ${kept.evicted} evicted`;
 }
 
 function renderFunctions(functions, dt) {
@@ -116,7 +136,8 @@ function renderFunctions(functions, dt) {
     const c = f.counters;
     const submitted = before ? rate(c.submitted, before.submitted, dt) : null;
     const completed = before ? rate(c.completed, before.completed, dt) : null;
-    const failed = before ? rate(c.failed + c.exceptions, before.failed + before.exceptions, dt) : null;
+    const failed = before ? rate(failures(c), failures(before), dt) : null;
+    const retried = before ? rate(c.retried, before.retried, dt) : null;
     let s = series.get(f.name_url);
     if (!s) series.set(f.name_url, (s = {done: [], waiting: []}));
     if (completed !== null) push(s.done, completed);
@@ -131,6 +152,8 @@ function renderFunctions(functions, dt) {
       el("td", {class: "num", text: fmtRate(submitted)}),
       el("td", {class: "num", text: fmtRate(completed)}),
       el("td", {class: "num", text: fmtRate(failed)}),
+      el("td", {class: "num", text: fmtRate(retried)}),
+      el("td", {class: "num", text: c.buried}),
       el("td", {}, sparkline(s.done, "line-done")),
       el("td", {}, sparkline(s.waiting, "line-wait")));
   });
@@ -138,15 +161,24 @@ function renderFunctions(functions, dt) {
   fill("functions", rows);
 }
 
-function renderWorkers(workers) {
-  fill("workers", workers.map((w) => el("tr", {},
-    el("td", {class: "num", text: w.id}),
-    el("td", {text: w.host}),
-    el("td", {class: "num", text: w.fd}),
-    el("td", {class: "name", text: w.client_id}),
-    el("td", {class: "name", text: w.functions.join(", ")}),
-    el("td", {class: "name", text: w.running.join(", ") || "–"}),
-    el("td", {text: w.running.length ? "busy" : w.sleeping ? "sleeping" : "idle"}))));
+function renderWorkers(workers, dt) {
+  fill("workers", workers.map((w) => {
+    const before = previous && previous.workers.get(w.id);
+    const ran = w.ran;
+    return el("tr", {"data-worker": w.id},
+      el("td", {class: "num", text: w.id}),
+      el("td", {text: w.host}),
+      el("td", {class: "num", text: w.fd}),
+      el("td", {class: "name", text: w.client_id}),
+      el("td", {class: "name", text: w.functions.join(", ")}),
+      el("td", {class: "name", text: w.running.join(", ") || "–"}),
+      el("td", {text: w.running.length ? "busy" : w.sleeping ? "sleeping" : "idle"}),
+      el("td", {class: "num", text: fmtRate(before ? rate(ran.completed, before.completed, dt) : null)}),
+      el("td", {class: "num", text: fmtRate(before ? rate(ran.failed, before.failed, dt) : null)}),
+      el("td", {class: "num", text: ran.completed}),
+      el("td", {class: "num", text: ran.failed}),
+      el("td", {class: "num", text: ran.taken_back}));
+  }));
 }
 
 async function cancel(job, button) {
@@ -182,27 +214,122 @@ function renderJobs(listing, now) {
   }));
 }
 
+function renderRecent(listing, now) {
+  document.getElementById("recent-more").textContent =
+    listing.remembered > listing.jobs.length ? `(last ${listing.jobs.length} of ${listing.remembered})` : "";
+  fill("recent", listing.jobs.map((job) => el("tr", {"data-handle": job.handle, class: `outcome-${job.outcome}`},
+    el("td", {class: "name", text: job.handle}),
+    el("td", {class: "name", text: job.function}),
+    el("td", {class: "outcome", text: job.outcome}),
+    el("td", {class: "num", text: `${fmtAge(Math.max(0, now - job.ended_at))} ago`}),
+    el("td", {class: "num", text: job.ran === null ? "–" : fmtAge(job.ran)}),
+    el("td", {class: "name", text: job.worker ? `${job.worker.id} ${job.worker.client_id}` : "–"}),
+    el("td", {class: "error", text: job.error || "", title: job.error || ""}))));
+}
+
+async function act(method, path, button, done) {
+  button.disabled = true;
+  try {
+    const response = await fetch(path, {method});
+    const body = await response.json().catch(() => ({error: `HTTP ${response.status}`}));
+    if (!response.ok) throw new Error(body.error);
+    done(body);
+  } catch (error) {
+    button.disabled = false;
+    setStatus(`${method} ${path} failed: ${error.message}`, "error");
+  }
+}
+
+function failedButtons(job) {
+  const requeue = el("button", {class: "requeue", type: "button", title: `queue job ${job.id} again`, text: "requeue"});
+  requeue.addEventListener("click", () => act("POST", `/api/failed/${job.id}/requeue`, requeue, () => {
+    requeue.closest("tr").remove();
+    setStatus(`requeued failed job ${job.id} (${job.function})`, "ok");
+  }));
+  const discard = el("button", {class: "cancel discard", type: "button", title: `forget job ${job.id}`,
+    text: "discard"});
+  discard.addEventListener("click", () => act("DELETE", `/api/failed/${job.id}`, discard, () => {
+    discard.closest("tr").remove();
+    setStatus(`discarded failed job ${job.id} (${job.function})`, "ok");
+  }));
+  const tries = el("button", {class: "tries", type: "button", title: "every try's error",
+    text: expanded.has(job.id) ? "hide tries" : "tries"});
+  tries.addEventListener("click", async () => {
+    if (expanded.has(job.id)) expanded.delete(job.id);
+    else expanded.add(job.id);
+    if (expanded.has(job.id) && !details.has(job.id)) {
+      try {
+        details.set(job.id, await getJSON(`/api/failed/${job.id}`));
+      } catch (error) {
+        setStatus(`cannot read failed job ${job.id}: ${error.message}`, "error");
+      }
+    }
+    refreshSoon();
+  });
+  return [requeue, discard, tries];
+}
+
+function renderFailed(listing, now) {
+  document.getElementById("failed-more").textContent =
+    `(${listing.total} in the registry${listing.dropped ? `, ${listing.dropped} dropped` : ""}` +
+    `${listing.more ? `, first ${listing.failed.length} shown` : ""})`;
+  const seen = new Set(listing.failed.map((job) => job.id));
+  for (const id of [...details.keys()]) if (!seen.has(id)) { details.delete(id); expanded.delete(id); }
+  const rows = [];
+  for (const job of listing.failed) {
+    rows.push(el("tr", {"data-id": job.id},
+      el("td", {class: "num", text: job.id}),
+      el("td", {class: "name", text: job.function}),
+      el("td", {class: "name", text: job.unique}),
+      el("td", {class: "num", text: job.tries}),
+      el("td", {class: "num", text: `${fmtAge(Math.max(0, now - job.failed_at))} ago`}),
+      el("td", {class: "num", text: job.cut ? `${job.size} (cut)` : job.size}),
+      el("td", {class: "error", text: job.error || "", title: job.error || ""}),
+      el("td", {class: "buttons"}, ...failedButtons(job))));
+    const detail = expanded.has(job.id) && details.get(job.id);
+    if (detail) {
+      const list = el("ol", {class: "tries"}, ...detail.history.map((t) => el("li", {},
+        el("span", {class: "how", text: `${t.how} after ${fmtAge(Math.max(0, t.ended_at - t.started_at))}` +
+          (t.worker ? ` on ${t.worker}` : "")}),
+        el("pre", {text: t.text}))));
+      rows.push(el("tr", {class: "tries-row", "data-tries-of": job.id}, el("td", {colspan: 8}, list)));
+    }
+  }
+  fill("failed", rows);
+}
+
+let timer = null;
+function refreshSoon() {
+  clearTimeout(timer);
+  timer = setTimeout(refresh, 0);
+}
+
 async function refresh() {
   try {
-    const [server, functions, workers, jobs] = await Promise.all([
+    const [server, functions, workers, jobs, recent, failed] = await Promise.all([
       getJSON("/api/server"), getJSON("/api/functions"), getJSON("/api/workers"),
-      getJSON("/api/jobs?state=queued&limit=200"),
+      getJSON("/api/jobs?state=queued&limit=200"), getJSON("/api/recent?limit=50"), getJSON("/api/failed?limit=200"),
     ]);
     const t = performance.now() / 1000;
     const dt = previous ? t - previous.t : 0;
+    const now = server.started + server.uptime;
     renderServer(server, dt);
     renderFunctions(functions.functions, dt);
-    renderWorkers(workers.workers);
-    renderJobs(jobs, server.started + server.uptime);
+    renderWorkers(workers.workers, dt);
+    renderJobs(jobs, now);
+    renderRecent(recent, now);
+    renderFailed(failed, now);
     previous = {
       t, server: server.counters,
       functions: new Map(functions.functions.map((f) => [f.name_url, f.counters])),
+      workers: new Map(workers.workers.map((w) => [w.id, w.ran])),
     };
     setStatus(`updated ${new Date().toLocaleTimeString()}`, "ok");
   } catch (error) {
     setStatus(`cannot reach the server: ${error.message}`, "error");
   } finally {
-    setTimeout(refresh, INTERVAL);
+    clearTimeout(timer);
+    timer = setTimeout(refresh, INTERVAL);
   }
 }
 
