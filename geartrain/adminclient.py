@@ -3,7 +3,8 @@
 ``AdminClient(servers).command("status")`` sends the line to every server and returns one
 ``AdminReply`` per server (its raw text and parsed rows). List commands end with a ``.`` line;
 the others answer with one ``OK ...`` or ``ERR ...`` line. Helpers sum ``status`` and
-``prioritystatus`` over servers.
+``prioritystatus`` over servers, and read and change what geartrain servers keep beyond a job's run
+(``failed``, ``failed_job``, ``requeue_failed``, ``discard_failed``, ``policy``, ``policies``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import ssl as _ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from .errors import ConnectionLost
+from .outcome import FailedEntry, listing, parse_failed_list, parse_failed_show
 from .transport import normalize_servers, parse_address
 
 #: commands whose reply is a list ended by a "." line
@@ -42,8 +45,10 @@ class AdminReply:
 
 
 def _is_list(command: str) -> bool:
-    words = " ".join(command.lower().split())
-    return words in LIST_COMMANDS
+    words = command.lower().split()
+    if words[:1] in (["result"], ["policies"]) or words[:1] == ["failed"] and words[1:2] in ([], ["list"], ["show"]):
+        return True  # geartrain's own listings (a "." line ends them too)
+    return " ".join(words) in LIST_COMMANDS
 
 
 def admin_command(server: str, command: str, *, timeout: float = 5.0, ssl: _ssl.SSLContext | None = None) -> AdminReply:
@@ -158,3 +163,69 @@ class AdminClient:
                 fs.low += low
                 fs.workers += workers
         return out
+
+    # -- geartrain's own commands: what outlives a job (parsed by geartrain.outcome) ------------------------------
+    def _answers(self, line: str, server: str | None = None) -> list[AdminReply]:
+        """LINE's replies from SERVER (else every server); the first server's error raises ServerError (an ERR
+        reply: the C gearmand's UNKNOWN_COMMAND too) or ConnectionLost."""
+        replies = [admin_command(server, line, timeout=self.timeout, ssl=self.ssl)] if server else self.command(line)
+        for reply in replies:
+            if reply.error is not None:
+                if not reply.raw:
+                    raise ConnectionLost(f"{reply.server}: {reply.error}")
+                listing(reply.raw, reply.server)  # raises the ERR as ServerError
+        return replies
+
+    def _one(self, target: int | str, server: str | None) -> str | None:
+        """The server a failed job's id names (ids are per server): SERVER, or the only one."""
+        if server is None and len(self.servers) > 1 and str(target).isdigit():
+            raise ValueError(f"failed job {target}: ids are per server, name the server (one of "
+                             f"{', '.join(self.servers)})")
+        return server
+
+    def failed(self, function: str | bytes | None = None) -> list[FailedEntry]:
+        """Every server's failed-job registry (``failed list [FUNC]``), oldest first per server."""
+        line = "failed list" + (" " + _word(function) if function is not None else "")
+        return [entry for r in self._answers(line) for entry in parse_failed_list(r.raw, r.server)]
+
+    def failed_job(self, id: int, server: str | None = None) -> FailedEntry:
+        """One failed job with its payload and every try (``failed show ID``)."""
+        (reply,) = self._answers(f"failed show {int(id)}", self._one(id, server) or self.servers[0])
+        return parse_failed_show(reply.raw, reply.server)
+
+    def requeue_failed(self, target: int | str | bytes, server: str | None = None) -> int:
+        """Queue failed jobs again as new background jobs (``failed requeue ID|FUNC|all``); how many were. An id
+        names one job of one server; a function name or ``all``, those of every server."""
+        return sum(int(r.value or 0) for r in self._answers(f"failed requeue {_word(target)}",
+                                                               self._one(target, server)))
+
+    def discard_failed(self, target: int | str | bytes, server: str | None = None) -> int:
+        """Forget failed jobs (``failed discard ID|FUNC|all``); how many were."""
+        return sum(int(r.value or 0) for r in self._answers(f"failed discard {_word(target)}",
+                                                               self._one(target, server)))
+
+    def policy(self, function: str | bytes, words: str | None = None) -> dict[str, str]:
+        """FUNCTION's policy in effect on each server (server -> its words, ``default`` or ``none``); with WORDS,
+        first set its own on every server (``none`` drops it). A word the server cannot take raises ServerError
+        naming it."""
+        name = _word(function)
+        if words is not None:
+            self._answers(f"policy {name} {' '.join(words.split())}")
+        return {r.server: r.value for r in self._answers(f"policy {name}")}
+
+    def policies(self) -> dict[str, dict[str, str]]:
+        """Each server's policies (server -> function -> words; ``*`` is the server's default)."""
+        out: dict[str, dict[str, str]] = {}
+        for reply in self._answers("policies"):
+            rows = (line.partition(b"\t") for line in listing(reply.raw, reply.server))
+            out[reply.server] = {name.decode(errors="replace"): words.decode(errors="replace")
+                                 for name, _, words in rows}
+        return out
+
+
+def _word(value: int | str | bytes) -> str:
+    """One word of an admin command line (a function name, an id, ``all``)."""
+    text = value.decode() if isinstance(value, bytes) else str(value)
+    if not text or len(text.split()) != 1:
+        raise ValueError(f"{value!r}: the admin protocol takes one word without white space")
+    return text

@@ -19,17 +19,20 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import partial
 from typing import Any
 
+from .adminclient import admin_command
 from .codecs import BYTES, Codec, to_bytes
-from .errors import ConnectionLost, JobLost, NoServerAvailable, ServerError
+from .errors import ConnectionLost, JobLost, JobUnknown, NoServerAvailable, ServerError
 from .hashring import HashRing
 from .job import NORMAL, Job, JobEvent, JobStatus, Task, _int, priority_of
+from .outcome import JobResult, parse_result
 from .protocol import pack_req
 from .protocol.packets import T, submit_type
 from .transport import Backoff, Link, new_event_loop, normalize_servers
 
-__all__ = ["AsyncClient", "Client", "Job", "JobEvent", "JobStatus", "Task"]
+__all__ = ["AsyncClient", "Client", "Job", "JobEvent", "JobResult", "JobStatus", "Task"]
 
 _JOB_CREATED = int(T.JOB_CREATED)
 _WORK = frozenset(int(t) for t in (T.WORK_COMPLETE, T.WORK_DATA, T.WORK_STATUS, T.WORK_WARNING, T.WORK_FAIL,
@@ -40,6 +43,10 @@ _OPT_EXCEPTIONS = pack_req(T.OPTION_REQ, b"exceptions")
 _WORK_COMPLETE = int(T.WORK_COMPLETE)
 #: AsyncClient.run batches replies (its linger) only with at least this many jobs in flight
 _LINGER_WINDOW = 64
+#: AsyncClient.result polls a job it waits for after this many seconds, then half again as long each time, up to
+#: RESULT_POLL_MAX
+RESULT_POLL_FIRST = 0.05
+RESULT_POLL_MAX = 1.0
 #: _SUBMIT[priority][background] -> the submit packet's type
 _SUBMIT = tuple((int(submit_type(p, False)), int(submit_type(p, True))) for p in range(3))
 
@@ -547,6 +554,69 @@ class AsyncClient:
         _, a = await self._ask(st, pack_req(T.ECHO_REQ, _b(data)))
         return a[0]
 
+    # -- what outlives a job (geartrain's admin command `result`) --------------------------------------------------
+    async def result(self, job: str | bytes | Job, *, wait: float | None = None, server: str | None = None,
+                     on_poll: Callable[[JobResult], None] | None = None) -> JobResult:
+        """How a job stands, or how it ended if the server keeps its outcome (a background job of a function whose
+        policy has keep=SECONDS), by handle or unique (or a Job). Asked with geartrain's admin command ``result``
+        over a connection of its own, so nothing changes on the client's wire (the C gearmand answers it with
+        ServerError UNKNOWN_COMMAND).
+
+        ``wait``: seconds to wait for the job to end, asking again after 0.05 s, then half again as long each time
+        up to 1 s; None or 0 answers at once. A job not over when the wait ends comes back as it stands (``done``
+        False). ``on_poll`` is called with each answer. Without ``server`` (or the Job's), every server is asked
+        until one knows the job (a unique's own server first), and only that one afterwards. Raises JobUnknown if
+        none knows it (it never was, or it ended and its outcome is not kept)."""
+        if isinstance(job, Job):
+            server = server or job.server
+            key = job.handle or job.unique or b""
+        else:
+            key = _b(job)
+        try:
+            line = "result " + key.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"{key!r} is not UTF-8: the admin protocol cannot ask for it") from None
+        if not key or len(line.split()) != 2:
+            raise ValueError(f"{key!r}: a handle or unique with white space cannot be asked for over the admin "
+                             "protocol")
+        loop = asyncio.get_running_loop()
+        order = [normalize_servers(server)[0]] if server else [st.link.address for st in self._order(key)]
+        deadline = loop.time() + wait if wait else None
+        interval = RESULT_POLL_FIRST
+        seen: JobResult | None = None
+        while True:
+            found, problems = None, []
+            for address in order:
+                reply = await loop.run_in_executor(None, partial(admin_command, address, line,
+                                                                 timeout=self.connect_timeout, ssl=self.ssl))
+                try:
+                    if reply.error and not reply.raw:
+                        raise NoServerAvailable(f"{address}: {reply.error}")
+                    got = parse_result(reply.raw, address)  # an ERR reply (gearmand's) raises ServerError
+                except (NoServerAvailable, ServerError) as exc:
+                    problems.append(exc)
+                    continue
+                if got.state != "unknown":
+                    found, order = got, [address]
+                    break
+            if found is None:
+                said = key.decode(errors="replace")
+                if seen is not None:
+                    raise JobUnknown(f"job {said} ended on {seen.server} and its outcome is not kept (keep= in its "
+                                     "function's policy keeps a background job's)")
+                if len(problems) == len(order):  # no server could say: the first that answered ERR says why
+                    raise next((p for p in problems if isinstance(p, ServerError)), problems[0])
+                raise JobUnknown(f"no server knows job {said}" +
+                                 (f" ({'; '.join(map(str, problems))})" if problems else ""))
+            seen = found
+            if on_poll is not None:
+                on_poll(found)
+            left = deadline - loop.time() if deadline is not None else 0.0
+            if found.done or left <= 0:
+                return found
+            await asyncio.sleep(min(interval, left))
+            interval = min(interval * 1.5, RESULT_POLL_MAX)
+
     async def close(self) -> None:
         self._closing = True
         for st in self._list:
@@ -652,6 +722,12 @@ class Client:
 
     def echo(self, data: str | bytes = b"ping", server: str | None = None) -> bytes:
         return self._call(self.aclient.echo(data, server))
+
+    def result(self, job: str | bytes | Job, *, wait: float | None = None, server: str | None = None,
+               on_poll: Callable[[JobResult], None] | None = None) -> JobResult:
+        """How a job stands, or how it ended if its outcome is kept (see AsyncClient.result; on_poll runs in the
+        client's thread)."""
+        return self._call(self.aclient.result(job, wait=wait, server=server, on_poll=on_poll))
 
     def close(self) -> None:
         if self._loop.is_closed():

@@ -52,6 +52,11 @@ class JobException(JobFailed):
         self.data = data
 
 
+class JobUnknown(GearmanError, LookupError):
+    """No server knows the job asked for (``AsyncClient.result``): it never was, or it ended and its outcome is
+    not kept (a policy with keep=SECONDS keeps a background job's)."""
+
+
 class JobTimeout(GearmanError, TimeoutError):
     """Waiting for a job took longer than its timeout (the job itself may still run)."""
 
