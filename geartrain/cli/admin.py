@@ -2,8 +2,12 @@
 
     geartrain admin [--servers h:p,...] [--raw] status|workers|prioritystatus|show-jobs|show-unique-jobs|
                     cancel-job HANDLE|maxqueue FUNC N|create-function FUNC|drop-function FUNC|version|getpid
+    geartrain admin failed [list [FUNC] | show ID | requeue ID|FUNC|all | discard ID|FUNC|all]
+    geartrain admin policy FUNC [WORDS...|none]
+    geartrain admin policies
 
-``--raw`` prints each server's reply text as it came.
+``--raw`` prints each server's reply text as it came. ``failed``, ``policy`` and ``policies`` are geartrain's
+own commands (admin_kept.py): the failed-job registry and the functions' retry and result policies.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import sys
 from typing import Any
 
 from ..adminclient import AdminClient, AdminReply
+from . import admin_kept
 from ._servers import add_server_options, servers_from_args
 
 #: sub-command -> (admin protocol line, number of arguments)
@@ -37,7 +42,8 @@ def add_parser(subparsers: Any) -> None:
     add_server_options(p)
     p.add_argument("--raw", action="store_true", help="print the servers' text replies as they are")
     p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for each server")
-    p.add_argument("command", choices=sorted(COMMANDS), metavar="COMMAND", help=", ".join(COMMANDS))
+    p.add_argument("command", choices=sorted([*COMMANDS, *admin_kept.USAGE]), metavar="COMMAND",
+                   help=", ".join([*COMMANDS, *admin_kept.USAGE]))
     p.add_argument("args", nargs="*", help="the command's arguments")
     p.set_defaults(func=main)
 
@@ -88,6 +94,8 @@ def _render(command: str, client: AdminClient, replies: list[AdminReply]) -> Any
 
 
 def main(args: argparse.Namespace) -> int:
+    if args.command in admin_kept.USAGE:
+        return admin_kept.main(args, _table)
     line, nargs = COMMANDS[args.command]
     if len(args.args) != nargs:
         print(f"geartrain admin: {args.command} takes {nargs} argument(s)", file=sys.stderr)
