@@ -8,6 +8,11 @@ same on every client given the same list); a job without one goes round-robin. A
 down is skipped until its backoff ends. A job whose connection drops before JOB_CREATED is sent to
 the next server; one that drops after it fails with ``JobLost`` (sending it again could run it twice).
 Replies are matched to requests in order per connection (gearmand answers each connection FIFO).
+
+A background submission is acknowledged or raises: ``submit_job(..., background=True)`` returns once the
+server answered JOB_CREATED (as libgearman's ``do_background`` and python-gearman do), and ``close()``
+waits (up to ``close_timeout``) for the JOB_CREATED of every background submission still in flight (tasks
+that submit and are not awaited) and raises ``JobsNotCreated`` for those that were not acknowledged.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from .codecs import BYTES, Codec, to_bytes
-from .errors import ConnectionLost, JobLost, NoServerAvailable, ServerError
+from .errors import ConnectionLost, JobLost, JobsNotCreated, JobTimeout, NoServerAvailable, ServerError
 from .hashring import HashRing
 from .job import NORMAL, Job, JobEvent, JobStatus, Task, _int, priority_of
 from .protocol import pack_req
@@ -184,6 +189,8 @@ class AsyncClient:
     ``codec``: how payloads and results are encoded (default bytes; ``geartrain.codecs.JSON`` for objects).
     ``timeout``: default seconds to wait for a result (None: forever).
     ``wait_for_server``: how long a submission waits for some server to come up before NoServerAvailable.
+    ``close_timeout``: how long ``close()`` (leaving ``async with``) waits for the JOB_CREATED of background
+    submissions still in flight before it gives up on them and raises ``JobsNotCreated``.
     """
 
     def __init__(
@@ -198,6 +205,7 @@ class AsyncClient:
         max_backoff: float = 10.0,
         client_id: str | bytes | None = None,
         exceptions: bool = True,
+        close_timeout: float = 10.0,
     ) -> None:
         self.addresses = normalize_servers(servers)
         self.codec = codec
@@ -208,19 +216,28 @@ class AsyncClient:
         self.max_backoff = max_backoff
         self.client_id = _b(client_id) if client_id else None
         self.exceptions = exceptions
+        self.close_timeout = close_timeout
         self.servers = {a: _Server(self, a) for a in self.addresses}
         self._list = list(self.servers.values())
         self.ring = HashRing(self.addresses)
         self._rr = 0
         self._closing = False
+        self._closed = False
         self._tasks: set[asyncio.Task] = set()
+        #: jobs on their way to a server (_dispatch: waiting for one to come up), not yet in a pending queue
+        self._dispatching: set[Job] = set()
         self._names: dict[str | bytes, bytes] = {}
 
     async def __aenter__(self) -> AsyncClient:
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+    async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        try:
+            await self.close()
+        except JobsNotCreated as err:
+            if exc is None:
+                raise
+            exc.add_note(str(err))  # the block's own error goes on; say what else went wrong
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -285,11 +302,14 @@ class AsyncClient:
         if job._tried >= 2 * len(self._list) + 2:  # every server dropped it: do not bounce it forever
             job._fail(ConnectionLost(f"connections dropped {job._tried} times before the job was accepted"))
             return
+        self._dispatching.add(job)
         try:
             st = await self._server_for(job.unique)
         except NoServerAvailable as exc:
             job._fail(exc)
             return
+        finally:
+            self._dispatching.discard(job)
         st.submit(job)
 
     # -- submitting ------------------------------------------------------------------------------------------
@@ -306,13 +326,19 @@ class AsyncClient:
         on_warning: Callable[[Job, bytes], None] | None = None,
         on_status: Callable[[Job, int, int], None] | None = None,
     ) -> Job:
-        """Send a job and return its Job at once (await it for the result; ``await job.created()`` for the handle).
+        """Send a job and return its Job: a foreground job at once (await it for the result; ``await
+        job.created()`` for the handle), a background job once the server accepted it (JOB_CREATED: ``.handle``
+        is set), raising ServerError if the server refused it and NoServerAvailable or ConnectionLost if no
+        server took it (JobTimeout after the client's ``timeout``). To send many background jobs without a round
+        trip each, use ``submit_many`` or ``run``.
 
         ``when``: run at this Unix time (SUBMIT_JOB_EPOCH; always a background job).
         """
         job = self._new_job(function, data, unique, priority, background, when, on_data, on_warning, on_status)
         if not self._send_fast(job):
             await self._dispatch(job)
+        if job.background:
+            await job.created(self.timeout)
         return job
 
     def _new_job(self, function: str | bytes, data: Any, unique: str | bytes | None, priority: int | str | None,
@@ -356,22 +382,40 @@ class AsyncClient:
 
     async def submit_background(self, function: str | bytes, data: Any = b"", **kwargs: Any) -> Job:
         """Submit a background job; returns its Job once the server accepted it (``.handle``, ``.server``)."""
-        job = await self.submit_job(function, data, background=True, **kwargs)
-        await job.created(self.timeout)
-        return job
+        return await self.submit_job(function, data, background=True, **kwargs)
 
     async def submit_many(self, jobs: Iterable[tuple | dict | Task], **kwargs: Any) -> list[Job]:
-        """Submit many jobs at once (tuples (function, data), dicts of submit_job's arguments, or Tasks)."""
+        """Submit many jobs at once (tuples (function, data), dicts of submit_job's arguments, or Tasks); KWARGS are
+        submit_job's arguments for every job (a dict's own and a Task's fields win).
+
+        Every job is sent before any reply is awaited (one write for all of them), then the background ones are
+        awaited together: it returns once each got its JOB_CREATED, and raises ``JobsNotCreated`` (its ``jobs``:
+        those the servers refused or never acknowledged, each with its ``error``) if any did not.
+        """
         out = []
         for spec in jobs:
             if isinstance(spec, Task):
-                out.append(await self.submit_job(spec.function, spec.data, unique=spec.unique,
-                                                 priority=spec.priority, background=spec.background,
-                                                 when=spec.when, **kwargs))
+                args = {**kwargs, "function": spec.function, "data": spec.data, "unique": spec.unique,
+                        "priority": spec.priority, "background": spec.background, "when": spec.when}
             elif isinstance(spec, dict):
-                out.append(await self.submit_job(**{**kwargs, **spec}))
+                args = {**kwargs, **spec}
             else:
-                out.append(await self.submit_job(*spec, **kwargs))
+                args = {**kwargs, **dict(zip(("function", "data"), spec, strict=False))}
+            job = self._new_job(args.pop("function"), args.pop("data", b""), args.pop("unique", None),
+                                args.pop("priority", None), args.pop("background", False), args.pop("when", None),
+                                **args)
+            if not self._send_fast(job):
+                await self._dispatch(job)  # in order: the first waits for the connection, the rest go fast
+            out.append(job)
+        waiting = [job for job in out if job.background and not job.done()]
+        if waiting:
+            await _wait_created(waiting, self.timeout)
+        failed = [job for job in out if job.background and job.handle is None]
+        if failed:
+            for job in failed:
+                if not job.done():
+                    job._fail(JobTimeout(f"no JOB_CREATED within {self.timeout}s"))
+            raise JobsNotCreated(failed)
         return out
 
     async def run(self, tasks: Iterable[Task], *, timeout: float | None = None, max_in_flight: int | None = None,
@@ -492,10 +536,8 @@ class AsyncClient:
                 if link.after_read is after_read:
                     link.after_read = None
         if by_job or nxt < total:
-            from .errors import JobTimeout
-
             for task in tasks:
-                if task.error is None and task.result is None and not task.background:
+                if task.error is None and task.result is None:  # a background task's result is its handle
                     task.error = JobTimeout(f"task not done within {timeout}s")
         return tasks
 
@@ -547,13 +589,52 @@ class AsyncClient:
         _, a = await self._ask(st, pack_req(T.ECHO_REQ, _b(data)))
         return a[0]
 
+    def _unacknowledged(self) -> list[Job]:
+        """Background jobs sent or on their way to a server that have no JOB_CREATED (nor an error) yet."""
+        out = [job for job in self._dispatching if job.background and not job.done()]
+        for st in self._list:
+            out += [item for item in st.pending if type(item) is Job and item.background and not item.done()]
+        return out
+
     async def close(self) -> None:
+        """Send what is buffered, wait (up to ``close_timeout``) for the JOB_CREATED of every background job still
+        in flight, then close the connections. Raises ``JobsNotCreated`` for background jobs that were refused
+        or not acknowledged in time (foreground jobs still running are left: the servers drop them)."""
+        if self._closed:
+            return
+        self._closed = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.close_timeout
+        await asyncio.sleep(0)  # tasks created just before close() make their submissions now
+        seen: dict[Job, None] = {}
+        while True:  # submissions made meanwhile (by tasks still running) are waited for too
+            waiting = self._unacknowledged()
+            if not waiting:
+                break
+            seen.update(dict.fromkeys(waiting))
+            for st in self._list:
+                st.link.flush()
+            remaining = deadline - loop.time()
+            if remaining <= 0 or not await _wait_created(waiting, remaining):
+                break
+        for job in self._unacknowledged():
+            seen[job] = None
+            job._fail(JobTimeout(f"no JOB_CREATED within {self.close_timeout}s of closing the client"))
         self._closing = True
         for st in self._list:
             st.link.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.sleep(0)
+        failed = [job for job in seen if job.handle is None]
+        if failed:
+            raise JobsNotCreated(failed)
+
+
+async def _wait_created(jobs: list[Job], timeout: float | None) -> bool:
+    """Wait until every job in JOBS got its JOB_CREATED or failed; False if TIMEOUT passed first."""
+    _, pending = await asyncio.wait([job._created_waiter() for job in jobs], timeout=timeout)
+    return not pending
 
 
 class SyncJob:

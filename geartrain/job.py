@@ -107,6 +107,11 @@ class Job:
     def done(self) -> bool:
         return self._result is not None or self._error is not None
 
+    @property
+    def error(self) -> BaseException | None:
+        """The exception the job ended with (None while it runs, or when it completed)."""
+        return self._error
+
     def _waiter(self) -> asyncio.Future:
         """The future that ends (with None) when the job does; made on first use."""
         fut = self._done
@@ -122,16 +127,21 @@ class Job:
             raise self._error.with_traceback(None)  # each raise starts a fresh traceback, as Future.result() does
         return self._result  # type: ignore[return-value]
 
+    def _created_waiter(self) -> asyncio.Future:
+        """The future that ends when JOB_CREATED arrives (with the handle) or the job fails first; made on first use.
+        Only for a job that has neither yet."""
+        if self._created is None:
+            self._created = asyncio.get_running_loop().create_future()
+        return self._created
+
     async def created(self, timeout: float | None = None) -> bytes:
         """Wait for JOB_CREATED; return the handle."""
         if self.handle is not None:
             return self.handle
         if self.done():  # failed before it was created
             self._outcome()
-        if self._created is None:
-            self._created = asyncio.get_running_loop().create_future()
         try:
-            return await asyncio.wait_for(asyncio.shield(self._created), timeout)
+            return await asyncio.wait_for(asyncio.shield(self._created_waiter()), timeout)
         except TimeoutError:
             raise JobTimeout(f"no JOB_CREATED within {timeout}s") from None
 

@@ -248,6 +248,10 @@ class Link:
         self._buf.append(data)
         self._flush()
 
+    def flush(self) -> None:
+        """Write what is queued now, not at the end of the loop turn."""
+        self._flush()
+
     def _flush(self) -> None:
         self._flush_scheduled = False
         buf = self._buf
