@@ -13,7 +13,7 @@ import ssl as _ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .transport import normalize_servers, parse_address
+from .transport import error_text, normalize_servers, parse_address
 
 #: commands whose reply is a list ended by a "." line
 LIST_COMMANDS = ("status", "workers", "prioritystatus", "show jobs", "show unique jobs")
@@ -21,13 +21,15 @@ LIST_COMMANDS = ("status", "workers", "prioritystatus", "show jobs", "show uniqu
 
 @dataclass
 class AdminReply:
-    """One server's answer: ``raw`` bytes as sent, ``lines`` (text, without the final "."), ``error``."""
+    """One server's answer: ``raw`` bytes as sent, ``lines`` (text, without the final "."), ``error``;
+    ``answered`` is False when the server could not be reached or sent nothing."""
 
     server: str
     command: str
     raw: bytes = b""
     lines: list[str] = field(default_factory=list)
     error: str | None = None
+    answered: bool = False
 
     @property
     def ok(self) -> bool:
@@ -53,7 +55,7 @@ def admin_command(server: str, command: str, *, timeout: float = 5.0, ssl: _ssl.
     try:
         sock = socket.create_connection((host, port), timeout=timeout)
     except OSError as exc:
-        reply.error = f"cannot connect: {exc}"
+        reply.error = f"cannot connect: {error_text(exc)}"
         return reply
     try:
         if ssl is not None:
@@ -75,11 +77,12 @@ def admin_command(server: str, command: str, *, timeout: float = 5.0, ssl: _ssl.
             if buf == b".\n" or buf.endswith(b"\n.\n"):
                 break
     except OSError as exc:
-        reply.error = f"connection failed: {exc}"
+        reply.error = f"connection failed: {error_text(exc)}"
         return reply
     finally:
         sock.close()
     reply.raw = buf
+    reply.answered = bool(buf)
     text = buf.decode(errors="replace")
     lines = [ln.rstrip("\r") for ln in text.split("\n")]
     if lines and lines[-1] == "":

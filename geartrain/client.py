@@ -32,7 +32,7 @@ from .hashring import HashRing
 from .job import NORMAL, Job, JobEvent, JobStatus, Task, _int, priority_of
 from .protocol import pack_req
 from .protocol.packets import T, submit_type
-from .transport import Backoff, Link, new_event_loop, normalize_servers
+from .transport import Backoff, Link, error_text, new_event_loop, normalize_servers
 
 __all__ = ["AsyncClient", "Client", "Job", "JobEvent", "JobStatus", "Task"]
 
@@ -188,7 +188,9 @@ class AsyncClient:
     ``servers``: "host:port", "h1:p1,h2", or a list of them (default 127.0.0.1:4730).
     ``codec``: how payloads and results are encoded (default bytes; ``geartrain.codecs.JSON`` for objects).
     ``timeout``: default seconds to wait for a result (None: forever).
-    ``wait_for_server``: how long a submission waits for some server to come up before NoServerAvailable.
+    ``wait_for_server``: how long a submission waits for some server to come up; by default (0) it raises
+    NoServerAvailable as soon as every server was tried and none could be reached (a refused connection is
+    known at once, an unanswered one after ``connect_timeout``).
     ``close_timeout``: how long ``close()`` (leaving ``async with``) waits for the JOB_CREATED of background
     submissions still in flight before it gives up on them and raises ``JobsNotCreated``.
     """
@@ -201,7 +203,7 @@ class AsyncClient:
         ssl: _ssl.SSLContext | None = None,
         timeout: float | None = None,
         connect_timeout: float = 5.0,
-        wait_for_server: float = 10.0,
+        wait_for_server: float = 0.0,
         max_backoff: float = 10.0,
         client_id: str | bytes | None = None,
         exceptions: bool = True,
@@ -270,26 +272,37 @@ class AsyncClient:
                         self._spawn(self._probe(st.link))
                 if chosen is not None:
                     return chosen
+            tried = set()
             for st in order:
                 link = st.link
                 if link.up:
                     return st
                 if link.retry_in() > 0:
-                    continue
-                try:
-                    await link.connect()
-                except OSError:
-                    continue
-                if link.up:
+                    continue  # backing off: another server may do
+                tried.add(st)
+                if await self._try(link):
                     return st
             now = time.monotonic()
             if deadline is None:
                 deadline = now + self.wait_for_server
-            wait = min(st.link.retry_in() for st in order)
             if now >= deadline:
-                errors = "; ".join(f"{st.link.address}: {st.link.last_error}" for st in order)
-                raise NoServerAvailable(f"no job server available ({errors})")
+                # about to give up: the servers skipped for their backoff get one try first (one may be back)
+                for st in order:
+                    if st not in tried and await self._try(st.link):
+                        return st
+                errors = "; ".join(f"{st.link.address}: {error_text(st.link.last_error)}" for st in order)
+                raise NoServerAvailable(f"cannot connect to any job server ({errors})")
+            wait = min(st.link.retry_in() for st in order)
             await asyncio.sleep(min(max(wait, 0.01), deadline - now))
+
+    @staticmethod
+    async def _try(link: Link) -> bool:
+        """Connect LINK if it can be; True when it is up."""
+        try:
+            await link.connect()
+        except OSError:
+            return False
+        return link.up
 
     @staticmethod
     async def _probe(link: Link) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import socket
 import ssl as _ssl
 import time
 from collections.abc import Callable, Sequence
@@ -27,18 +28,40 @@ PacketHandler = Callable[[int, tuple], None]
 LostHandler = Callable[["Link", BaseException | None], None]
 
 
+def parse_port(text: str | int) -> int:
+    """A TCP port number, 1-65535; ValueError (saying so) for anything else."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise ValueError(f"bad port {text!r}: not a number") from None
+    if not 0 < port < 65536:
+        raise ValueError(f"bad port {port}: ports are 1-65535")
+    return port
+
+
 def parse_address(spec: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
-    """``host``, ``host:port``, ``[v6]:port`` or ``v6`` -> (host, port)."""
+    """``host``, ``host:port``, ``[v6]:port`` or ``v6`` -> (host, port); ValueError for a bad port."""
     spec = spec.strip()
     if not spec:
         raise ValueError("empty server address")
     if spec.startswith("["):
         host, _, rest = spec[1:].partition("]")
-        return host, int(rest[1:]) if rest.startswith(":") else default_port
+        return host, parse_port(rest[1:]) if rest.startswith(":") else default_port
     if spec.count(":") == 1:
         host, port = spec.split(":")
-        return host or "127.0.0.1", int(port)
+        return host or "127.0.0.1", parse_port(port)
     return spec, default_port
+
+
+def error_text(exc: BaseException | None) -> str:
+    """Why a connection failed or ended, in words ("connection refused"), without Python's errno decoration."""
+    if exc is None:
+        return "closed by the server"
+    if isinstance(exc, socket.gaierror):
+        return f"unknown host ({exc.strerror})"
+    if isinstance(exc, OSError) and exc.errno and exc.errno > 0:
+        return os.strerror(exc.errno).lower()
+    return str(exc) or type(exc).__name__
 
 
 def format_address(host: str, port: int) -> str:
@@ -222,8 +245,6 @@ class Link:
         sock = proto.transport.get_extra_info("socket")
         if sock is not None:
             try:
-                import socket
-
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass

@@ -112,8 +112,9 @@ def main(args: argparse.Namespace) -> int:
     else:
         from rich.console import Console
 
-        Console().print(_render(args.command, client, replies))
+        if any(r.answered for r in replies):  # no table at all when no server answered: only the errors
+            Console().print(_render(args.command, client, replies))
         for r in replies:
-            if not r.ok and args.command != "cancel-job":
+            if not r.ok and (args.command != "cancel-job" or not r.answered):
                 print(f"geartrain admin: {r.server}: {r.error}", file=sys.stderr)
     return 1 if failed else 0

@@ -140,7 +140,7 @@ async def _run(args: argparse.Namespace) -> int:
         screen.message(f"warning: {data.decode(errors='replace')}")
 
     try:
-        async with AsyncClient(servers_from_args(args), wait_for_server=5.0) as client:
+        async with AsyncClient(servers_from_args(args)) as client:
             jobs = []
             for data in workloads:
                 for fn in args.function:

@@ -6,6 +6,9 @@ Each job runs COMMAND with the payload on stdin; its stdout is the result; a non
 the job (its output is sent first as WORK_DATA). With -n each output line goes as WORK_DATA as it
 is printed. Without a COMMAND the payload itself is the result (an echo worker). SIGTERM stops
 gracefully: running jobs finish, then the worker exits. --processes N runs N worker processes.
+
+On stderr it says when it connects, when a connection is lost, and once (until it gets through) when
+a server cannot be reached and it keeps retrying; -v adds a line per job.
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--concurrency", type=int, default=1, metavar="K", help="jobs at once per process")
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="register with CAN_DO_TIMEOUT")
     p.add_argument("--client-id", help="SET_CLIENT_ID (shown by `admin workers`)")
-    p.add_argument("-v", "--verbose", action="store_true", help="log connections and jobs on stderr")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="also log every job (start, end, time) and every failed connect on stderr")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ARGS... (default: echo the payload)")
     p.set_defaults(func=main)
 
@@ -147,8 +151,8 @@ def _supervise(args: argparse.Namespace) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, stream=sys.stderr,
-                        format=f"geartrain work[{os.getpid()}]: %(message)s")
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format=f"geartrain work[{os.getpid()}]: %(message)s")
+    logging.getLogger("geartrain").setLevel(logging.DEBUG if args.verbose else logging.INFO)
     if args.processes > 1:
         return _supervise(args)
     try:
