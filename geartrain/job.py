@@ -112,6 +112,11 @@ class Job:
         """The exception the job ended with (None while it runs, or when it completed)."""
         return self._error
 
+    def _name(self) -> str:
+        """The job as messages name it: ``job FUNCTION (HANDLE)``."""
+        name = f"job {self.function.decode(errors='replace')}"
+        return f"{name} ({self.handle.decode(errors='replace')})" if self.handle else name
+
     def _waiter(self) -> asyncio.Future:
         """The future that ends (with None) when the job does; made on first use."""
         fut = self._done
@@ -158,7 +163,7 @@ class Job:
                 try:
                     await asyncio.wait_for(asyncio.shield(fut), timeout)
                 except TimeoutError:
-                    raise JobTimeout(f"job {self.function!r} not done within {timeout}s") from None
+                    raise JobTimeout(f"{self._name()} not done within {timeout}s") from None
         return self.codec.decode(self._outcome())
 
     async def events(self) -> AsyncIterator[JobEvent]:
@@ -224,7 +229,7 @@ class Job:
             if self.on_warning:
                 self.on_warning(self, args[1])
         elif ptype == _WORK_FAIL:
-            self._fail(JobFailed(self.handle or b"", f"job {self.function.decode(errors='replace')} failed"))
+            self._fail(JobFailed(self.handle or b"", f"{self._name()} failed"))
             return True
         elif ptype == _WORK_EXCEPTION:
             self._fail(JobException(self.handle or b"", args[1]))

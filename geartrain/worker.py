@@ -7,8 +7,9 @@ registering again. It runs up to ``concurrency`` jobs at once and never asks for
 has free slots (grabs in flight + jobs running <= concurrency), so it does not starve its peers.
 
 Handlers take a ``WorkerJob`` and return the result (bytes, str, or anything the codec encodes).
-Raising ``WorkFailed`` (or calling ``job.fail()``) sends WORK_FAIL; any other exception sends
-WORK_EXCEPTION with ``"Type: message"`` and then WORK_FAIL. Coroutine handlers run as tasks;
+Raising ``WorkFailed`` (or calling ``job.fail()``) sends WORK_FAIL (logged at INFO); any other exception
+sends WORK_EXCEPTION with ``"Type: message"`` and then WORK_FAIL, and is logged once at WARNING with its
+traceback (logger ``geartrain.worker``). Coroutine handlers run as tasks;
 plain functions run inline on the loop when concurrency is 1, else in a thread pool.
 
 ``stop()`` (and SIGTERM/SIGINT when ``work(handle_signals=True)``) is graceful: no new grabs, jobs
@@ -265,7 +266,7 @@ class _WServer:
                 self.empty = False
                 w._pump()
         elif ptype == _ERROR:
-            log.debug("server %s: ERROR %r %r", self.link.address, *args)
+            log.debug("server %s: ERROR %s: %s", self.link.address, _text(args[0]), _text(args[1]))
 
     def lost(self, link: Link, exc: BaseException | None) -> None:
         w = self.worker
@@ -575,11 +576,16 @@ class AsyncWorker:
                 if exc is None:
                     ws.send(job._gen, pack_req(_WORK_COMPLETE, job.handle, payload))
             if exc is not None:
-                if not isinstance(exc, WorkFailed):
-                    text = f"{type(exc).__name__}: {exc}".encode(errors="replace")
-                    ws.send(job._gen, pack_req(T.WORK_EXCEPTION, job.handle, text))
+                if isinstance(exc, WorkFailed):
+                    log.info("job %s (%s) failed%s", _text(job.handle), _text(job.function),
+                             f": {exc}" if str(exc) else "")
+                else:
+                    text = f"{type(exc).__name__}: {exc}"
+                    ws.send(job._gen, pack_req(T.WORK_EXCEPTION, job.handle, text.encode(errors="replace")))
                     if not isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
-                        log.warning("job %r (%r) raised %s", job.handle, job.function, text.decode())
+                        # once per job, with the traceback: where the worker's function went wrong
+                        log.warning("job %s (%s) raised %s", _text(job.handle), _text(job.function), text,
+                                    exc_info=exc)
                 ws.send(job._gen, pack_req(T.WORK_FAIL, job.handle))
         self._running -= 1
         self.jobs_done += 1

@@ -17,13 +17,14 @@ import argparse
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
 from typing import Any
 
 from ..errors import WorkFailed
-from ..transport import new_event_loop
+from ..transport import error_text, new_event_loop
 from ..worker import AsyncWorker, WorkerJob
 from ._servers import add_server_options, servers_from_args
 
@@ -47,6 +48,22 @@ def add_parser(subparsers: Any) -> None:
     p.set_defaults(func=main)
 
 
+class CommandError(Exception):
+    """The job's command could not be started (its text names the command and why)."""
+
+
+def _check_command(command: list[str]) -> str | None:
+    """Why COMMAND cannot be run (checked once at start), or None."""
+    name = command[0]
+    if shutil.which(name) is not None:
+        return None
+    if os.sep in name:
+        if not os.path.exists(name):
+            return f"cannot run {name}: no such file"
+        return f"cannot run {name}: not an executable file"
+    return f"cannot run {name}: not found in PATH"
+
+
 def _make_handler(command: list[str], lines: bool, strip: bool) -> Any:
     if not command:
         def echo(job: WorkerJob) -> bytes:
@@ -54,7 +71,10 @@ def _make_handler(command: list[str], lines: bool, strip: bool) -> Any:
         return echo
 
     async def run_command(job: WorkerJob) -> bytes:
-        proc = await asyncio.create_subprocess_exec(*command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        try:
+            proc = await asyncio.create_subprocess_exec(*command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        except OSError as exc:
+            raise CommandError(f"cannot run {command[0]}: {error_text(exc)}") from None
         assert proc.stdin is not None and proc.stdout is not None
         stdin = proc.stdin
 
@@ -153,6 +173,11 @@ def _supervise(args: argparse.Namespace) -> int:
 def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format=f"geartrain work[{os.getpid()}]: %(message)s")
     logging.getLogger("geartrain").setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    problem = _check_command(command) if command else None
+    if problem:
+        print(f"geartrain work: {problem}", file=sys.stderr)
+        return 2
     if args.processes > 1:
         return _supervise(args)
     try:
