@@ -48,6 +48,11 @@ def add_parser(subparsers: Any) -> None:
     p.set_defaults(func=main)
 
 
+def _command(args: argparse.Namespace) -> list[str]:
+    """The job command given after ``--`` (empty: echo the payload)."""
+    return args.command[1:] if args.command[:1] == ["--"] else args.command
+
+
 class CommandError(Exception):
     """The job's command could not be started (its text names the command and why)."""
 
@@ -116,7 +121,7 @@ def _make_handler(command: list[str], lines: bool, strip: bool) -> Any:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    command = _command(args)
     # the echo handler (no command) is a plain function: run it inline even with several jobs in flight
     worker = AsyncWorker(servers_from_args(args), concurrency=args.concurrency, client_id=args.client_id,
                          threads=False)
@@ -148,7 +153,7 @@ def _child_argv(args: argparse.Namespace) -> list[str]:
         argv += ["--client-id", args.client_id]
     if args.verbose:
         argv.append("-v")
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    command = _command(args)
     return argv + ["--", *command] if command else argv
 
 
@@ -173,7 +178,7 @@ def _supervise(args: argparse.Namespace) -> int:
 def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format=f"geartrain work[{os.getpid()}]: %(message)s")
     logging.getLogger("geartrain").setLevel(logging.DEBUG if args.verbose else logging.INFO)
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    command = _command(args)
     problem = _check_command(command) if command else None
     if problem:
         print(f"geartrain work: {problem}", file=sys.stderr)
