@@ -7,7 +7,8 @@ Several servers: a job with a unique goes to the server its unique hashes to (``
 same on every client given the same list); a job without one goes round-robin. A server that is
 down is skipped until its backoff ends. A job whose connection drops before JOB_CREATED is sent to
 the next server; one that drops after it fails with ``JobLost`` (sending it again could run it twice).
-Replies are matched to requests in order per connection (gearmand answers each connection FIFO).
+Replies are matched to requests in order per connection (gearmand answers each connection FIFO) by a
+``protocol.session.ClientSession`` per server; a ``Job`` is the session's request object for its submission.
 
 A background submission is acknowledged or raises: ``submit_job(..., background=True)`` returns once the
 server answered JOB_CREATED (as libgearman's ``do_background`` and python-gearman do), and ``close()``
@@ -22,7 +23,6 @@ import concurrent.futures
 import ssl as _ssl
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -32,17 +32,12 @@ from .hashring import HashRing
 from .job import NORMAL, Job, JobEvent, JobStatus, Task, _int, priority_of
 from .protocol import pack_req
 from .protocol.packets import T, submit_type
+from .protocol.session import ClientSession
 from .transport import Backoff, Link, error_text, new_event_loop, normalize_servers
 
 __all__ = ["AsyncClient", "Client", "Job", "JobEvent", "JobStatus", "Task"]
 
-_JOB_CREATED = int(T.JOB_CREATED)
-_WORK = frozenset(int(t) for t in (T.WORK_COMPLETE, T.WORK_DATA, T.WORK_STATUS, T.WORK_WARNING, T.WORK_FAIL,
-                                   T.WORK_EXCEPTION))
-_REPLIES = frozenset(int(t) for t in (T.STATUS_RES, T.STATUS_RES_UNIQUE, T.OPTION_RES, T.ECHO_RES))
-_ERROR = int(T.ERROR)
 _OPT_EXCEPTIONS = pack_req(T.OPTION_REQ, b"exceptions")
-_WORK_COMPLETE = int(T.WORK_COMPLETE)
 #: AsyncClient.run batches replies (its linger) only with at least this many jobs in flight
 _LINGER_WINDOW = 64
 #: _SUBMIT[priority][background] -> the submit packet's type
@@ -53,18 +48,42 @@ def _b(value: str | bytes) -> bytes:
     return value.encode() if isinstance(value, str) else bytes(value)
 
 
-class _Server:
-    """The client's state for one server: its Link, requests awaiting a reply, foreground jobs by handle."""
+class _Reply:
+    """A request other than a submission (OPTION_REQ, GET_STATUS, ECHO_REQ): its reply ends ``future``."""
 
-    __slots__ = ("client", "link", "address", "pending", "jobs")
+    __slots__ = ("future",)
+
+    def __init__(self, future: asyncio.Future) -> None:
+        self.future = future
+
+    def on_created(self, handle: bytes) -> None:  # a reply out of order: the stream is confused
+        self._end(ConnectionLost("unexpected JOB_CREATED"))
+
+    def on_reply(self, ptype: int, args: tuple) -> None:
+        if not self.future.done():
+            self.future.set_result((ptype, args))
+
+    def on_error(self, code: bytes, text: bytes) -> None:
+        self._end(ServerError(code, text))
+
+    def _end(self, exc: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(exc)
+            self.future.exception()  # retrieved: whoever waits still gets it
+
+
+class _Server:
+    """The client's state for one server: its Link and its ClientSession (requests awaiting replies, jobs)."""
+
+    __slots__ = ("client", "link", "address", "session")
 
     def __init__(self, client: AsyncClient, address: str) -> None:
         self.client = client
-        self.link = Link(address, self.packet, self.lost, ssl=client.ssl, connect_timeout=client.connect_timeout,
-                         backoff=Backoff(maximum=client.max_backoff), on_up=self.up)
+        self.session = ClientSession()
+        self.link = Link(address, self.session.receive, self.lost, ssl=client.ssl,
+                         connect_timeout=client.connect_timeout, backoff=Backoff(maximum=client.max_backoff),
+                         on_up=self.up)
         self.address = self.link.address
-        self.pending: deque[Job | asyncio.Future] = deque()
-        self.jobs: dict[bytes, Job | list[Job]] = {}
 
     def up(self, link: Link) -> None:
         if self.client.exceptions:
@@ -74,94 +93,22 @@ class _Server:
 
     def request(self, packet: bytes) -> asyncio.Future:
         fut = asyncio.get_running_loop().create_future()
-        self.pending.append(fut)
+        self.session.pending.append(_Reply(fut))
         self.link.send(packet)
         return fut
 
     def submit(self, job: Job) -> None:
-        self.pending.append(job)
+        self.session.pending.append(job)
         job._tried += 1
+        job.server = self.address
         if job.when is not None:
             pkt = pack_req(T.SUBMIT_JOB_EPOCH, job.function, job.unique or b"", str(job.when).encode(), job.data)
         else:
             pkt = pack_req(_SUBMIT[job.priority][job.background], job.function, job.unique or b"", job.data)
         self.link.send(pkt)
 
-    def packet(self, ptype: int, args: tuple) -> None:
-        # the two packets every foreground job gets come first, with nothing but the common case inline
-        if ptype == _WORK_COMPLETE:
-            job = self.jobs.pop(args[0], None)
-            if job is not None:
-                if type(job) is list:
-                    for j in job:
-                        j._complete(args[1])
-                else:
-                    job._complete(args[1])
-                return
-        elif ptype == _JOB_CREATED:
-            pending = self.pending
-            if not pending:
-                return
-            job = pending.popleft()
-            if type(job) is not Job:  # a reply out of order: the stream is confused
-                job.set_exception(ConnectionLost("unexpected JOB_CREATED"))
-                return
-            handle = args[0]
-            if job.background or job._created is not None:
-                job._set_created(handle, self.address)
-                if job.background:
-                    return
-            else:
-                job.handle = handle
-                job.server = self.address
-            jobs = self.jobs
-            other = jobs.setdefault(handle, job)
-            if other is not job:  # coalesced with a job this client already waits for
-                if type(other) is list:
-                    other.append(job)
-                else:
-                    jobs[handle] = [other, job]
-            return
-        if ptype in _WORK:
-            self._work(ptype, args)
-        elif ptype in _REPLIES:
-            if self.pending:
-                item = self.pending.popleft()
-                if type(item) is not Job and not item.done():
-                    item.set_result((ptype, args))
-        elif ptype == _ERROR:
-            if self.pending:
-                item = self.pending.popleft()
-                err = ServerError(args[0], args[1])
-                if type(item) is Job:
-                    item._fail(err)
-                elif not item.done():
-                    item.set_exception(err)
-
-    def _work(self, ptype: int, args: tuple) -> None:
-        """A WORK_* packet other than a plain WORK_COMPLETE of a known handle."""
-        handle = args[0]
-        job = self.jobs.get(handle)
-        if job is None:
-            if not handle.endswith(b"\0"):
-                return
-            # gearmand turns WORK_EXCEPTION into WORK_FAIL for clients without the option, keeping its NUL
-            handle = handle.rstrip(b"\0")
-            job = self.jobs.get(handle)
-            if job is None:
-                return
-        if type(job) is list:
-            ended = False
-            for j in job:
-                ended = j._packet(ptype, args) or ended
-        else:
-            ended = job._packet(ptype, args)
-        if ended:
-            del self.jobs[handle]
-
     def lost(self, link: Link, exc: BaseException | None) -> None:
-        pending, self.pending = self.pending, deque()
-        jobs, self.jobs = self.jobs, {}
+        pending, running = self.session.close()
         client = self.client
         for item in pending:
             if type(item) is Job:
@@ -169,12 +116,10 @@ class _Server:
                     client._spawn(client._dispatch(item))  # not created here: safe to send elsewhere
                 else:
                     item._fail(ConnectionLost(f"connection to {link.address} lost"))
-            elif not item.done():
-                item.set_exception(ConnectionLost(f"connection to {link.address} lost"))
-                item.exception()
-        for job in jobs.values():
-            for j in job if type(job) is list else (job,):
-                j._fail(JobLost(j.handle or b"", link.address))
+            else:
+                item._end(ConnectionLost(f"connection to {link.address} lost"))
+        for job in running:
+            job._fail(JobLost(job.handle or b"", link.address))
 
 
 def _ignore(fut: asyncio.Future) -> None:
@@ -606,7 +551,8 @@ class AsyncClient:
         """Background jobs sent or on their way to a server that have no JOB_CREATED (nor an error) yet."""
         out = [job for job in self._dispatching if job.background and not job.done()]
         for st in self._list:
-            out += [item for item in st.pending if type(item) is Job and item.background and not item.done()]
+            out += [item for item in st.session.pending
+                    if type(item) is Job and item.background and not item.done()]
         return out
 
     async def close(self) -> None:

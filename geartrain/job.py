@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import JobException, JobFailed, JobTimeout
+from .errors import JobException, JobFailed, JobTimeout, ServerError
 from .protocol.packets import T
 
 HIGH, NORMAL, LOW = 0, 1, 2
@@ -236,9 +236,23 @@ class Job:
             return True
         return False
 
-    def _set_created(self, handle: bytes, server: str) -> None:
+    # -- the ClientSession's request interface (see protocol/session.py) ----------------------------------------
+    def on_created(self, handle: bytes) -> Job | None:
+        """JOB_CREATED: a foreground job then waits for its WORK_* packets (returns itself)."""
+        if self.background or self._created is not None:
+            self._set_created(handle)
+            return None if self.background else self
+        self.handle = handle  # the common case: nobody waits for the handle itself
+        return self
+
+    def on_reply(self, ptype: int, args: tuple) -> None:
+        """A reply that answers no submission: the stream is confused; the job stays unanswered."""
+
+    def on_error(self, code: bytes, text: bytes) -> None:
+        self._fail(ServerError(code, text))
+
+    def _set_created(self, handle: bytes) -> None:
         self.handle = handle
-        self.server = server
         if self._created is not None and not self._created.done():
             self._created.set_result(handle)
         if self.background:
@@ -255,6 +269,9 @@ class Job:
                 fut.set_result(None)  # the waiter only wakes; the error is raised from _error
             if self._notify is not None:
                 self._notify(self)
+
+    on_complete = _complete
+    on_work = _packet
 
 
 class Task:
