@@ -213,7 +213,7 @@ class AsyncClient:
                 for st in order:
                     if st.link.up:
                         chosen = chosen or st
-                    elif st.link.retry_in() == 0 and st.link._connecting is None:
+                    elif st.link.retry_in() == 0 and not st.link.connecting:
                         self._spawn(self._probe(st.link))
                 if chosen is not None:
                     return chosen
@@ -327,7 +327,7 @@ class AsyncClient:
                 i = 0
             self._rr = i + 1
             st = lst[i]
-        if st.link._proto is not None and not self._closing:  # Link.up, without the property call
+        if st.link.up and not self._closing:
             st.submit(job)
             return True
         return False

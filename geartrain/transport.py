@@ -163,7 +163,7 @@ class Link:
 
     __slots__ = ("address", "host", "port", "ssl", "connect_timeout", "handler", "on_lost", "backoff",
                  "retry_at", "max_packet_size", "_proto", "_buf", "_flush_scheduled", "_connecting", "_loop",
-                 "last_error", "on_up", "_rx", "after_read", "fast")
+                 "last_error", "on_up", "_rx", "after_read", "fast", "up")
 
     def __init__(
         self,
@@ -187,6 +187,8 @@ class Link:
         self.retry_at = 0.0
         self.max_packet_size = max_packet_size
         self._proto: _Protocol | None = None
+        #: connected (a plain attribute, not a property: hot paths read it for every job)
+        self.up = False
         self._buf: list[bytes] = []
         self._flush_scheduled = False
         self._connecting: asyncio.Future | None = None
@@ -206,8 +208,9 @@ class Link:
         return f"<Link {self.address} {'up' if self.up else 'down'}>"
 
     @property
-    def up(self) -> bool:
-        return self._proto is not None
+    def connecting(self) -> bool:
+        """A connect() is under way."""
+        return self._connecting is not None
 
     def retry_in(self) -> float:
         """Seconds until this server may be tried again (0: now)."""
@@ -249,6 +252,7 @@ class Link:
             except OSError:
                 pass
         self._proto = proto
+        self.up = True
         self._buf = []
         self._flush_scheduled = False
         self.backoff.reset()
@@ -273,6 +277,24 @@ class Link:
         """Write what is queued now, not at the end of the loop turn."""
         self._flush()
 
+    def write_direct(self, data: bytes) -> bool:
+        """Write DATA now, with one system call and no copy, if nothing is queued before it (True); else leave it
+        (False: the caller sends it the ordinary way). For a hot path that answers a read with one packet."""
+        proto = self._proto
+        if self._buf or proto is None or proto.transport is None:
+            return False
+        proto.transport.write(data)
+        return True
+
+    def batch(self, fn: Callable[..., object], *args: object) -> None:
+        """Call FN(*ARGS); the packets it sends, after those already queued, leave in one write when it returns."""
+        self._rx = True
+        try:
+            fn(*args)
+        finally:
+            self._rx = False
+        self._flush()
+
     def _flush(self) -> None:
         self._flush_scheduled = False
         buf = self._buf
@@ -288,6 +310,7 @@ class Link:
         if proto is not self._proto:
             return
         self._proto = None
+        self.up = False
         self._buf = []
         self.last_error = exc
         self.retry_at = time.monotonic() + self.backoff.next_delay()

@@ -198,36 +198,28 @@ class _WServer:
         w.jobs_done += 1
         self.jobs_done += 1
         size = (len(handle) + 1 + len(result)).to_bytes(4, "big")
-        buf = link._buf
-        if w._solo and not self.sleeping and not buf:
-            # one slot, one server: the slot this job held is the one free slot, so ask for the next job with it
+        # one slot, one server: the slot this job held is the one free slot, so ask for the next job with it
+        if w._solo and not self.sleeping and link.write_direct(
+                b"".join((_COMPLETE_HEAD, size, handle, b"\0", result, _GRAB))):
             self.grabs = 1
             w._grabs = 1
-            link._proto.transport.write(b"".join((_COMPLETE_HEAD, size, handle, b"\0", result, _GRAB)))
             if w.busy_poll:
                 w._poll_until = perf_counter() + w.busy_poll
                 if not w._polling:
                     w._polling = True
                     w._loop.call_soon(w._poll)  # type: ignore[union-attr]
             return True
-        buf.append(b"".join((_COMPLETE_HEAD, size, handle, b"\0", result)))
-        link._rx = True
-        try:
-            w._pump()
-        finally:
-            link._rx = False
-        link._flush()
+        link.batch(self._answer, b"".join((_COMPLETE_HEAD, size, handle, b"\0", result)))
         return True
+
+    def _answer(self, packet: bytes) -> None:
+        """Send a job's WORK_COMPLETE and ask for as many jobs as there are free slots (in a Link.batch)."""
+        self.link.send(packet)
+        self.worker._pump()
 
     def _finish_slow(self, job: WorkerJob, result: Any, exc: BaseException | None) -> None:
         """The fast path's job ends the general way: its packets (and the next grab) in one write."""
-        link = self.link
-        link._rx = True
-        try:
-            self.worker._finish(job, result, exc)
-        finally:
-            link._rx = False
-        link._flush()
+        self.link.batch(self.worker._finish, job, result, exc)
 
     def packet(self, ptype: int, args: tuple) -> None:
         w = self.worker
@@ -473,7 +465,7 @@ class AsyncWorker:
     def _check_done(self) -> None:
         if self._stopping and self._running == 0 and self._grabs <= 0 and self._done and not self._done.done():
             for ws in self.servers:
-                ws.link._flush()
+                ws.link.flush()
             self._done.set_result(None)
 
     def _pump(self) -> None:
