@@ -108,7 +108,8 @@ class ClientSession:
                 self.stray(ptype, args)
                 return
             watcher = pending.popleft().on_created(args[0])
-            if watcher is not None:
+            # the common case inline: a handle nobody here watched yet (watch() does the rest)
+            if watcher is not None and (self.weak or self.jobs.setdefault(args[0], watcher) is not watcher):
                 self.watch(args[0], watcher)
             return
         if ptype in _WORK:
