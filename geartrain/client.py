@@ -665,8 +665,13 @@ class Client:
     def __enter__(self) -> Client:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        try:
+            self.close()
+        except JobsNotCreated as err:
+            if exc is None:
+                raise
+            exc.add_note(str(err))  # the block's own error goes on; say what else went wrong
 
     def submit(self, function: str | bytes, data: Any = b"", *, timeout: float | None = None, **kwargs: Any) -> Any:
         """Submit a foreground job and return its result."""
