@@ -350,6 +350,8 @@ class AsyncWorker:
         if handler is None:
             return lambda h: self.register(function, h, timeout=timeout) or h
         name = _b(function)
+        if not name:
+            raise ValueError("a function name cannot be empty")
         self.functions[name] = (handler, timeout)
         self._is_async[name] = inspect.iscoroutinefunction(handler)
         if self._is_async[name] or self.threads:

@@ -29,11 +29,18 @@ from ..worker import AsyncWorker, WorkerJob
 from ._servers import add_server_options, servers_from_args
 
 
+def _function_name(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("a function name cannot be empty")
+    return text
+
+
 def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser("work", help="run a command for each job (like `gearman -w`)", add_help=False,
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_server_options(p)
-    p.add_argument("-f", "--function", action="append", required=True, help="function name (repeatable)")
+    p.add_argument("-f", "--function", action="append", required=True, type=_function_name,
+                   help="function name (repeatable)")
     p.add_argument("-c", "--count", type=int, help="exit after COUNT jobs (per process)")
     lines = p.add_mutually_exclusive_group()
     lines.add_argument("-n", "--lines", action="store_true", help="send each output line as WORK_DATA")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from geartrain.cli import COMMANDS, main
@@ -24,3 +27,23 @@ def test_an_unknown_option_before_any_command_shows_the_top_level_usage(capsys):
     with pytest.raises(SystemExit):
         main(["--frobnicate"])
     assert capsys.readouterr().err.startswith("usage: geartrain [-h]")
+
+
+@pytest.mark.parametrize("argv", [["serve", "-p", "99999"], ["serve", "--http-port", "70000"], ["serve", "-p", "x"]])
+def test_serve_refuses_a_port_out_of_range(argv):
+    out = subprocess.run([sys.executable, "-m", "geartrain", *argv], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2 and "usage: geartrain serve" in out.stderr
+    assert "out of range" in out.stderr or "not a port number" in out.stderr
+
+
+def test_work_refuses_an_empty_function_name():
+    out = subprocess.run([sys.executable, "-m", "geartrain", "work", "-f", "", "--", "cat"], capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 2 and "a function name cannot be empty" in out.stderr
+
+
+def test_the_worker_library_refuses_an_empty_function_name():
+    from geartrain.worker import AsyncWorker
+
+    with pytest.raises(ValueError, match="cannot be empty"):
+        AsyncWorker(["127.0.0.1:1"]).register("", lambda job: b"")
