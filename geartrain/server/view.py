@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .budget import InputBudget
+from .health import Health
 from .jobs import Peer
 from .state import State
+from .store.base import MemoryStore
 
 Address = tuple[str, int]
 
@@ -29,6 +31,12 @@ class HttpStats:
     #: bytes of Gearman replies the state wrote to HTTP submissions: the flush counts them as Gearman output
     relayed: int = 0
     responses: dict[int, int] = field(default_factory=dict)
+
+
+def serving_without_store() -> Health:
+    health = Health(MemoryStore())
+    health.replayed = True
+    return health
 
 
 @dataclass(eq=False)
@@ -51,6 +59,8 @@ class ServerView:
     budget: InputBudget = field(default_factory=lambda: InputBudget(0))
     #: the HTTP listener's counters, set when it starts
     http: HttpStats | None = None
+    #: liveness and readiness (GET /healthz, /readyz); by default, a server without a store, serving
+    health: Health = field(default_factory=serving_without_store)
 
     def traffic(self) -> list[tuple[str, int, int]]:
         """(listener, bytes in, bytes out) for the Gearman port and, if it runs, the HTTP one."""
