@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -23,9 +21,9 @@ from geartrain.server.app import Options, Server
 from geartrain.server.commands import ready_reply
 from geartrain.server.health import Health, Report
 from geartrain.server.store.base import MemoryStore, Store, StoreError
-from tests.conftest import free_port, need_peer, start_geartrain, wait_port
+from tests.conftest import free_port, start_geartrain, wait_port
 from tests.interop.wire import Wire, wait_for
-from tests.server.store.backends import KINDS, Backend, need_service
+from tests.server.store.backends import KINDS, Backend, PrivateRedis, need_service
 from tests.server.test_serve_queue_down import FlakyStore
 
 
@@ -184,28 +182,6 @@ def test_each_store_answers_the_probe_and_reconnects_for_it(backend: Backend):
 
 
 # ---------------------------------------------------------------------- over HTTP and the admin port
-
-
-class PrivateRedis:
-    """A redis-server of the test's own, which it can stop and start again on the same port."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.binary = shutil.which("redis-server")
-        need_peer("redis-server", self.binary is not None)
-        self.tmp = tmp
-        self.port = free_port()
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen([str(self.binary), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no", "--dir", str(self.tmp)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_port(self.port, self.proc)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
 
 
 def _get(port: int, path: str) -> tuple[int, dict]:
