@@ -239,7 +239,7 @@ class Server:
             job_retries=options.job_retries,
             worker_wakeup=options.worker_wakeup,
             exceptions=options.exceptions,
-            notice=lambda msg: log.log(NOTICE, "%s", msg),
+            notice=lambda msg, **fields: log.log(NOTICE, "%s", msg, extra=fields),  # fields: the JSON log's
             now=time.time(),
             defer_no_job=True,  # flush and _poll answer the deferred grabs
             grab_wait=options.grab_wait,  # the loop polls while a grab waits
