@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .store.base import Store, StoreError
+from .store.base import MemoryStore, Store, StoreError
 
 Check = Callable[[], Awaitable[str | None]]
 OK = "ok"
@@ -58,6 +58,13 @@ class Health:
         self._last: tuple[float, Report] | None = None
         self._running: asyncio.Future[Report] | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
+
+    @classmethod
+    def serving(cls) -> Health:
+        """The health of a server without a durable store, serving (a ServerView's default)."""
+        health = cls(MemoryStore())
+        health.replayed = True
+        return health
 
     def add_check(self, name: str, check: Check) -> None:
         """Another condition of readiness: CHECK returns None when it holds, else why not."""

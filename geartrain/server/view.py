@@ -16,7 +16,6 @@ from .budget import InputBudget
 from .health import Health
 from .jobs import Peer
 from .state import State
-from .store.base import MemoryStore
 
 Address = tuple[str, int]
 
@@ -31,12 +30,6 @@ class HttpStats:
     #: bytes of Gearman replies the state wrote to HTTP submissions: the flush counts them as Gearman output
     relayed: int = 0
     responses: dict[int, int] = field(default_factory=dict)
-
-
-def serving_without_store() -> Health:
-    health = Health(MemoryStore())
-    health.replayed = True
-    return health
 
 
 @dataclass(eq=False)
@@ -60,7 +53,7 @@ class ServerView:
     #: the HTTP listener's counters, set when it starts
     http: HttpStats | None = None
     #: liveness and readiness (GET /healthz, /readyz); by default, a server without a store, serving
-    health: Health = field(default_factory=serving_without_store)
+    health: Health = field(default_factory=Health.serving)
 
     def traffic(self) -> list[tuple[str, int, int]]:
         """(listener, bytes in, bytes out) for the Gearman port and, if it runs, the HTTP one."""
