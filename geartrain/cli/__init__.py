@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from .. import __version__
 
 #: sub-command modules, in the order `--help` lists them (the benchmark is `make bench`: bench/run.py)
-COMMANDS = ["serve", "submit", "work", "admin", "top"]
+COMMANDS = ["serve", "submit", "work", "admin", "top", "queue"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -67,6 +67,11 @@ def err_unknown(command: bytes) -> bytes:
     return b"ERR UNKNOWN_COMMAND Unknown+server+command" + command + b"\r\n"
 
 
+def err(code: bytes, text: str) -> bytes:
+    """``ERR CODE text+with+plus+for+spaces\r\n``, gearmand's form of an error with a message."""
+    return b"ERR " + code + b" " + "+".join(text.split()).encode("utf-8", "replace") + b"\r\n"
+
+
 def err_create(name: bytes) -> bytes:
     return b"ERR CREATE_FUNCTION " + name + b"\r\n"
 

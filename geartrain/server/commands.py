@@ -1,7 +1,10 @@
 """Admin text commands run against the server's state (the formats are in protocol/admin.py).
 
 ``Admin.run(peer, line)`` is installed as ``State.text``; it answers on the same connection.
-Commands are matched case-insensitively, as gearmand does.
+Commands are matched case-insensitively, as gearmand does. Besides gearmand's, ``shutdown [graceful]``
+and, for tools that speak only Gearman, ``health`` (``OK live``) and ``ready`` (``OK ready``, or
+``ERR NOT_READY`` with the reasons: server/health.py, the same answer as ``GET /readyz``). ``ready`` is
+answered once its probe returns: a placeholder keeps its place in the connection's output meanwhile.
 """
 
 from __future__ import annotations
@@ -10,7 +13,9 @@ import os
 from collections.abc import Callable
 
 from ..protocol import admin
+from .health import Health, Report
 from .jobs import DELAYED, QUEUED, RUNNING, Function, Job, Peer
+from .outbox import Hold
 from .state import State, atoi
 
 
@@ -18,8 +23,11 @@ class Admin:
     """Runs one admin line for one connection."""
 
     def __init__(self, state: State, *, version: str, verbose: Callable[[], str],
-                 shutdown: Callable[[bool], None] | None = None) -> None:
+                 shutdown: Callable[[bool], None] | None = None, health: Health | None = None,
+                 flush: Callable[[], None] | None = None) -> None:
         self.state = state
+        self.health = health
+        self.flush = flush  # writes the output of a reply that came later (a `ready` probe's)
         self.version = version
         self.verbose = verbose
         self.shutdown = shutdown
@@ -39,21 +47,45 @@ class Admin:
             b"verbose": lambda words: admin.ok_value(self.verbose()),
             b"version": lambda words: admin.ok_value(self.version),
             b"shutdown": self.do_shutdown,
+            b"health": lambda words: admin.ok_value("live"),
         }
+        #: commands answered later: each is given the function that sends its reply
+        self.later: dict[bytes, Callable[[list[bytes], Callable[[bytes], None]], None]] = {b"ready": self.ready}
 
     def run(self, peer: Peer, line: bytes) -> None:
         words = admin.split(line)
         if not words:
             self.state.send(peer, admin.err_unknown(b""))
             return
-        command = self.commands.get(words[0].lower())
-        if command is None:
+        name = words[0].lower()
+        command = self.commands.get(name)
+        later = self.later.get(name) if command is None else None
+        if command is None and later is None:
             reply = admin.err_unknown(words[0])
-        elif self.allowed is not None and not self.allowed(peer, words[0].lower()):
+        elif self.allowed is not None and not self.allowed(peer, name):
             reply = admin.ERR_PERMISSION
+        elif later is not None:
+            hold = self.state.outbox.hold(peer)
+            later(words, lambda reply: self.answer(peer, hold, reply))
+            return
         else:
+            assert command is not None
             reply = command(words)
         self.state.send(peer, reply)
+
+    def answer(self, peer: Peer, hold: Hold, reply: bytes) -> None:
+        """The reply of a command answered later, in the place it kept."""
+        self.state.outbox.resolve(peer, hold, reply)
+        if self.flush is not None:
+            self.flush()
+
+    # ------------------------------------------------------------------ health
+
+    def ready(self, words: list[bytes], answer: Callable[[bytes], None]) -> None:
+        if self.health is None:
+            answer(admin.ok_value("ready"))
+            return
+        self.health.ready_soon(lambda report: answer(ready_reply(report)))
 
     # ------------------------------------------------------------------ listings
 
@@ -145,6 +177,13 @@ class Admin:
         if self.shutdown is not None:
             self.shutdown(graceful)
         return admin.OK
+
+
+def ready_reply(report: Report) -> bytes:
+    """``OK ready\n``, or ``ERR NOT_READY reason;+reason\r\n``."""
+    if report.ok:
+        return admin.ok_value("ready")
+    return admin.err(b"NOT_READY", "; ".join(report.reasons))
 
 
 def _unique_hash(job: Job) -> int:

@@ -76,13 +76,15 @@ class Lifecycle:
     job_class = Job  # what create() makes (the fuzz test's jobs check each change of state against TRANSITIONS)
 
     def __init__(self, *, prefix: bytes, out: Outbox, job_retries: int = 0,
-                 notice: Callable[[str], None] | None = None, now: float = 0.0) -> None:
+                 notice: Callable[..., None] | None = None, now: float = 0.0) -> None:
         self.prefix = prefix + b":"  # job handles are PREFIX:N
         self.counter = 0  # the N of the last handle
         self.now = now  # the caller's clock (epoch seconds): set per read and per timer tick
         self.out = out
         self.job_retries = job_retries  # <= 0: unlimited (gearmand 1.1.20's default 0)
-        self.notice = notice or (lambda msg: None)  # log line for rare events (drops, timeouts)
+        # log line for rare events (drops, timeouts): notice(message, event=..., function=..., handle=..., peer=...),
+        # the keywords being fields of their own in a JSON log (logfmt.py)
+        self.notice = notice or (lambda msg, **fields: None)
         self.committer: Any = None  # group.GroupCommit for a durable store, None for memory
         #: called with a job's function when the job becomes runnable while workers sleep (in the function's
         #: sleepers, or in wide_sleepers: the workers part's sleepers with many functions): it wakes one
@@ -370,6 +372,7 @@ class Lifecycle:
     def requeue(self, job: Job, why: str) -> None:
         """RUNNING -> QUEUED at the head of its queue: its worker left or timed out. A foreground job nobody
         waits for any more is dropped instead, and one that has had its -j tries fails."""
+        worker = job.worker
         self._end_run(job, False)
         f = job.function
         job.retries += 1
@@ -378,7 +381,9 @@ class Lifecycle:
             return
         if self.job_retries > 0 and job.retries >= self.job_retries:
             self.notice(f"Dropped job due to max retry count: {job.handle.decode(errors='replace')} "
-                        f"{f.name.decode(errors='replace')} after {job.retries} tries ({why})")
+                        f"{f.name.decode(errors='replace')} after {job.retries} tries ({why})",
+                        event="job_dropped", function=f.name, handle=job.handle, peer=worker.host if worker else None,
+                        fd=worker.fd if worker else None, tries=job.retries, reason=why)
             self._failed(job)
             return
         f.retried += 1
@@ -402,7 +407,8 @@ class Lifecycle:
         f.timeouts += 1
         self.timed_out += 1
         self.notice(f"Job {job.handle.decode(errors='replace')} of {f.name.decode(errors='replace')} timed out "
-                    f"after {role.can.get(f, 0):g}s on worker {worker.host} fd {worker.fd}")
+                    f"after {role.can.get(f, 0):g}s on worker {worker.host} fd {worker.fd}",
+                    event="job_timed_out", function=f.name, handle=job.handle, peer=worker.host, fd=worker.fd)
         if self.job_retries > 0:
             self.requeue(job, "timed out")
         else:

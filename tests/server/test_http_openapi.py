@@ -85,7 +85,7 @@ def test_every_documented_get_answers_as_documented(busy: tuple[Web, dict[str, s
         assert status == 200, (path, body)
         check("GET", template, status, headers, body)
         served += 1
-    assert served == 9
+    assert served == 11
 
 
 def test_listings_match_the_state(busy: tuple[Web, dict[str, str]]) -> None:
