@@ -10,7 +10,8 @@ import pytest
 from geartrain.cli import COMMANDS, main
 
 #: each sub-command with the arguments it requires, so only the unknown option is wrong
-VALID = {"serve": [], "submit": ["-f", "x"], "work": ["-f", "x"], "admin": ["status"], "top": []}
+VALID = {"serve": [], "submit": ["-f", "x"], "work": ["-f", "x"], "admin": ["status"], "top": [],
+         "queue": ["count", "sqlite:///q.sqlite"]}
 
 
 @pytest.mark.parametrize("name", COMMANDS)
