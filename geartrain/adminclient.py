@@ -1,36 +1,39 @@
 """Client side of gearmand's admin text protocol (status, workers, cancel job, ...), for one or several servers.
 
 ``AdminClient(servers).command("status")`` sends the line to every server and returns one
-``AdminReply`` per server (its raw text and parsed rows). List commands end with a ``.`` line;
-the others answer with one ``OK ...`` or ``ERR ...`` line. Helpers sum ``status`` and
-``prioritystatus`` over servers, and read and change what geartrain servers keep beyond a job's run
-(``failed``, ``failed_job``, ``requeue_failed``, ``discard_failed``, ``policy``, ``policies``).
+``AdminReply`` per server (its raw text and its lines). How a reply ends and how its rows read is
+protocol/admin_parse.py's. Helpers sum ``status`` and ``prioritystatus`` over servers, and read and change
+what geartrain servers keep beyond a job's run (``failed``, ``failed_job``, ``requeue_failed``,
+``discard_failed``, ``policy``, ``policies``; their replies are read by geartrain/outcome.py).
 """
 
 from __future__ import annotations
 
 import socket
 import ssl as _ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from .errors import ConnectionLost
 from .outcome import FailedEntry, listing, parse_failed_list, parse_failed_show
-from .transport import normalize_servers, parse_address
+from .protocol.admin_parse import LIST_COMMANDS, ReplyLines, priority_row, status_row
+from .transport import error_text, normalize_servers, parse_address
 
-#: commands whose reply is a list ended by a "." line
-LIST_COMMANDS = ("status", "workers", "prioritystatus", "show jobs", "show unique jobs")
+__all__ = ["LIST_COMMANDS", "AdminClient", "AdminReply", "FunctionStatus", "admin_command"]
 
 
 @dataclass
 class AdminReply:
-    """One server's answer: ``raw`` bytes as sent, ``lines`` (text, without the final "."), ``error``."""
+    """One server's answer: ``raw`` bytes as sent, ``lines`` (text, without the final "."), ``error``;
+    ``answered`` is False when the server could not be reached or sent nothing."""
 
     server: str
     command: str
     raw: bytes = b""
     lines: list[str] = field(default_factory=list)
     error: str | None = None
+    answered: bool = False
 
     @property
     def ok(self) -> bool:
@@ -44,13 +47,6 @@ class AdminReply:
         return ""
 
 
-def _is_list(command: str) -> bool:
-    words = command.lower().split()
-    if words[:1] in (["result"], ["policies"]) or words[:1] == ["failed"] and words[1:2] in ([], ["list"], ["show"]):
-        return True  # geartrain's own listings (a "." line ends them too)
-    return " ".join(words) in LIST_COMMANDS
-
-
 def admin_command(server: str, command: str, *, timeout: float = 5.0, ssl: _ssl.SSLContext | None = None) -> AdminReply:
     """Send one admin COMMAND line to SERVER and read its whole reply."""
     reply = AdminReply(server, command)
@@ -58,43 +54,34 @@ def admin_command(server: str, command: str, *, timeout: float = 5.0, ssl: _ssl.
     try:
         sock = socket.create_connection((host, port), timeout=timeout)
     except OSError as exc:
-        reply.error = f"cannot connect: {exc}"
+        reply.error = f"cannot connect: {error_text(exc)}"
         return reply
+    collector = ReplyLines(command)
+    buf = b""
     try:
         if ssl is not None:
             sock = ssl.wrap_socket(sock, server_hostname=host)
         sock.sendall(command.encode() + b"\r\n")
-        is_list = _is_list(command)
-        buf = b""
-        while True:
+        done = False
+        start = 0  # where the next line begins in buf
+        while not done:
             chunk = sock.recv(65536)
             if not chunk:
                 break
             buf += chunk
-            if not buf.endswith(b"\n"):
-                continue
-            if buf.startswith((b"OK", b"ERR")) and buf.count(b"\n") >= 1 and not (is_list and buf.startswith(b"OK")):
-                break
-            if not is_list:
-                break
-            if buf == b".\n" or buf.endswith(b"\n.\n"):
-                break
+            while not done and (end := buf.find(b"\n", start)) >= 0:
+                done = collector.add(buf[start:end].decode(errors="replace").rstrip("\r"))
+                start = end + 1
     except OSError as exc:
-        reply.error = f"connection failed: {exc}"
+        reply.error = f"connection failed: {error_text(exc)}"
         return reply
     finally:
         sock.close()
     reply.raw = buf
-    text = buf.decode(errors="replace")
-    lines = [ln.rstrip("\r") for ln in text.split("\n")]
-    if lines and lines[-1] == "":
-        lines.pop()
-    if is_list and lines and lines[-1] == ".":
-        lines.pop()
-    reply.lines = lines
-    if lines and lines[0].startswith("ERR"):
-        parts = lines[0].split(" ", 2)
-        reply.error = " ".join(p.replace("+", " ") for p in parts[1:]) or "ERR"
+    reply.answered = bool(buf)
+    reply.lines = collector.lines
+    if collector.error is not None:
+        reply.error = " ".join(p for p in collector.error if p) or "ERR"
     elif not buf:
         reply.error = "no reply"
     return reply
@@ -111,16 +98,6 @@ class FunctionStatus:
     low: int = 0
 
 
-def _ints(parts: list[str]) -> list[int]:
-    out = []
-    for p in parts:
-        try:
-            out.append(int(p))
-        except ValueError:
-            out.append(0)
-    return out
-
-
 class AdminClient:
     """Admin commands over one or more servers."""
 
@@ -134,34 +111,26 @@ class AdminClient:
         return [admin_command(s, line, timeout=self.timeout, ssl=self.ssl) for s in self.servers]
 
     def status(self, replies: list[AdminReply] | None = None) -> dict[str, FunctionStatus]:
-        """``status`` summed over the servers, by function."""
+        """``status`` summed over the servers, by function (lines that do not parse are skipped)."""
         out: dict[str, FunctionStatus] = {}
         for r in replies if replies is not None else self.command("status"):
-            for line in r.lines if r.ok else []:
-                parts = line.split("\t")
-                if len(parts) < 4:
-                    continue
-                total, running, workers = _ints(parts[1:4])
-                fs = out.setdefault(parts[0], FunctionStatus(parts[0]))
-                fs.total += total
-                fs.running += running
-                fs.workers += workers
+            for row in _rows(status_row, r):
+                fs = out.setdefault(row.function, FunctionStatus(row.function))
+                fs.total += row.total
+                fs.running += row.running
+                fs.workers += row.workers
         return out
 
     def priority_status(self, replies: list[AdminReply] | None = None) -> dict[str, FunctionStatus]:
-        """``prioritystatus`` summed over the servers, by function."""
+        """``prioritystatus`` summed over the servers, by function (lines that do not parse are skipped)."""
         out: dict[str, FunctionStatus] = {}
         for r in replies if replies is not None else self.command("prioritystatus"):
-            for line in r.lines if r.ok else []:
-                parts = line.split("\t")
-                if len(parts) < 5:
-                    continue
-                high, normal, low, workers = _ints(parts[1:5])
-                fs = out.setdefault(parts[0], FunctionStatus(parts[0]))
-                fs.high += high
-                fs.normal += normal
-                fs.low += low
-                fs.workers += workers
+            for row in _rows(priority_row, r):
+                fs = out.setdefault(row.function, FunctionStatus(row.function))
+                fs.high += row.high
+                fs.normal += row.normal
+                fs.low += row.low
+                fs.workers += row.workers
         return out
 
     # -- geartrain's own commands: what outlives a job (parsed by geartrain.outcome) ------------------------------
@@ -221,6 +190,16 @@ class AdminClient:
             out[reply.server] = {name.decode(errors="replace"): words.decode(errors="replace")
                                  for name, _, words in rows}
         return out
+
+
+def _rows(parse: Callable[[str], Any], reply: AdminReply) -> Iterator[Any]:
+    """The rows of a reply's lines that PARSE reads (none for a failed reply)."""
+    for line in reply.lines if reply.ok else []:
+        try:
+            yield parse(line)
+        except ValueError:
+            continue
+
 
 
 def _word(value: int | str | bytes) -> str:

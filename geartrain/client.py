@@ -7,7 +7,13 @@ Several servers: a job with a unique goes to the server its unique hashes to (``
 same on every client given the same list); a job without one goes round-robin. A server that is
 down is skipped until its backoff ends. A job whose connection drops before JOB_CREATED is sent to
 the next server; one that drops after it fails with ``JobLost`` (sending it again could run it twice).
-Replies are matched to requests in order per connection (gearmand answers each connection FIFO).
+Replies are matched to requests in order per connection (gearmand answers each connection FIFO) by a
+``protocol.session.ClientSession`` per server; a ``Job`` is the session's request object for its submission.
+
+A background submission is acknowledged or raises: ``submit_job(..., background=True)`` returns once the
+server answered JOB_CREATED (as libgearman's ``do_background`` and python-gearman do), and ``close()``
+waits (up to ``close_timeout``) for the JOB_CREATED of every background submission still in flight (tasks
+that submit and are not awaited) and raises ``JobsNotCreated`` for those that were not acknowledged.
 """
 
 from __future__ import annotations
@@ -17,30 +23,32 @@ import concurrent.futures
 import ssl as _ssl
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from typing import Any
 
 from .adminclient import admin_command
 from .codecs import BYTES, Codec, to_bytes
-from .errors import ConnectionLost, JobLost, JobUnknown, NoServerAvailable, ServerError
+from .errors import (
+    ConnectionLost,
+    JobLost,
+    JobsNotCreated,
+    JobTimeout,
+    JobUnknown,
+    NoServerAvailable,
+    ServerError,
+)
 from .hashring import HashRing
 from .job import NORMAL, Job, JobEvent, JobStatus, Task, _int, priority_of
 from .outcome import JobResult, parse_result
 from .protocol import pack_req
 from .protocol.packets import T, submit_type
-from .transport import Backoff, Link, new_event_loop, normalize_servers
+from .protocol.session import ClientSession
+from .transport import Backoff, Link, error_text, new_event_loop, normalize_servers
 
 __all__ = ["AsyncClient", "Client", "Job", "JobEvent", "JobResult", "JobStatus", "Task"]
 
-_JOB_CREATED = int(T.JOB_CREATED)
-_WORK = frozenset(int(t) for t in (T.WORK_COMPLETE, T.WORK_DATA, T.WORK_STATUS, T.WORK_WARNING, T.WORK_FAIL,
-                                   T.WORK_EXCEPTION))
-_REPLIES = frozenset(int(t) for t in (T.STATUS_RES, T.STATUS_RES_UNIQUE, T.OPTION_RES, T.ECHO_RES))
-_ERROR = int(T.ERROR)
 _OPT_EXCEPTIONS = pack_req(T.OPTION_REQ, b"exceptions")
-_WORK_COMPLETE = int(T.WORK_COMPLETE)
 #: AsyncClient.run batches replies (its linger) only with at least this many jobs in flight
 _LINGER_WINDOW = 64
 #: AsyncClient.result polls a job it waits for after this many seconds, then half again as long each time, up to
@@ -55,18 +63,42 @@ def _b(value: str | bytes) -> bytes:
     return value.encode() if isinstance(value, str) else bytes(value)
 
 
-class _Server:
-    """The client's state for one server: its Link, requests awaiting a reply, foreground jobs by handle."""
+class _Reply:
+    """A request other than a submission (OPTION_REQ, GET_STATUS, ECHO_REQ): its reply ends ``future``."""
 
-    __slots__ = ("client", "link", "address", "pending", "jobs")
+    __slots__ = ("future",)
+
+    def __init__(self, future: asyncio.Future) -> None:
+        self.future = future
+
+    def on_created(self, handle: bytes) -> None:  # a reply out of order: the stream is confused
+        self._end(ConnectionLost("unexpected JOB_CREATED"))
+
+    def on_reply(self, ptype: int, args: tuple) -> None:
+        if not self.future.done():
+            self.future.set_result((ptype, args))
+
+    def on_error(self, code: bytes, text: bytes) -> None:
+        self._end(ServerError(code, text))
+
+    def _end(self, exc: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(exc)
+            self.future.exception()  # retrieved: whoever waits still gets it
+
+
+class _Server:
+    """The client's state for one server: its Link and its ClientSession (requests awaiting replies, jobs)."""
+
+    __slots__ = ("client", "link", "address", "session")
 
     def __init__(self, client: AsyncClient, address: str) -> None:
         self.client = client
-        self.link = Link(address, self.packet, self.lost, ssl=client.ssl, connect_timeout=client.connect_timeout,
-                         backoff=Backoff(maximum=client.max_backoff), on_up=self.up)
+        self.session = ClientSession()
+        self.link = Link(address, self.session.receive, self.lost, ssl=client.ssl,
+                         connect_timeout=client.connect_timeout, backoff=Backoff(maximum=client.max_backoff),
+                         on_up=self.up)
         self.address = self.link.address
-        self.pending: deque[Job | asyncio.Future] = deque()
-        self.jobs: dict[bytes, Job | list[Job]] = {}
 
     def up(self, link: Link) -> None:
         if self.client.exceptions:
@@ -76,94 +108,22 @@ class _Server:
 
     def request(self, packet: bytes) -> asyncio.Future:
         fut = asyncio.get_running_loop().create_future()
-        self.pending.append(fut)
+        self.session.pending.append(_Reply(fut))
         self.link.send(packet)
         return fut
 
     def submit(self, job: Job) -> None:
-        self.pending.append(job)
+        self.session.pending.append(job)
         job._tried += 1
+        job.server = self.address
         if job.when is not None:
             pkt = pack_req(T.SUBMIT_JOB_EPOCH, job.function, job.unique or b"", str(job.when).encode(), job.data)
         else:
             pkt = pack_req(_SUBMIT[job.priority][job.background], job.function, job.unique or b"", job.data)
         self.link.send(pkt)
 
-    def packet(self, ptype: int, args: tuple) -> None:
-        # the two packets every foreground job gets come first, with nothing but the common case inline
-        if ptype == _WORK_COMPLETE:
-            job = self.jobs.pop(args[0], None)
-            if job is not None:
-                if type(job) is list:
-                    for j in job:
-                        j._complete(args[1])
-                else:
-                    job._complete(args[1])
-                return
-        elif ptype == _JOB_CREATED:
-            pending = self.pending
-            if not pending:
-                return
-            job = pending.popleft()
-            if type(job) is not Job:  # a reply out of order: the stream is confused
-                job.set_exception(ConnectionLost("unexpected JOB_CREATED"))
-                return
-            handle = args[0]
-            if job.background or job._created is not None:
-                job._set_created(handle, self.address)
-                if job.background:
-                    return
-            else:
-                job.handle = handle
-                job.server = self.address
-            jobs = self.jobs
-            other = jobs.setdefault(handle, job)
-            if other is not job:  # coalesced with a job this client already waits for
-                if type(other) is list:
-                    other.append(job)
-                else:
-                    jobs[handle] = [other, job]
-            return
-        if ptype in _WORK:
-            self._work(ptype, args)
-        elif ptype in _REPLIES:
-            if self.pending:
-                item = self.pending.popleft()
-                if type(item) is not Job and not item.done():
-                    item.set_result((ptype, args))
-        elif ptype == _ERROR:
-            if self.pending:
-                item = self.pending.popleft()
-                err = ServerError(args[0], args[1])
-                if type(item) is Job:
-                    item._fail(err)
-                elif not item.done():
-                    item.set_exception(err)
-
-    def _work(self, ptype: int, args: tuple) -> None:
-        """A WORK_* packet other than a plain WORK_COMPLETE of a known handle."""
-        handle = args[0]
-        job = self.jobs.get(handle)
-        if job is None:
-            if not handle.endswith(b"\0"):
-                return
-            # gearmand turns WORK_EXCEPTION into WORK_FAIL for clients without the option, keeping its NUL
-            handle = handle.rstrip(b"\0")
-            job = self.jobs.get(handle)
-            if job is None:
-                return
-        if type(job) is list:
-            ended = False
-            for j in job:
-                ended = j._packet(ptype, args) or ended
-        else:
-            ended = job._packet(ptype, args)
-        if ended:
-            del self.jobs[handle]
-
     def lost(self, link: Link, exc: BaseException | None) -> None:
-        pending, self.pending = self.pending, deque()
-        jobs, self.jobs = self.jobs, {}
+        pending, running = self.session.close()
         client = self.client
         for item in pending:
             if type(item) is Job:
@@ -171,12 +131,10 @@ class _Server:
                     client._spawn(client._dispatch(item))  # not created here: safe to send elsewhere
                 else:
                     item._fail(ConnectionLost(f"connection to {link.address} lost"))
-            elif not item.done():
-                item.set_exception(ConnectionLost(f"connection to {link.address} lost"))
-                item.exception()
-        for job in jobs.values():
-            for j in job if type(job) is list else (job,):
-                j._fail(JobLost(j.handle or b"", link.address))
+            else:
+                item._end(ConnectionLost(f"connection to {link.address} lost"))
+        for job in running:
+            job._fail(JobLost(job.handle or b"", link.address))
 
 
 def _ignore(fut: asyncio.Future) -> None:
@@ -190,7 +148,11 @@ class AsyncClient:
     ``servers``: "host:port", "h1:p1,h2", or a list of them (default 127.0.0.1:4730).
     ``codec``: how payloads and results are encoded (default bytes; ``geartrain.codecs.JSON`` for objects).
     ``timeout``: default seconds to wait for a result (None: forever).
-    ``wait_for_server``: how long a submission waits for some server to come up before NoServerAvailable.
+    ``wait_for_server``: how long a submission waits for some server to come up; by default (0) it raises
+    NoServerAvailable as soon as every server was tried and none could be reached (a refused connection is
+    known at once, an unanswered one after ``connect_timeout``).
+    ``close_timeout``: how long ``close()`` (leaving ``async with``) waits for the JOB_CREATED of background
+    submissions still in flight before it gives up on them and raises ``JobsNotCreated``.
     """
 
     def __init__(
@@ -201,10 +163,11 @@ class AsyncClient:
         ssl: _ssl.SSLContext | None = None,
         timeout: float | None = None,
         connect_timeout: float = 5.0,
-        wait_for_server: float = 10.0,
+        wait_for_server: float = 0.0,
         max_backoff: float = 10.0,
         client_id: str | bytes | None = None,
         exceptions: bool = True,
+        close_timeout: float = 10.0,
     ) -> None:
         self.addresses = normalize_servers(servers)
         self.codec = codec
@@ -215,19 +178,28 @@ class AsyncClient:
         self.max_backoff = max_backoff
         self.client_id = _b(client_id) if client_id else None
         self.exceptions = exceptions
+        self.close_timeout = close_timeout
         self.servers = {a: _Server(self, a) for a in self.addresses}
         self._list = list(self.servers.values())
         self.ring = HashRing(self.addresses)
         self._rr = 0
         self._closing = False
+        self._closed = False
         self._tasks: set[asyncio.Task] = set()
+        #: jobs on their way to a server (_dispatch: waiting for one to come up), not yet in a pending queue
+        self._dispatching: set[Job] = set()
         self._names: dict[str | bytes, bytes] = {}
 
     async def __aenter__(self) -> AsyncClient:
         return self
 
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
+    async def __aexit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        try:
+            await self.close()
+        except JobsNotCreated as err:
+            if exc is None:
+                raise
+            exc.add_note(str(err))  # the block's own error goes on; say what else went wrong
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -256,30 +228,41 @@ class AsyncClient:
                 for st in order:
                     if st.link.up:
                         chosen = chosen or st
-                    elif st.link.retry_in() == 0 and st.link._connecting is None:
+                    elif st.link.retry_in() == 0 and not st.link.connecting:
                         self._spawn(self._probe(st.link))
                 if chosen is not None:
                     return chosen
+            tried = set()
             for st in order:
                 link = st.link
                 if link.up:
                     return st
                 if link.retry_in() > 0:
-                    continue
-                try:
-                    await link.connect()
-                except OSError:
-                    continue
-                if link.up:
+                    continue  # backing off: another server may do
+                tried.add(st)
+                if await self._try(link):
                     return st
             now = time.monotonic()
             if deadline is None:
                 deadline = now + self.wait_for_server
-            wait = min(st.link.retry_in() for st in order)
             if now >= deadline:
-                errors = "; ".join(f"{st.link.address}: {st.link.last_error}" for st in order)
-                raise NoServerAvailable(f"no job server available ({errors})")
+                # about to give up: the servers skipped for their backoff get one try first (one may be back)
+                for st in order:
+                    if st not in tried and await self._try(st.link):
+                        return st
+                errors = "; ".join(f"{st.link.address}: {error_text(st.link.last_error)}" for st in order)
+                raise NoServerAvailable(f"cannot connect to any job server ({errors})")
+            wait = min(st.link.retry_in() for st in order)
             await asyncio.sleep(min(max(wait, 0.01), deadline - now))
+
+    @staticmethod
+    async def _try(link: Link) -> bool:
+        """Connect LINK if it can be; True when it is up."""
+        try:
+            await link.connect()
+        except OSError:
+            return False
+        return link.up
 
     @staticmethod
     async def _probe(link: Link) -> None:
@@ -292,11 +275,14 @@ class AsyncClient:
         if job._tried >= 2 * len(self._list) + 2:  # every server dropped it: do not bounce it forever
             job._fail(ConnectionLost(f"connections dropped {job._tried} times before the job was accepted"))
             return
+        self._dispatching.add(job)
         try:
             st = await self._server_for(job.unique)
         except NoServerAvailable as exc:
             job._fail(exc)
             return
+        finally:
+            self._dispatching.discard(job)
         st.submit(job)
 
     # -- submitting ------------------------------------------------------------------------------------------
@@ -313,13 +299,19 @@ class AsyncClient:
         on_warning: Callable[[Job, bytes], None] | None = None,
         on_status: Callable[[Job, int, int], None] | None = None,
     ) -> Job:
-        """Send a job and return its Job at once (await it for the result; ``await job.created()`` for the handle).
+        """Send a job and return its Job: a foreground job at once (await it for the result; ``await
+        job.created()`` for the handle), a background job once the server accepted it (JOB_CREATED: ``.handle``
+        is set), raising ServerError if the server refused it and NoServerAvailable or ConnectionLost if no
+        server took it (JobTimeout after the client's ``timeout``). To send many background jobs without a round
+        trip each, use ``submit_many`` or ``run``.
 
         ``when``: run at this Unix time (SUBMIT_JOB_EPOCH; always a background job).
         """
         job = self._new_job(function, data, unique, priority, background, when, on_data, on_warning, on_status)
         if not self._send_fast(job):
             await self._dispatch(job)
+        if job.background:
+            await job.created(self.timeout)
         return job
 
     def _new_job(self, function: str | bytes, data: Any, unique: str | bytes | None, priority: int | str | None,
@@ -350,7 +342,7 @@ class AsyncClient:
                 i = 0
             self._rr = i + 1
             st = lst[i]
-        if st.link._proto is not None and not self._closing:  # Link.up, without the property call
+        if st.link.up and not self._closing:
             st.submit(job)
             return True
         return False
@@ -363,22 +355,40 @@ class AsyncClient:
 
     async def submit_background(self, function: str | bytes, data: Any = b"", **kwargs: Any) -> Job:
         """Submit a background job; returns its Job once the server accepted it (``.handle``, ``.server``)."""
-        job = await self.submit_job(function, data, background=True, **kwargs)
-        await job.created(self.timeout)
-        return job
+        return await self.submit_job(function, data, background=True, **kwargs)
 
     async def submit_many(self, jobs: Iterable[tuple | dict | Task], **kwargs: Any) -> list[Job]:
-        """Submit many jobs at once (tuples (function, data), dicts of submit_job's arguments, or Tasks)."""
+        """Submit many jobs at once (tuples (function, data), dicts of submit_job's arguments, or Tasks); KWARGS are
+        submit_job's arguments for every job (a dict's own and a Task's fields win).
+
+        Every job is sent before any reply is awaited (one write for all of them), then the background ones are
+        awaited together: it returns once each got its JOB_CREATED, and raises ``JobsNotCreated`` (its ``jobs``:
+        those the servers refused or never acknowledged, each with its ``error``) if any did not.
+        """
         out = []
         for spec in jobs:
             if isinstance(spec, Task):
-                out.append(await self.submit_job(spec.function, spec.data, unique=spec.unique,
-                                                 priority=spec.priority, background=spec.background,
-                                                 when=spec.when, **kwargs))
+                args = {**kwargs, "function": spec.function, "data": spec.data, "unique": spec.unique,
+                        "priority": spec.priority, "background": spec.background, "when": spec.when}
             elif isinstance(spec, dict):
-                out.append(await self.submit_job(**{**kwargs, **spec}))
+                args = {**kwargs, **spec}
             else:
-                out.append(await self.submit_job(*spec, **kwargs))
+                args = {**kwargs, **dict(zip(("function", "data"), spec, strict=False))}
+            job = self._new_job(args.pop("function"), args.pop("data", b""), args.pop("unique", None),
+                                args.pop("priority", None), args.pop("background", False), args.pop("when", None),
+                                **args)
+            if not self._send_fast(job):
+                await self._dispatch(job)  # in order: the first waits for the connection, the rest go fast
+            out.append(job)
+        waiting = [job for job in out if job.background and not job.done()]
+        if waiting:
+            await _wait_created(waiting, self.timeout)
+        failed = [job for job in out if job.background and job.handle is None]
+        if failed:
+            for job in failed:
+                if not job.done():
+                    job._fail(JobTimeout(f"no JOB_CREATED within {self.timeout}s"))
+            raise JobsNotCreated(failed)
         return out
 
     async def run(self, tasks: Iterable[Task], *, timeout: float | None = None, max_in_flight: int | None = None,
@@ -499,10 +509,8 @@ class AsyncClient:
                 if link.after_read is after_read:
                     link.after_read = None
         if by_job or nxt < total:
-            from .errors import JobTimeout
-
             for task in tasks:
-                if task.error is None and task.result is None and not task.background:
+                if task.error is None and task.result is None:  # a background task's result is its handle
                     task.error = JobTimeout(f"task not done within {timeout}s")
         return tasks
 
@@ -553,6 +561,14 @@ class AsyncClient:
         st = self.servers[normalize_servers(server)[0]] if server else self._list[0]
         _, a = await self._ask(st, pack_req(T.ECHO_REQ, _b(data)))
         return a[0]
+
+    def _unacknowledged(self) -> list[Job]:
+        """Background jobs sent or on their way to a server that have no JOB_CREATED (nor an error) yet."""
+        out = [job for job in self._dispatching if job.background and not job.done()]
+        for st in self._list:
+            out += [item for item in st.session.pending
+                    if type(item) is Job and item.background and not item.done()]
+        return out
 
     # -- what outlives a job (geartrain's admin command `result`) --------------------------------------------------
     async def result(self, job: str | bytes | Job, *, wait: float | None = None, server: str | None = None,
@@ -618,12 +634,44 @@ class AsyncClient:
             interval = min(interval * 1.5, RESULT_POLL_MAX)
 
     async def close(self) -> None:
+        """Send what is buffered, wait (up to ``close_timeout``) for the JOB_CREATED of every background job still
+        in flight, then close the connections. Raises ``JobsNotCreated`` for background jobs that were refused
+        or not acknowledged in time (foreground jobs still running are left: the servers drop them)."""
+        if self._closed:
+            return
+        self._closed = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.close_timeout
+        await asyncio.sleep(0)  # tasks created just before close() make their submissions now
+        seen: dict[Job, None] = {}
+        while True:  # submissions made meanwhile (by tasks still running) are waited for too
+            waiting = self._unacknowledged()
+            if not waiting:
+                break
+            seen.update(dict.fromkeys(waiting))
+            for st in self._list:
+                st.link.flush()
+            remaining = deadline - loop.time()
+            if remaining <= 0 or not await _wait_created(waiting, remaining):
+                break
+        for job in self._unacknowledged():
+            seen[job] = None
+            job._fail(JobTimeout(f"no JOB_CREATED within {self.close_timeout}s of closing the client"))
         self._closing = True
         for st in self._list:
             st.link.close()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.sleep(0)
+        failed = [job for job in seen if job.handle is None]
+        if failed:
+            raise JobsNotCreated(failed)
+
+
+async def _wait_created(jobs: list[Job], timeout: float | None) -> bool:
+    """Wait until every job in JOBS got its JOB_CREATED or failed; False if TIMEOUT passed first."""
+    _, pending = await asyncio.wait([job._created_waiter() for job in jobs], timeout=timeout)
+    return not pending
 
 
 class SyncJob:
@@ -695,8 +743,13 @@ class Client:
     def __enter__(self) -> Client:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        try:
+            self.close()
+        except JobsNotCreated as err:
+            if exc is None:
+                raise
+            exc.add_note(str(err))  # the block's own error goes on; say what else went wrong
 
     def submit(self, function: str | bytes, data: Any = b"", *, timeout: float | None = None, **kwargs: Any) -> Any:
         """Submit a foreground job and return its result."""

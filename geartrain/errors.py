@@ -36,6 +36,17 @@ class JobLost(ConnectionLost):
         self.server = server
 
 
+class JobsNotCreated(GearmanError):
+    """Background jobs were not accepted by a server (no JOB_CREATED): refused, lost with their connection, or not
+    acknowledged in time. ``jobs`` lists them; each job's ``error`` says why."""
+
+    def __init__(self, jobs: list) -> None:
+        first = jobs[0].error if jobs else None
+        super().__init__(f"{len(jobs)} background job(s) not created"
+                         + (f" (the first: {first})" if first is not None else ""))
+        self.jobs = jobs
+
+
 class JobFailed(GearmanError):
     """The job ended with WORK_FAIL."""
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import JobException, JobFailed, JobTimeout
+from .errors import JobException, JobFailed, JobTimeout, ServerError
 from .protocol.packets import T
 
 HIGH, NORMAL, LOW = 0, 1, 2
@@ -107,6 +107,16 @@ class Job:
     def done(self) -> bool:
         return self._result is not None or self._error is not None
 
+    @property
+    def error(self) -> BaseException | None:
+        """The exception the job ended with (None while it runs, or when it completed)."""
+        return self._error
+
+    def _name(self) -> str:
+        """The job as messages name it: ``job FUNCTION (HANDLE)``."""
+        name = f"job {self.function.decode(errors='replace')}"
+        return f"{name} ({self.handle.decode(errors='replace')})" if self.handle else name
+
     def _waiter(self) -> asyncio.Future:
         """The future that ends (with None) when the job does; made on first use."""
         fut = self._done
@@ -122,16 +132,21 @@ class Job:
             raise self._error.with_traceback(None)  # each raise starts a fresh traceback, as Future.result() does
         return self._result  # type: ignore[return-value]
 
+    def _created_waiter(self) -> asyncio.Future:
+        """The future that ends when JOB_CREATED arrives (with the handle) or the job fails first; made on first use.
+        Only for a job that has neither yet."""
+        if self._created is None:
+            self._created = asyncio.get_running_loop().create_future()
+        return self._created
+
     async def created(self, timeout: float | None = None) -> bytes:
         """Wait for JOB_CREATED; return the handle."""
         if self.handle is not None:
             return self.handle
         if self.done():  # failed before it was created
             self._outcome()
-        if self._created is None:
-            self._created = asyncio.get_running_loop().create_future()
         try:
-            return await asyncio.wait_for(asyncio.shield(self._created), timeout)
+            return await asyncio.wait_for(asyncio.shield(self._created_waiter()), timeout)
         except TimeoutError:
             raise JobTimeout(f"no JOB_CREATED within {timeout}s") from None
 
@@ -148,7 +163,7 @@ class Job:
                 try:
                     await asyncio.wait_for(asyncio.shield(fut), timeout)
                 except TimeoutError:
-                    raise JobTimeout(f"job {self.function!r} not done within {timeout}s") from None
+                    raise JobTimeout(f"{self._name()} not done within {timeout}s") from None
         return self.codec.decode(self._outcome())
 
     async def events(self) -> AsyncIterator[JobEvent]:
@@ -214,16 +229,30 @@ class Job:
             if self.on_warning:
                 self.on_warning(self, args[1])
         elif ptype == _WORK_FAIL:
-            self._fail(JobFailed(self.handle or b"", f"job {self.function.decode(errors='replace')} failed"))
+            self._fail(JobFailed(self.handle or b"", f"{self._name()} failed"))
             return True
         elif ptype == _WORK_EXCEPTION:
             self._fail(JobException(self.handle or b"", args[1]))
             return True
         return False
 
-    def _set_created(self, handle: bytes, server: str) -> None:
+    # -- the ClientSession's request interface (see protocol/session.py) ----------------------------------------
+    def on_created(self, handle: bytes) -> Job | None:
+        """JOB_CREATED: a foreground job then waits for its WORK_* packets (returns itself)."""
+        if self.background or self._created is not None:
+            self._set_created(handle)
+            return None if self.background else self
+        self.handle = handle  # the common case: nobody waits for the handle itself
+        return self
+
+    def on_reply(self, ptype: int, args: tuple) -> None:
+        """A reply that answers no submission: the stream is confused; the job stays unanswered."""
+
+    def on_error(self, code: bytes, text: bytes) -> None:
+        self._fail(ServerError(code, text))
+
+    def _set_created(self, handle: bytes) -> None:
         self.handle = handle
-        self.server = server
         if self._created is not None and not self._created.done():
             self._created.set_result(handle)
         if self.background:
@@ -240,6 +269,9 @@ class Job:
                 fut.set_result(None)  # the waiter only wakes; the error is raised from _error
             if self._notify is not None:
                 self._notify(self)
+
+    on_complete = _complete
+    on_work = _packet
 
 
 class Task:

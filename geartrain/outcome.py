@@ -13,6 +13,7 @@ import base64
 from dataclasses import dataclass, field
 
 from .errors import JobUnknown, ServerError
+from .protocol.admin_parse import parse_error
 
 #: the states of a job that ended (the others are those of a job the server still holds: queued, running,
 #: delayed, pending, and waiting: for its next try after a failed one)
@@ -55,8 +56,8 @@ class JobResult:
 def listing(raw: bytes, server: str = "") -> list[bytes]:
     """The lines of an admin listing (ended by ``.``); an ``ERR`` reply raises ServerError."""
     if raw.startswith(b"ERR"):
-        code, _, text = raw.rstrip(b"\r\n")[4:].partition(b" ")
-        raise ServerError(code, ((server + ": ") if server else "").encode() + text.replace(b"+", b" "))
+        code, text = parse_error(raw.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8", "replace"))
+        raise ServerError(code.encode(), (((server + ": ") if server else "") + text).encode())
     lines = raw.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()

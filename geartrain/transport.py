@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import socket
 import ssl as _ssl
 import time
 from collections.abc import Callable, Sequence
@@ -27,18 +28,40 @@ PacketHandler = Callable[[int, tuple], None]
 LostHandler = Callable[["Link", BaseException | None], None]
 
 
+def parse_port(text: str | int) -> int:
+    """A TCP port number, 1-65535; ValueError (saying so) for anything else."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise ValueError(f"bad port {text!r}: not a number") from None
+    if not 0 < port < 65536:
+        raise ValueError(f"bad port {port}: ports are 1-65535")
+    return port
+
+
 def parse_address(spec: str, default_port: int = DEFAULT_PORT) -> tuple[str, int]:
-    """``host``, ``host:port``, ``[v6]:port`` or ``v6`` -> (host, port)."""
+    """``host``, ``host:port``, ``[v6]:port`` or ``v6`` -> (host, port); ValueError for a bad port."""
     spec = spec.strip()
     if not spec:
         raise ValueError("empty server address")
     if spec.startswith("["):
         host, _, rest = spec[1:].partition("]")
-        return host, int(rest[1:]) if rest.startswith(":") else default_port
+        return host, parse_port(rest[1:]) if rest.startswith(":") else default_port
     if spec.count(":") == 1:
         host, port = spec.split(":")
-        return host or "127.0.0.1", int(port)
+        return host or "127.0.0.1", parse_port(port)
     return spec, default_port
+
+
+def error_text(exc: BaseException | None) -> str:
+    """Why a connection failed or ended, in words ("connection refused"), without Python's errno decoration."""
+    if exc is None:
+        return "closed by the server"
+    if isinstance(exc, socket.gaierror):
+        return f"unknown host ({exc.strerror})"
+    if isinstance(exc, OSError) and exc.errno and exc.errno > 0:
+        return os.strerror(exc.errno).lower()
+    return str(exc) or type(exc).__name__
 
 
 def format_address(host: str, port: int) -> str:
@@ -140,7 +163,7 @@ class Link:
 
     __slots__ = ("address", "host", "port", "ssl", "connect_timeout", "handler", "on_lost", "backoff",
                  "retry_at", "max_packet_size", "_proto", "_buf", "_flush_scheduled", "_connecting", "_loop",
-                 "last_error", "on_up", "_rx", "after_read", "fast")
+                 "last_error", "on_up", "_rx", "after_read", "fast", "up")
 
     def __init__(
         self,
@@ -164,6 +187,8 @@ class Link:
         self.retry_at = 0.0
         self.max_packet_size = max_packet_size
         self._proto: _Protocol | None = None
+        #: connected (a plain attribute, not a property: hot paths read it for every job)
+        self.up = False
         self._buf: list[bytes] = []
         self._flush_scheduled = False
         self._connecting: asyncio.Future | None = None
@@ -183,8 +208,9 @@ class Link:
         return f"<Link {self.address} {'up' if self.up else 'down'}>"
 
     @property
-    def up(self) -> bool:
-        return self._proto is not None
+    def connecting(self) -> bool:
+        """A connect() is under way."""
+        return self._connecting is not None
 
     def retry_in(self) -> float:
         """Seconds until this server may be tried again (0: now)."""
@@ -222,12 +248,11 @@ class Link:
         sock = proto.transport.get_extra_info("socket")
         if sock is not None:
             try:
-                import socket
-
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
         self._proto = proto
+        self.up = True
         self._buf = []
         self._flush_scheduled = False
         self.backoff.reset()
@@ -248,6 +273,28 @@ class Link:
         self._buf.append(data)
         self._flush()
 
+    def flush(self) -> None:
+        """Write what is queued now, not at the end of the loop turn."""
+        self._flush()
+
+    def write_direct(self, data: bytes) -> bool:
+        """Write DATA now, with one system call and no copy, if nothing is queued before it (True); else leave it
+        (False: the caller sends it the ordinary way). For a hot path that answers a read with one packet."""
+        proto = self._proto
+        if self._buf or proto is None or proto.transport is None:
+            return False
+        proto.transport.write(data)
+        return True
+
+    def batch(self, fn: Callable[..., object], *args: object) -> None:
+        """Call FN(*ARGS); the packets it sends, after those already queued, leave in one write when it returns."""
+        self._rx = True
+        try:
+            fn(*args)
+        finally:
+            self._rx = False
+        self._flush()
+
     def _flush(self) -> None:
         self._flush_scheduled = False
         buf = self._buf
@@ -263,6 +310,7 @@ class Link:
         if proto is not self._proto:
             return
         self._proto = None
+        self.up = False
         self._buf = []
         self.last_error = exc
         self.retry_at = time.monotonic() + self.backoff.next_delay()

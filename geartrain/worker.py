@@ -7,8 +7,9 @@ registering again. It runs up to ``concurrency`` jobs at once and never asks for
 has free slots (grabs in flight + jobs running <= concurrency), so it does not starve its peers.
 
 Handlers take a ``WorkerJob`` and return the result (bytes, str, or anything the codec encodes).
-Raising ``WorkFailed`` (or calling ``job.fail()``) sends WORK_FAIL; any other exception sends
-WORK_EXCEPTION with ``"Type: message"`` and then WORK_FAIL. Coroutine handlers run as tasks;
+Raising ``WorkFailed`` (or calling ``job.fail()``) sends WORK_FAIL (logged at INFO); any other exception
+sends WORK_EXCEPTION with ``"Type: message"`` and then WORK_FAIL, and is logged once at WARNING with its
+traceback (logger ``geartrain.worker``). Coroutine handlers run as tasks;
 plain functions run inline on the loop when concurrency is 1, else in a thread pool.
 
 ``stop()`` (and SIGTERM/SIGINT when ``work(handle_signals=True)``) is graceful: no new grabs, jobs
@@ -33,7 +34,7 @@ from .codecs import BYTES, Codec
 from .errors import WorkFailed
 from .protocol import pack_req
 from .protocol.packets import REQ, RES, T
-from .transport import Backoff, Link, new_event_loop, normalize_servers
+from .transport import Backoff, Link, error_text, new_event_loop, normalize_servers
 
 __all__ = ["AsyncWorker", "WorkFailed", "Worker", "WorkerJob"]
 
@@ -56,11 +57,16 @@ def _b(value: str | bytes) -> bytes:
     return value.encode() if isinstance(value, str) else bytes(value)
 
 
+def _text(value: bytes | None) -> str:
+    """A handle, function name or unique as people read it (not Python's bytes repr)."""
+    return "" if value is None else value.decode(errors="replace")
+
+
 class WorkerJob:
     """A job given to this worker: ``data`` (decoded by the worker's codec), ``raw``, ``unique``, ``handle``,
     ``function``; ``send_status``, ``send_data``, ``send_warning`` report progress; ``fail()`` fails it."""
 
-    __slots__ = ("handle", "function", "unique", "raw", "data", "_ws", "_gen", "_finished")
+    __slots__ = ("handle", "function", "unique", "raw", "data", "_ws", "_gen", "_finished", "_t0")
 
     def __init__(self, ws: _WServer, handle: bytes, function: bytes, unique: bytes | None, raw: bytes,
                  codec: Codec) -> None:
@@ -72,6 +78,7 @@ class WorkerJob:
         self._ws = ws
         self._gen = ws.generation
         self._finished = False
+        self._t0 = 0.0  # when it started, kept only while jobs are logged (AsyncWorker._log_jobs)
 
     @property
     def server(self) -> str:
@@ -79,7 +86,7 @@ class WorkerJob:
         return self._ws.link.address
 
     def __repr__(self) -> str:
-        return f"<WorkerJob {self.function!r} handle={self.handle!r} unique={self.unique!r}>"
+        return f"<WorkerJob {_text(self.function)} handle={_text(self.handle)} unique={_text(self.unique)}>"
 
     def _send(self, packet: bytes, now: bool = True) -> None:
         loop = self._ws.worker._loop
@@ -113,7 +120,7 @@ class WorkerJob:
 class _WServer:
     """The worker's state for one server."""
 
-    __slots__ = ("worker", "link", "grabs", "sleeping", "empty", "generation", "lost_event", "jobs_done")
+    __slots__ = ("worker", "link", "grabs", "sleeping", "empty", "generation", "lost_event", "jobs_done", "failing")
 
     def __init__(self, worker: AsyncWorker, address: str) -> None:
         self.worker = worker
@@ -126,6 +133,7 @@ class _WServer:
         self.generation = 0
         self.lost_event: asyncio.Event | None = None
         self.jobs_done = 0
+        self.failing = False  # its connects fail (said once, at WARNING, until one works)
 
     def send(self, gen: int, packet: bytes, now: bool = False) -> None:
         if gen == self.generation and self.link.up:
@@ -144,7 +152,8 @@ class _WServer:
             link.send(pack_req(T.SET_CLIENT_ID, w.client_id))
         for name, (_, timeout) in w.functions.items():
             link.send(self._can_do(name, timeout))
-        log.debug("connected to %s", link.address)
+        self.failing = False
+        log.info("connected to %s", link.address)
         w._pump()
 
     @staticmethod
@@ -162,7 +171,7 @@ class _WServer:
             return False
         w = self.worker
         args = data[12:].split(b"\0", 3)
-        if len(args) != 4 or w._stopping or w._max_jobs is not None:
+        if len(args) != 4 or w._stopping or w._max_jobs is not None or w._log_jobs:
             return False
         handle, function, unique, raw = args
         handler = w._inline.get(function)
@@ -189,36 +198,28 @@ class _WServer:
         w.jobs_done += 1
         self.jobs_done += 1
         size = (len(handle) + 1 + len(result)).to_bytes(4, "big")
-        buf = link._buf
-        if w._solo and not self.sleeping and not buf:
-            # one slot, one server: the slot this job held is the one free slot, so ask for the next job with it
+        # one slot, one server: the slot this job held is the one free slot, so ask for the next job with it
+        if w._solo and not self.sleeping and link.write_direct(
+                b"".join((_COMPLETE_HEAD, size, handle, b"\0", result, _GRAB))):
             self.grabs = 1
             w._grabs = 1
-            link._proto.transport.write(b"".join((_COMPLETE_HEAD, size, handle, b"\0", result, _GRAB)))
             if w.busy_poll:
                 w._poll_until = perf_counter() + w.busy_poll
                 if not w._polling:
                     w._polling = True
                     w._loop.call_soon(w._poll)  # type: ignore[union-attr]
             return True
-        buf.append(b"".join((_COMPLETE_HEAD, size, handle, b"\0", result)))
-        link._rx = True
-        try:
-            w._pump()
-        finally:
-            link._rx = False
-        link._flush()
+        link.batch(self._answer, b"".join((_COMPLETE_HEAD, size, handle, b"\0", result)))
         return True
+
+    def _answer(self, packet: bytes) -> None:
+        """Send a job's WORK_COMPLETE and ask for as many jobs as there are free slots (in a Link.batch)."""
+        self.link.send(packet)
+        self.worker._pump()
 
     def _finish_slow(self, job: WorkerJob, result: Any, exc: BaseException | None) -> None:
         """The fast path's job ends the general way: its packets (and the next grab) in one write."""
-        link = self.link
-        link._rx = True
-        try:
-            self.worker._finish(job, result, exc)
-        finally:
-            link._rx = False
-        link._flush()
+        self.link.batch(self.worker._finish, job, result, exc)
 
     def packet(self, ptype: int, args: tuple) -> None:
         w = self.worker
@@ -257,7 +258,7 @@ class _WServer:
                 self.empty = False
                 w._pump()
         elif ptype == _ERROR:
-            log.debug("server %s: ERROR %r %r", self.link.address, *args)
+            log.debug("server %s: ERROR %s: %s", self.link.address, _text(args[0]), _text(args[1]))
 
     def lost(self, link: Link, exc: BaseException | None) -> None:
         w = self.worker
@@ -268,7 +269,7 @@ class _WServer:
         if self.lost_event is not None:
             self.lost_event.set()
         if not w._stopping:
-            log.info("lost connection to %s (%s); reconnecting", link.address, exc)
+            log.info("lost connection to %s (%s); reconnecting", link.address, error_text(exc))
         w._pump()  # the grabs it had are free slots again: ask the other servers
         w._check_done()
 
@@ -331,6 +332,8 @@ class AsyncWorker:
         self.busy_poll = busy_poll
         self._poll_until = 0.0
         self._polling = False
+        #: log each job at DEBUG (set by work() from the logger's level; such jobs skip the fast path)
+        self._log_jobs = False
 
     def _poll(self) -> None:
         """Busy poll: while this callback is queued the loop polls its sockets without sleeping, so the next
@@ -347,6 +350,8 @@ class AsyncWorker:
         if handler is None:
             return lambda h: self.register(function, h, timeout=timeout) or h
         name = _b(function)
+        if not name:
+            raise ValueError("a function name cannot be empty")
         self.functions[name] = (handler, timeout)
         self._is_async[name] = inspect.iscoroutinefunction(handler)
         if self._is_async[name] or self.threads:
@@ -376,6 +381,7 @@ class AsyncWorker:
             raise ValueError("no function registered")
         self._loop = asyncio.get_running_loop()
         self._thread_id = threading.get_ident()
+        self._log_jobs = log.isEnabledFor(logging.DEBUG)
         self._max_jobs = max_jobs
         self._stopping = False
         self._done = self._loop.create_future()
@@ -447,7 +453,12 @@ class AsyncWorker:
                 try:
                     await link.connect()
                 except OSError as exc:
-                    log.debug("connect to %s failed: %s", link.address, exc)
+                    if not ws.failing:
+                        ws.failing = True
+                        log.warning("cannot connect to %s (%s); retrying until it is up", link.address,
+                                    error_text(exc))
+                    else:
+                        log.debug("connect to %s failed: %s", link.address, error_text(exc))
                     continue
             ws.lost_event = asyncio.Event()
             if link.up:
@@ -456,7 +467,7 @@ class AsyncWorker:
     def _check_done(self) -> None:
         if self._stopping and self._running == 0 and self._grabs <= 0 and self._done and not self._done.done():
             for ws in self.servers:
-                ws.link._flush()
+                ws.link.flush()
             self._done.set_result(None)
 
     def _pump(self) -> None:
@@ -500,6 +511,9 @@ class AsyncWorker:
         self._started += 1
         self._running += 1
         job = WorkerJob(ws, handle, function, unique, data, self.codec)
+        if self._log_jobs:
+            job._t0 = perf_counter()
+            log.debug("job %s (%s, %d bytes) started", _text(handle), _text(function), len(data))
         if entry is None:  # we no longer do this function
             self._finish(job, None, WorkFailed("function not registered"))
             return False
@@ -538,6 +552,11 @@ class AsyncWorker:
 
     def _finish(self, job: WorkerJob, result: Any, exc: BaseException | None) -> None:
         ws = job._ws
+        if self._log_jobs:
+            how = ("failed" if job._finished or isinstance(exc, WorkFailed) else "done" if exc is None
+                   else f"raised {type(exc).__name__}")
+            log.debug("job %s (%s) %s in %.1f ms", _text(job.handle), _text(job.function), how,
+                      (perf_counter() - job._t0) * 1000)
         if not job._finished:
             job._finished = True
             if exc is None:
@@ -551,11 +570,16 @@ class AsyncWorker:
                 if exc is None:
                     ws.send(job._gen, pack_req(_WORK_COMPLETE, job.handle, payload))
             if exc is not None:
-                if not isinstance(exc, WorkFailed):
-                    text = f"{type(exc).__name__}: {exc}".encode(errors="replace")
-                    ws.send(job._gen, pack_req(T.WORK_EXCEPTION, job.handle, text))
+                if isinstance(exc, WorkFailed):
+                    log.info("job %s (%s) failed%s", _text(job.handle), _text(job.function),
+                             f": {exc}" if str(exc) else "")
+                else:
+                    text = f"{type(exc).__name__}: {exc}"
+                    ws.send(job._gen, pack_req(T.WORK_EXCEPTION, job.handle, text.encode(errors="replace")))
                     if not isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit):
-                        log.warning("job %r (%r) raised %s", job.handle, job.function, text.decode())
+                        # once per job, with the traceback: where the worker's function went wrong
+                        log.warning("job %s (%s) raised %s", _text(job.handle), _text(job.function), text,
+                                    exc_info=exc)
                 ws.send(job._gen, pack_req(T.WORK_FAIL, job.handle))
         self._running -= 1
         self.jobs_done += 1

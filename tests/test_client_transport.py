@@ -38,3 +38,9 @@ def test_backoff_grows_to_its_maximum_and_resets():
     assert delays[3] > delays[0]
     b.reset()
     assert b.next_delay() <= 0.12
+
+
+@pytest.mark.parametrize("spec", ["h:99999", "h:0", "[::1]:65536", "h:http"])
+def test_a_port_out_of_range_is_refused_with_its_reason(spec):
+    with pytest.raises(ValueError, match="bad port"):
+        normalize_servers(spec)

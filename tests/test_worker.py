@@ -223,7 +223,7 @@ class FakeLink:
 
     send_now = send
 
-    def _flush(self):
+    def flush(self):
         pass
 
 
@@ -307,6 +307,7 @@ def wired_worker(handlers, **kwargs):
     proto = _Protocol(link)
     proto.connection_made(FakeTransport())
     link._proto = proto
+    link.up = True
     link._rx = True  # no loop here: the registration is flushed by hand below
     ws.up(link)
     link._rx = False

@@ -15,13 +15,13 @@ from collections.abc import Sequence
 from .. import __version__
 
 #: sub-command modules, in the order `--help` lists them (the benchmark is `make bench`: bench/run.py)
-COMMANDS = ["serve", "submit", "work", "result", "admin", "top"]
+COMMANDS = ["serve", "submit", "work", "result", "admin", "top", "queue"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="geartrain", description="Gearman job server, client and worker.")
     parser.add_argument("-V", "--version", action="version", version=f"geartrain {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="subcommand", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f".{name}", __name__).add_parser(sub)
     return parser
@@ -29,7 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # argparse leaves a sub-command's unknown arguments to the top-level parser, whose usage would be shown
+        subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        target = subparsers.choices.get(args.subcommand) if args.subcommand else None
+        (target or parser).error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2

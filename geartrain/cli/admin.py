@@ -17,6 +17,7 @@ import sys
 from typing import Any
 
 from ..adminclient import AdminClient, AdminReply
+from ..protocol.admin_parse import job_row, worker_row
 from . import admin_kept
 from ._servers import add_server_options, servers_from_args
 
@@ -75,16 +76,23 @@ def _render(command: str, client: AdminClient, replies: list[AdminReply]) -> Any
         rows = []
         for r in replies:
             for line in r.lines:
-                head, _, funcs = line.partition(" :")
-                parts = head.split(" ", 2) + ["", "", ""]
-                rows.append([r.server, parts[0], parts[1], parts[2], funcs.strip()])
+                try:
+                    w = worker_row(line)
+                except ValueError:  # shown as it came
+                    rows.append([r.server, line, "", "", ""])
+                    continue
+                rows.append([r.server, w.fd, w.address, w.client_id, " ".join(w.functions)])
         return _table("workers", ["server", "fd", "address", "client id", "functions"], rows)
     if command == "show-jobs":
         rows = []
         for r in replies:
             for line in r.lines:
-                parts = line.split("\t") + ["", "", "", ""]
-                rows.append([r.server, *parts[:4]])
+                try:
+                    j = job_row(line)
+                except ValueError:
+                    rows.append([r.server, line, "", "", ""])
+                    continue
+                rows.append([r.server, j.handle, j.retries, j.ignore, j.queued])
         return _table("jobs", ["server", "handle", "retries", "ignore", "queued"], rows)
     if command == "show-unique-jobs":
         rows = [[r.server, line] for r in replies for line in r.lines]
@@ -120,8 +128,9 @@ def main(args: argparse.Namespace) -> int:
     else:
         from rich.console import Console
 
-        Console().print(_render(args.command, client, replies))
+        if any(r.answered for r in replies):  # no table at all when no server answered: only the errors
+            Console().print(_render(args.command, client, replies))
         for r in replies:
-            if not r.ok and args.command != "cancel-job":
+            if not r.ok and (args.command != "cancel-job" or not r.answered):
                 print(f"geartrain admin: {r.server}: {r.error}", file=sys.stderr)
     return 1 if failed else 0

@@ -35,6 +35,17 @@ def _size(text: str) -> int:
     return int(text) * mult
 
 
+def _port(text: str) -> int:
+    """A TCP port to listen on: 1-65535, or 0 for one the system picks."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is out of range (1-65535, or 0 for any free one)")
+    return port
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "serve",
@@ -46,7 +57,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     net.add_argument("-L", "--listen", default="127.0.0.1", metavar="ADDRESS",
                      help="address to listen on (default 127.0.0.1, this machine only; -L 0.0.0.0 or -L :: for all "
                           "interfaces)")
-    net.add_argument("-p", "--port", type=int, default=None,
+    net.add_argument("-p", "--port", type=_port, default=None,
                      help="port (default: $GEARMAND_PORT, else 4730)")
     net.add_argument("-b", "--backlog", type=int, default=None, metavar="N",
                      help="listen backlog (default: the system's maximum, net.core.somaxconn; gearmand's is 32, "
@@ -61,7 +72,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                      help="refuse (and log) connections beyond N (default 0: no limit besides file descriptors)")
     net.add_argument("--max-packet-size", type=_size, default=64 * 1024 * 1024, metavar="BYTES",
                      help="largest packet accepted; a bigger one closes the connection (default 64M)")
-    net.add_argument("--http-port", type=int, default=0, metavar="PORT",
+    net.add_argument("--http-port", type=_port, default=0, metavar="PORT",
                      help="also serve HTTP on PORT: gearmand's HTTP job submission (POST /FUNCTION), a JSON API, "
                           "Prometheus /metrics and a dashboard at / (default 0: off)")
     net.add_argument("--http-listen", default=None, metavar="ADDRESS",

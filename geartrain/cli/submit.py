@@ -3,8 +3,10 @@
     geartrain submit -f FUNC [--servers h:p,...] [-b] [-I|-L] [-u UNIQUE] [-n|-N] [-P] [-s] [DATA ...]
 
 Each DATA is one job (for every -f); with none, stdin is read (all of it, or one job per line with
--n/-N). Results go to stdout; WORK_DATA as it arrives. Progress (WORK_STATUS) is shown on stderr
-when it is a terminal. Exit status 1 if any job failed or raised (the error on stderr).
+-n/-N). Results go to stdout as the workers sent them; WORK_DATA as it arrives. When stderr is a
+terminal, progress (WORK_STATUS) is shown there between outputs, and on a terminal a result that does
+not end with a newline is followed by one (piped output gets the workers' bytes only). Exit status 1
+if any job failed or raised (the error on stderr).
 """
 
 from __future__ import annotations
@@ -53,52 +55,92 @@ def _workloads(args: argparse.Namespace) -> list[bytes]:
     return [raw]
 
 
-class _Progress:
-    """A rich progress bar on stderr per job that reports WORK_STATUS (only on a terminal)."""
+class _Screen:
+    """Where submit's output goes: results and WORK_DATA to stdout, messages to stderr, and, when stderr is a
+    terminal, a progress bar per job that sends WORK_STATUS.
+
+    The bar (rich, transient) erases the lines it drew when it is taken down, so it is shown only between
+    outputs: it is taken down before anything is written, drawn again at the next WORK_STATUS, and never
+    started on a line that holds output. What was printed stays on screen.
+    """
 
     def __init__(self) -> None:
-        self.bar = None
+        self.out = sys.stdout.buffer
+        self.out_tty = sys.stdout.isatty()
+        self.bars = sys.stderr.isatty()
+        self.bar: Any = None
         self.ids: dict[int, Any] = {}
-        if sys.stderr.isatty():
+        self.jobs: dict[int, tuple[str, int, int]] = {}  # id(job) -> (function, numerator, denominator)
+        self.line_open = False  # the last byte written to stdout was not a newline
+
+    def write(self, data: bytes) -> None:
+        self.pause()
+        if data:
+            self.out.write(data)
+            self.out.flush()
+            self.line_open = not data.endswith(b"\n")
+
+    def message(self, text: str) -> None:
+        """A line on stderr (an error or a warning), on a line of its own on a terminal."""
+        self.pause()
+        self._end_line()
+        print(text, file=sys.stderr, flush=True)
+
+    def status(self, job: Any, numerator: int, denominator: int) -> None:
+        if not self.bars:
+            return
+        self.jobs[id(job)] = (job.function.decode(errors="replace"), numerator, denominator)
+        if self.bar is None:
             from rich.console import Console
             from rich.progress import Progress
 
-            self.bar = Progress(console=Console(stderr=True), transient=True)
-
-    def __enter__(self) -> _Progress:
-        if self.bar:
+            self._end_line()
+            self.bar = Progress(console=Console(stderr=True), transient=True, redirect_stdout=False,
+                                redirect_stderr=False)
+            self.ids = {}
             self.bar.start()
-        return self
+        for key, (name, num, den) in self.jobs.items():
+            if key not in self.ids:
+                self.ids[key] = self.bar.add_task(name, total=den or None)
+            self.bar.update(self.ids[key], completed=num, total=den or None)
 
-    def __exit__(self, *exc: object) -> None:
-        if self.bar:
+    def ended(self, job: Any) -> None:
+        """JOB has ended: its bar is not drawn again."""
+        self.jobs.pop(id(job), None)
+
+    def pause(self) -> None:
+        """Take the bar down (it erases only the lines it drew)."""
+        if self.bar is not None:
             self.bar.stop()
+            self.bar = None
 
-    def status(self, job: Any, numerator: int, denominator: int) -> None:
-        if not self.bar:
-            return
-        key = id(job)
-        if key not in self.ids:
-            self.ids[key] = self.bar.add_task(job.function.decode(errors="replace"), total=denominator or None)
-        self.bar.update(self.ids[key], completed=numerator, total=denominator or None)
+    def _end_line(self) -> None:
+        # output that does not end with a newline would share its line with what comes next on the terminal
+        if self.line_open and self.out_tty:
+            self.out.write(b"\n")
+            self.out.flush()
+            self.line_open = False
+
+    def close(self) -> None:
+        self.pause()
+        self._end_line()
 
 
 async def _run(args: argparse.Namespace) -> int:
     priority = "high" if args.high else "low" if args.low else None
     timeout = args.timeout / 1000 if args.timeout else None
-    out = sys.stdout.buffer
     status = 0
     workloads = _workloads(args)
+    screen = _Screen()
 
     def on_data(job: Any, data: bytes) -> None:
-        out.write(data)
-        out.flush()
+        screen.write(data)
 
     def on_warning(job: Any, data: bytes) -> None:
-        sys.stderr.write(f"warning: {data.decode(errors='replace')}\n")
+        screen.message(f"warning: {data.decode(errors='replace')}")
 
-    async with AsyncClient(servers_from_args(args), wait_for_server=5.0) as client:
-        with _Progress() as progress:
+    try:
+        async with AsyncClient(servers_from_args(args)) as client:
             jobs = []
             for data in workloads:
                 for fn in args.function:
@@ -106,36 +148,36 @@ async def _run(args: argparse.Namespace) -> int:
                         job = await client.submit_job(fn, data, unique=args.unique, priority=priority,
                                                       background=args.background, when=args.at,
                                                       on_data=on_data, on_warning=on_warning,
-                                                      on_status=progress.status)
+                                                      on_status=screen.status)
                     except GearmanError as exc:
-                        print(f"geartrain submit: {fn}: {exc}", file=sys.stderr)
+                        screen.message(f"geartrain submit: {fn}: {exc}")
                         return 1
                     jobs.append((fn, job))
             for fn, job in jobs:
                 try:
                     if job.background:
-                        handle = await job.created(timeout)
-                        out.write(handle + b"\n")
+                        screen.write(await job.created(timeout) + b"\n")
                         continue
                     result = await job.result(timeout)
                     if args.verbose:
-                        print(f"Task created: {job.handle.decode(errors='replace')}", file=sys.stderr)
+                        screen.message(f"Task created: {job.handle.decode(errors='replace')}")
                 except JobException as exc:
-                    print(f"geartrain submit: {fn}: job raised: {exc.data.decode(errors='replace')}",
-                          file=sys.stderr)
+                    screen.message(f"geartrain submit: {fn}: job raised: {exc.data.decode(errors='replace')}")
                     status = 1
                     continue
                 except GearmanError as exc:
-                    print(f"geartrain submit: {fn}: {exc}", file=sys.stderr)
+                    screen.message(f"geartrain submit: {fn}: {exc}")
                     status = 1
                     continue
+                finally:
+                    screen.ended(job)
                 if args.prefix:
-                    out.write(fn.encode() + b": ")
-                out.write(result)
+                    result = fn.encode() + b": " + result
                 if (args.lines or args.lines_strip or args.prefix) and not result.endswith(b"\n"):
-                    out.write(b"\n")
-                out.flush()
-    out.flush()
+                    result += b"\n"
+                screen.write(result)
+    finally:
+        screen.close()
     return status
 
 

@@ -23,6 +23,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..adminclient import admin_command
+from ..protocol.admin_parse import status_row
 from ._servers import add_server_options, servers_from_args
 
 
@@ -73,12 +74,11 @@ def parse_status(lines: list[str]) -> dict[str, tuple[int, int, int]]:
     """The ``status`` listing as {function: (jobs, running, workers)}; malformed lines are skipped."""
     rows: dict[str, tuple[int, int, int]] = {}
     for line in lines:
-        parts = line.split("\t")
-        if len(parts) == 4:
-            try:
-                rows[parts[0]] = (int(parts[1]), int(parts[2]), int(parts[3]))
-            except ValueError:
-                continue
+        try:
+            row = status_row(line)
+        except ValueError:
+            continue
+        rows[row.function] = (row.total, row.running, row.workers)
     return rows
 
 

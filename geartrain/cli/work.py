@@ -6,6 +6,9 @@ Each job runs COMMAND with the payload on stdin; its stdout is the result; a non
 the job (its output is sent first as WORK_DATA). With -n each output line goes as WORK_DATA as it
 is printed. Without a COMMAND the payload itself is the result (an echo worker). SIGTERM stops
 gracefully: running jobs finish, then the worker exits. --processes N runs N worker processes.
+
+On stderr it says when it connects, when a connection is lost, and once (until it gets through) when
+a server cannot be reached and it keeps retrying; -v adds a line per job.
 """
 
 from __future__ import annotations
@@ -14,22 +17,30 @@ import argparse
 import asyncio
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
 from typing import Any
 
 from ..errors import WorkFailed
-from ..transport import new_event_loop
+from ..transport import error_text, new_event_loop
 from ..worker import AsyncWorker, WorkerJob
 from ._servers import add_server_options, servers_from_args
+
+
+def _function_name(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("a function name cannot be empty")
+    return text
 
 
 def add_parser(subparsers: Any) -> None:
     p = subparsers.add_parser("work", help="run a command for each job (like `gearman -w`)", add_help=False,
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_server_options(p)
-    p.add_argument("-f", "--function", action="append", required=True, help="function name (repeatable)")
+    p.add_argument("-f", "--function", action="append", required=True, type=_function_name,
+                   help="function name (repeatable)")
     p.add_argument("-c", "--count", type=int, help="exit after COUNT jobs (per process)")
     lines = p.add_mutually_exclusive_group()
     lines.add_argument("-n", "--lines", action="store_true", help="send each output line as WORK_DATA")
@@ -38,9 +49,31 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--concurrency", type=int, default=1, metavar="K", help="jobs at once per process")
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="register with CAN_DO_TIMEOUT")
     p.add_argument("--client-id", help="SET_CLIENT_ID (shown by `admin workers`)")
-    p.add_argument("-v", "--verbose", action="store_true", help="log connections and jobs on stderr")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="also log every job (start, end, time) and every failed connect on stderr")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND ARGS... (default: echo the payload)")
     p.set_defaults(func=main)
+
+
+def _command(args: argparse.Namespace) -> list[str]:
+    """The job command given after ``--`` (empty: echo the payload)."""
+    return args.command[1:] if args.command[:1] == ["--"] else args.command
+
+
+class CommandError(Exception):
+    """The job's command could not be started (its text names the command and why)."""
+
+
+def _check_command(command: list[str]) -> str | None:
+    """Why COMMAND cannot be run (checked once at start), or None."""
+    name = command[0]
+    if shutil.which(name) is not None:
+        return None
+    if os.sep in name:
+        if not os.path.exists(name):
+            return f"cannot run {name}: no such file"
+        return f"cannot run {name}: not an executable file"
+    return f"cannot run {name}: not found in PATH"
 
 
 def _make_handler(command: list[str], lines: bool, strip: bool) -> Any:
@@ -50,7 +83,10 @@ def _make_handler(command: list[str], lines: bool, strip: bool) -> Any:
         return echo
 
     async def run_command(job: WorkerJob) -> bytes:
-        proc = await asyncio.create_subprocess_exec(*command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        try:
+            proc = await asyncio.create_subprocess_exec(*command, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        except OSError as exc:
+            raise CommandError(f"cannot run {command[0]}: {error_text(exc)}") from None
         assert proc.stdin is not None and proc.stdout is not None
         stdin = proc.stdin
 
@@ -92,7 +128,7 @@ def _make_handler(command: list[str], lines: bool, strip: bool) -> Any:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    command = _command(args)
     # the echo handler (no command) is a plain function: run it inline even with several jobs in flight
     worker = AsyncWorker(servers_from_args(args), concurrency=args.concurrency, client_id=args.client_id,
                          threads=False)
@@ -124,7 +160,7 @@ def _child_argv(args: argparse.Namespace) -> list[str]:
         argv += ["--client-id", args.client_id]
     if args.verbose:
         argv.append("-v")
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    command = _command(args)
     return argv + ["--", *command] if command else argv
 
 
@@ -147,8 +183,13 @@ def _supervise(args: argparse.Namespace) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, stream=sys.stderr,
-                        format=f"geartrain work[{os.getpid()}]: %(message)s")
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format=f"geartrain work[{os.getpid()}]: %(message)s")
+    logging.getLogger("geartrain").setLevel(logging.DEBUG if args.verbose else logging.INFO)
+    command = _command(args)
+    problem = _check_command(command) if command else None
+    if problem:
+        print(f"geartrain work: {problem}", file=sys.stderr)
+        return 2
     if args.processes > 1:
         return _supervise(args)
     try:

@@ -39,11 +39,6 @@ def _one_line(value: bytes) -> bytes:
     return value.replace(b"\t", b" ").replace(b"\r", b" ").replace(b"\n", b" ")
 
 
-def err(code: bytes, text: str) -> bytes:
-    """``ERR CODE text`` with the text's spaces as ``+``, as gearmand writes its errors."""
-    return b"ERR " + code + b" " + text.encode(errors="replace").replace(b" ", b"+") + b"\r\n"
-
-
 def gearmand_hash(key: bytes) -> int:
     """gearmand's hash of function names, handles and uniques: Jenkins one-at-a-time on signed 32-bit
     integers (chars are signed), never 0. Listings walk its hash tables, so ordering rows by
@@ -89,6 +84,11 @@ def err_args(command: bytes) -> bytes:
 def err_unknown(command: bytes) -> bytes:
     """An unknown command (note: no space between "command" and the name, as gearmand)."""
     return b"ERR UNKNOWN_COMMAND Unknown+server+command" + command + b"\r\n"
+
+
+def err(code: bytes, text: str) -> bytes:
+    """``ERR CODE text+with+plus+for+spaces\r\n``, gearmand's form of an error with a message."""
+    return b"ERR " + code + b" " + "+".join(text.split()).encode("utf-8", "replace") + b"\r\n"
 
 
 def err_create(name: bytes) -> bytes:

@@ -154,7 +154,8 @@ class ACL:
         if rules.allows(action, name):
             return True
         log.warning("permission denied: %s may not %s %r (ACL rules %s)", _describe(peer), action.replace("_", " "),
-                    name, rules.label)
+                    name, rules.label, extra={"event": "permission_denied", "function": name, "peer": peer.host,
+                                              "fd": peer.fd, "action": action})
         return False
 
 

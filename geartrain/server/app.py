@@ -5,6 +5,11 @@ loop turn (every connection with output gets one write), runs the state's timers
 CAN_DO_TIMEOUT, cron) with a single loop timer set to the earliest due time, and handles
 SIGTERM/SIGINT (stop), SIGUSR1 (graceful: stop accepting, let running jobs finish) and SIGHUP
 (reopen the log file). ``run(options)`` is what `geartrain serve` calls.
+
+Readiness and the service manager: ``Server.health`` (health.py) answers /healthz, /readyz and the admin
+commands ``health`` and ``ready``; ``Server.notifier`` (notify.py, set by ``serve`` from systemd's
+variables) is told READY=1 once the queue is replayed and the ports listen, STATUS= while the queue's
+database is awaited, STOPPING=1 when a stop begins, and pinged by the watchdog.
 """
 
 from __future__ import annotations
@@ -30,7 +35,9 @@ from .budget import InputBudget, default_limit
 from .commands import Admin
 from .connection import Connection, Port, sweep
 from .group import GroupCommit
+from .health import Health
 from .logfmt import make_formatter
+from .notify import Notifier
 from .policy import Policy
 from .pump import Pump
 from .state import State
@@ -202,8 +209,11 @@ class Server:
         self.sweeper: asyncio.TimerHandle | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.committer: GroupCommit | None = None
+        # readiness and the service manager (health.py, notify.py)
+        self.health = Health(self.store)
+        self.notifier = Notifier()  # serve() sets the one systemd's variables ask for
         self.admin = Admin(State(), version=VERSION, verbose=lambda: options.verbose.upper(),
-                           shutdown=self.request_shutdown)
+                           shutdown=self.request_shutdown, health=self.health, flush=lambda: self.pump.schedule())
         self.admin.hash_buckets = options.hash_buckets
         if options.acl is not None or options.admin_loopback_only:
             self.admin.allowed = admin_hook(options.admin_loopback_only)
@@ -238,7 +248,7 @@ class Server:
             job_retries=options.job_retries,
             worker_wakeup=options.worker_wakeup,
             exceptions=options.exceptions,
-            notice=lambda msg: log.log(NOTICE, "%s", msg),
+            notice=lambda msg, **fields: log.log(NOTICE, "%s", msg, extra=fields),  # fields: the JSON log's
             now=time.time(),
             defer_no_job=True,  # flush and _poll answer the deferred grabs
             grab_wait=options.grab_wait,  # the loop polls while a grab waits
@@ -311,8 +321,10 @@ class Server:
             self.http = HttpListener(view, HttpOptions(http_host, opts.http_port,
                                                        opts.http_max_body, opts.http_header_timeout,
                                                        opts.http_allowed_hosts, opts.max_packet_size))
+            view.health = self.health
             await self.http.start()
         self.pump.arm_timer()
+        self.health.replayed = True
 
     async def open_store(self) -> bool:
         """Open and replay the durable queue, retrying while it fails with StoreError. False if stopped first."""
@@ -329,6 +341,7 @@ class Server:
                 delay = min(self.open_retry_max, max(self.open_retry_min, delay * 2))
                 log.log(NOTICE, "the %s queue is not available (attempt %d): %s; trying again in %.1fs, "
                         "accepting no connections until it is", store.name, attempt, exc, delay)
+                self.notifier.status(f"waiting for the {store.name} queue (attempt {attempt}): {exc}")
                 if self.committer is not None:  # a replay cut short: start again from an empty state
                     self.reset()
                 assert self.stopped is not None
@@ -363,6 +376,9 @@ class Server:
 
     def request_shutdown(self, graceful: bool = False) -> None:
         """Stop now, or (GRACEFUL) stop accepting, hand out no new jobs, and stop when none is running."""
+        if not self.health.stopping or not graceful:
+            self.health.stopping = True
+            self.notifier.stopping("stopping gracefully: running jobs finish" if graceful else "stopping")
         if graceful:
             if not self.graceful:
                 log.log(NOTICE, "graceful shutdown: no new connections or jobs; waiting for running jobs")
@@ -538,6 +554,8 @@ async def serve(options: Options, logfile: LogFile | None = None, loop_name: str
     server = Server(options)
     loop = asyncio.get_running_loop()
     server.stopped = asyncio.Event()  # signals work while the start waits for the queue's database
+    server.notifier = Notifier.from_environ()  # systemd's Type=notify, WatchdogSec= (notify.py)
+    server.notifier.start_watchdog(loop)
     loop.add_signal_handler(signal.SIGTERM, server.request_shutdown, False)
     loop.add_signal_handler(signal.SIGINT, server.request_shutdown, False)
     loop.add_signal_handler(signal.SIGUSR1, server.request_shutdown, True)
@@ -569,6 +587,7 @@ async def serve(options: Options, logfile: LogFile | None = None, loop_name: str
     if ready_fd is not None:
         os.write(ready_fd, b"1")
         os.close(ready_fd)
+    server.notifier.ready(f"serving on {addresses}; queue {queue_label(options.store)}")
     try:
         await server.wait_stopped()
     finally:
@@ -579,6 +598,7 @@ async def serve(options: Options, logfile: LogFile | None = None, loop_name: str
                 os.unlink(options.pid_file)
             except OSError:
                 pass
+        server.notifier.close()
     return 0
 
 

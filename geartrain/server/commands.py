@@ -2,9 +2,12 @@
 
 ``Admin.run(peer, line)`` is installed as ``State.text``; it answers on the same connection.
 Commands are matched case-insensitively, as gearmand does. Besides gearmand's own commands (and
-``shutdown``, which gearmand dropped), geartrain answers its own, so a tool in any language can reach
-what gearmand never had over the Gearman port:
+``shutdown [graceful]``, which gearmand dropped), geartrain answers its own, so a tool in any language
+can reach over the Gearman port what gearmand never had:
 
+* ``health`` (``OK live``) and ``ready`` (``OK ready``, or ``ERR NOT_READY`` with the reasons:
+  server/health.py, the same answer as ``GET /readyz``). ``ready`` is answered once its probe returns:
+  a placeholder keeps its place in the connection's output meanwhile;
 * ``result HANDLE|UNIQUE``: how a job stands, or how it ended if its outcome is kept: a listing of
   ``name<tab>value`` lines (state, handle, function, unique, tries, progress, ended, data in base64);
 * ``policy FUNC`` shows a function's policy in effect (``OK <words>``), ``policy FUNC WORDS...``
@@ -20,7 +23,9 @@ import os
 from collections.abc import Callable, Iterable
 
 from ..protocol import admin
+from .health import Health, Report
 from .jobs import DELAYED, QUEUED, RUNNING, Function, Job, Peer
+from .outbox import Hold
 from .policy import PolicyError
 from .policy import parse as policy_parse
 from .state import State, atoi
@@ -31,8 +36,11 @@ class Admin:
     """Runs one admin line for one connection."""
 
     def __init__(self, state: State, *, version: str, verbose: Callable[[], str],
-                 shutdown: Callable[[bool], None] | None = None) -> None:
+                 shutdown: Callable[[bool], None] | None = None, health: Health | None = None,
+                 flush: Callable[[], None] | None = None) -> None:
         self.state = state
+        self.health = health
+        self.flush = flush  # writes the output of a reply that came later (a `ready` probe's)
         self.version = version
         self.verbose = verbose
         self.shutdown = shutdown
@@ -52,25 +60,49 @@ class Admin:
             b"verbose": lambda words: admin.ok_value(self.verbose()),
             b"version": lambda words: admin.ok_value(self.version),
             b"shutdown": self.do_shutdown,
+            b"health": lambda words: admin.ok_value("live"),
             b"result": self.result,
             b"policy": self.policy,
             b"policies": self.policies,
             b"failed": self.failed,
         }
+        #: commands answered later: each is given the function that sends its reply
+        self.later: dict[bytes, Callable[[list[bytes], Callable[[bytes], None]], None]] = {b"ready": self.ready}
 
     def run(self, peer: Peer, line: bytes) -> None:
         words = admin.split(line)
         if not words:
             self.state.send(peer, admin.err_unknown(b""))
             return
-        command = self.commands.get(words[0].lower())
-        if command is None:
+        name = words[0].lower()
+        command = self.commands.get(name)
+        later = self.later.get(name) if command is None else None
+        if command is None and later is None:
             reply = admin.err_unknown(words[0])
         elif self.allowed is not None and not self.allowed(peer, _permission(words)):
             reply = admin.ERR_PERMISSION
+        elif later is not None:
+            hold = self.state.outbox.hold(peer)
+            later(words, lambda reply: self.answer(peer, hold, reply))
+            return
         else:
+            assert command is not None
             reply = command(words)
         self.state.send(peer, reply)
+
+    def answer(self, peer: Peer, hold: Hold, reply: bytes) -> None:
+        """The reply of a command answered later, in the place it kept."""
+        self.state.outbox.resolve(peer, hold, reply)
+        if self.flush is not None:
+            self.flush()
+
+    # ------------------------------------------------------------------ health
+
+    def ready(self, words: list[bytes], answer: Callable[[bytes], None]) -> None:
+        if self.health is None:
+            answer(admin.ok_value("ready"))
+            return
+        self.health.ready_soon(lambda report: answer(ready_reply(report)))
 
     # ------------------------------------------------------------------ listings
 
@@ -227,6 +259,13 @@ class Admin:
         if self.shutdown is not None:
             self.shutdown(graceful)
         return admin.OK
+
+
+def ready_reply(report: Report) -> bytes:
+    """``OK ready\n``, or ``ERR NOT_READY reason;+reason\r\n``."""
+    if report.ok:
+        return admin.ok_value("ready")
+    return admin.err(b"NOT_READY", "; ".join(report.reasons))
 
 
 def _permission(words: list[bytes]) -> bytes:

@@ -19,6 +19,8 @@ requests), bounds the request head and closes connections idle or slow to send t
   ``DELETE /api/functions/{name}/policy`` (``policy``), ``POST /api/failed/{id}/requeue``, ``POST
   /api/failed/requeue``, ``DELETE /api/failed/{id}`` and ``DELETE /api/failed`` (``failed``).
 - ``GET /metrics``: Prometheus text format (metrics.py).
+- ``GET /healthz``: 200 while the process answers; ``GET /readyz``: 200 when the server is ready for work
+  (queue replayed, not stopping, store answering: health.py), else 503 with the reasons in the JSON body.
 - ``GET /``: the dashboard (static files in dashboard/).
 
 Before a submission's body is read, its function name, unique and ACL are checked and its declared
@@ -68,7 +70,7 @@ TEXT = "text/plain; charset=utf-8"
 BINARY = "application/octet-stream"
 #: paths (after the leading /) that are ours, not function names, for POST and PUT
 RESERVED_PREFIXES = ("api/", "dashboard/")
-RESERVED_PATHS = ("api", "metrics", "openapi.json", "dashboard")
+RESERVED_PATHS = ("api", "metrics", "openapi.json", "dashboard", "healthz", "readyz")
 CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                  ".css": "text/css; charset=utf-8", ".json": JSON, ".svg": "image/svg+xml"}
 #: the dashboard's files load nothing from elsewhere and may not be framed by another site
@@ -411,6 +413,11 @@ class HttpListener:
 
     async def get(self, rest: str, query: str) -> web.Response:
         view = self.view
+        if rest in ("healthz", "readyz"):
+            if rest == "healthz":
+                return as_json(view.health.live().as_json("live"))
+            report = await view.health.ready()
+            return as_json(report.as_json("ready"), 200 if report.ok else 503)
         if rest == "metrics":
             # copy the numbers now; format them in a thread (a big scrape must not hold up the loop)
             snap = metrics.Snapshot(view)

@@ -6,9 +6,9 @@ coalescing, priorities, the durable commit, a client leaving). Like `geartrain s
 exceptions (OPTION_REQ exceptions), so a worker's exception text comes back rather than a bare failure.
 
 The state answers a peer with Gearman packets. ``PacketSink`` stands in for the peer's transport and
-parses them back; the submission turns the replies it waits for into one ``Outcome``. Only this module
-knows that replies are packets: a client session that matches replies without bytes can take
-PacketSink's place here without touching the HTTP side.
+parses them back, and a ``ClientSession`` (protocol/session.py, the one that geartrain's AsyncClient and
+the python-gearman compatible client use) hands each to the request it answers: the submission, which
+turns them into one ``Outcome``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 
 from ..protocol.codec import Parser
 from ..protocol.packets import RES, T
+from ..protocol.session import ClientSession
 from .jobs import Peer
 from .view import ServerView
 
@@ -33,26 +34,35 @@ class Outcome(NamedTuple):
     code: bytes = b""
 
 
-#: the replies that end a submission, by packet type
-_ENDS = {T.WORK_COMPLETE: b"WORK_COMPLETE", T.WORK_FAIL: b"WORK_FAIL", T.WORK_EXCEPTION: b"WORK_EXCEPTION"}
+class _OptionSet:
+    """The request OPTION_REQ exceptions: its OPTION_RES needs nothing done."""
+
+    @staticmethod
+    def on_reply(ptype: int, args: tuple) -> None:
+        return None
+
+    @staticmethod
+    def on_error(code: bytes, text: bytes) -> None:
+        return None
 
 
 class PacketSink:
     """Stands in for a Peer's transport: parses the Gearman replies the state writes to it."""
 
-    __slots__ = ("submission", "parser")
+    __slots__ = ("submission", "parser", "session")
 
     def __init__(self, submission: Submission) -> None:
         self.submission = submission
         self.parser = Parser(RES, text=False)
+        self.session = ClientSession()
 
     def write(self, data: bytes) -> None:
-        submission = self.submission
-        http = submission.view.http
+        http = self.submission.view.http
         if http is not None:
             http.relayed += len(data)
+        receive = self.session.receive
         for ptype, args in self.parser.feed(data):
-            submission.on_packet(ptype, args)
+            receive(ptype, args)
 
     def writelines(self, parts: list[bytes]) -> None:
         self.write(b"".join(parts))
@@ -67,7 +77,7 @@ class PacketSink:
 class Submission:
     """One HTTP request's Peer: ``allowed`` before its body is read, then ``submit`` and await the Outcome."""
 
-    __slots__ = ("view", "peer", "rules", "cert_name", "paused", "background", "handle", "chunks", "future")
+    __slots__ = ("view", "peer", "sink", "rules", "cert_name", "paused", "background", "handle", "chunks", "future")
 
     def __init__(self, view: ServerView, host: str, fd: int = -1) -> None:
         self.view = view
@@ -81,8 +91,9 @@ class Submission:
         self.chunks: list[bytes] = []
         self.future: asyncio.Future[Outcome] | None = None
         peer = self.peer = state.connect(fd, host)
-        peer.transport = PacketSink(self)
+        sink = self.sink = peer.transport = PacketSink(self)
         peer.extra = self
+        sink.session.expect(_OptionSet)
         state.dispatch[T.OPTION_REQ](peer, (b"exceptions",))  # its OPTION_RES arrives before any submission
 
     def allowed(self, name: bytes) -> bool:
@@ -96,30 +107,45 @@ class Submission:
         self.background = background
         future = self.future = asyncio.get_running_loop().create_future()
         view = self.view
+        self.sink.session.expect(self)
         view.state.submit(priority, background, self.peer, (name, unique, data))
         view.flush()
         return future
 
-    def on_packet(self, ptype: int, args: tuple[bytes, ...]) -> None:
-        """A Gearman reply the state sent to this request's Peer."""
+    # the replies the session hands this request (protocol/session.py)
+
+    def _end(self, outcome: Outcome) -> None:
         future = self.future
-        if future is None or future.done():
-            return
-        if ptype == T.JOB_CREATED:
-            self.handle = args[0]
-            if self.background:
-                future.set_result(Outcome(b"JOB_CREATED", args[0]))
-        elif ptype == T.WORK_DATA and args[0] == self.handle:
+        if future is not None and not future.done():
+            future.set_result(outcome)
+
+    def on_created(self, handle: bytes) -> Submission | None:
+        self.handle = handle
+        if self.background:
+            self._end(Outcome(b"JOB_CREATED", handle))
+            return None
+        return self
+
+    def on_error(self, code: bytes, text: bytes) -> None:
+        self._end(Outcome(b"ERROR", self.handle, text, code))
+
+    def on_complete(self, data: bytes) -> None:
+        self.chunks.append(data)
+        self._end(Outcome(b"WORK_COMPLETE", self.handle, b"".join(self.chunks)))
+
+    def on_work(self, ptype: int, args: tuple[bytes, ...]) -> bool:
+        if ptype == T.WORK_DATA:
             self.chunks.append(args[1])
-        elif ptype in _ENDS and args[0] == self.handle:
-            if ptype == T.WORK_COMPLETE:
-                self.chunks.append(args[1])
-                data = b"".join(self.chunks)
-            else:
-                data = args[1] if ptype == T.WORK_EXCEPTION else b""
-            future.set_result(Outcome(_ENDS[ptype], self.handle, data))
-        elif ptype == T.ERROR:
-            future.set_result(Outcome(b"ERROR", self.handle, args[1], args[0]))
+            return False
+        if ptype == T.WORK_FAIL:
+            self._end(Outcome(b"WORK_FAIL", self.handle))
+        elif ptype == T.WORK_EXCEPTION:
+            self._end(Outcome(b"WORK_EXCEPTION", self.handle, args[1]))
+        elif ptype == T.WORK_COMPLETE:
+            self.on_complete(args[1])
+        else:
+            return False  # WORK_STATUS, WORK_WARNING: the job goes on
+        return True
 
     def close(self) -> None:
         """The request is over (answered, or its client left): the Peer disconnects, and a foreground job

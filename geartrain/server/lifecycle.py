@@ -108,13 +108,15 @@ class Lifecycle:
     job_class = Job  # what create() makes (the fuzz test's jobs check each change of state against TRANSITIONS)
 
     def __init__(self, *, prefix: bytes, out: Outbox, job_retries: int = 0,
-                 notice: Callable[[str], None] | None = None, now: float = 0.0) -> None:
+                 notice: Callable[..., None] | None = None, now: float = 0.0) -> None:
         self.prefix = prefix + b":"  # job handles are PREFIX:N
         self.counter = 0  # the N of the last handle
         self.now = now  # the caller's clock (epoch seconds): set per read and per timer tick
         self.out = out
         self.job_retries = job_retries  # <= 0: unlimited (gearmand 1.1.20's default 0)
-        self.notice = notice or (lambda msg: None)  # log line for rare events (drops, timeouts)
+        # log line for rare events (drops, timeouts): notice(message, event=..., function=..., handle=..., peer=...),
+        # the keywords being fields of their own in a JSON log (logfmt.py)
+        self.notice = notice or (lambda msg, **fields: None)
         self.committer: Any = None  # group.GroupCommit for a durable store, None for memory
         self.default_policy: Policy | None = None  # for functions without one of their own (--policy)
         self.kept = KeptResults()  # outcomes of background jobs, kept after they ended
@@ -469,7 +471,9 @@ class Lifecycle:
             return
         if self.job_retries > 0 and job.retries >= self.job_retries:
             self.notice(f"Dropped job due to max retry count: {job.handle.decode(errors='replace')} "
-                        f"{f.name.decode(errors='replace')} after {job.retries} tries ({why})")
+                        f"{f.name.decode(errors='replace')} after {job.retries} tries ({why})",
+                        event="job_dropped", function=f.name, handle=job.handle, peer=peer.host, fd=peer.fd,
+                        tries=job.retries, reason=why)
             self._failed(job, peer)
             return
         f.retried += 1
@@ -493,7 +497,8 @@ class Lifecycle:
         f.timeouts += 1
         self.timed_out += 1
         self.notice(f"Job {job.handle.decode(errors='replace')} of {f.name.decode(errors='replace')} timed out "
-                    f"after {role.can.get(f, 0):g}s on worker {worker.host} fd {worker.fd}")
+                    f"after {role.can.get(f, 0):g}s on worker {worker.host} fd {worker.fd}",
+                    event="job_timed_out", function=f.name, handle=job.handle, peer=worker.host, fd=worker.fd)
         if self.job_retries > 0 or self._under_policy(job):
             self.requeue(job, "timed out")
         else:

@@ -55,7 +55,7 @@ class State:
         job_retries: int = 0,
         worker_wakeup: int = 1,
         exceptions: bool = False,
-        notice: Callable[[str], None] | None = None,
+        notice: Callable[..., None] | None = None,
         now: float = 0.0,
         defer_no_job: bool = False,
         grab_wait: float = 0.0,
@@ -306,7 +306,8 @@ class State:
             try:
                 cron = Cron.parse(*stored.schedule.split(b" "))
             except (CronError, TypeError):
-                self.life.notice(f"Ignoring stored schedule with a bad spec: {stored.schedule!r}")
+                self.life.notice(f"Ignoring stored schedule with a bad spec: {stored.schedule!r}",
+                                 event="schedule_ignored", function=stored.function, unique=stored.unique)
                 return None
             sched = self.timers.schedule(None, stored.function, stored.unique, stored.data, stored.priority, cron,
                                          stored=True)

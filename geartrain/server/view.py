@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .budget import InputBudget
+from .health import Health
 from .jobs import Peer
 from .state import State
 
@@ -51,6 +52,8 @@ class ServerView:
     budget: InputBudget = field(default_factory=lambda: InputBudget(0))
     #: the HTTP listener's counters, set when it starts
     http: HttpStats | None = None
+    #: liveness and readiness (GET /healthz, /readyz); by default, a server without a store, serving
+    health: Health = field(default_factory=Health.serving)
 
     def traffic(self) -> list[tuple[str, int, int]]:
         """(listener, bytes in, bytes out) for the Gearman port and, if it runs, the HTTP one."""

@@ -226,7 +226,8 @@ class Workers:
                 if f.has_runnable() and (f.sleepers or self.wide_sleepers):
                     self.life.notice(f"Worker {peer.host} fd {peer.fd} did not ask for a job within "
                                      f"{self.wake_timeout:g}s of its wake-up for {f.name.decode(errors='replace')}; "
-                                     "waking another worker")
+                                     "waking another worker",
+                                     event="wakeup_passed", function=f.name, peer=peer.host, fd=peer.fd)
                     self.wake(f, 1)
 
     # ------------------------------------------------------------------ handing out jobs

@@ -104,3 +104,33 @@ def test_big_payload_through_a_command(any_server, cli):
         assert out.returncode == 0 and out.stdout == payload
     finally:
         stop(worker)
+
+
+def test_work_names_a_command_that_cannot_run(cli):
+    out = cli("work", "-f", "x", "--", "/no/such/binary")
+    assert out.returncode == 2
+    assert out.stderr == b"geartrain work: cannot run /no/such/binary: no such file\n"
+    out = cli("work", "-f", "x", "--processes", "2", "--", "no-such-command-here")
+    assert out.returncode == 2
+    assert out.stderr == b"geartrain work: cannot run no-such-command-here: not found in PATH\n"
+
+
+def test_a_command_gone_after_start_fails_its_jobs_naming_it(geartrain, cli, tmp_path):
+    script = tmp_path / "upper.sh"
+    script.write_text("#!/bin/sh\ntr a-z A-Z\n")
+    script.chmod(0o755)
+    worker = start("work", "--servers", geartrain.address, "-f", "upper", "--", str(script))
+    try:
+        wait_workers(geartrain.address, "upper", 1)
+        assert cli("submit", "--servers", geartrain.address, "-f", "upper", "ok").stdout == b"OK"
+        script.unlink()
+        out = cli("submit", "--servers", geartrain.address, "-f", "upper", "gone")
+        assert out.returncode == 1
+        assert out.stderr.decode() == (f"geartrain submit: upper: job raised: CommandError: cannot run {script}: "
+                                       f"no such file or directory\n")
+    finally:
+        stop(worker)
+    log = worker.stderr.read().decode()
+    line = next(ln for ln in log.splitlines() if "raised" in ln)
+    assert line.endswith(f" (upper) raised CommandError: cannot run {script}: no such file or directory")
+    assert "b'" not in line and "Traceback (most recent call last)" in log

@@ -8,6 +8,7 @@ import json
 import re
 
 import geartrain.compat.gearman as gearman
+from tests.conftest import ROOT
 
 from ._support import run_example, running_example
 
@@ -131,3 +132,13 @@ def test_types_of_jobs_status_polling(any_server, tmp_path):
     assert all(int(m.group(3)) < 3 for m in rows), out  # the docs: the client never sees 3/3
     assert any("half way data" in m.group(5) for m in rows), out  # the WORK_DATA reached a status request
     assert "Received job `Hello World!`" in worker.output
+
+
+def test_the_readme_points_python_gearman_users_here():
+    """Someone moving from python-gearman reads the README's top and its Libraries section: both name the API."""
+    readme = (ROOT / "README.md").read_text()
+    top = readme.split("\n## ", 1)[0]
+    libraries = readme.split("\n## Libraries and command line\n", 1)[1].split("\n## ", 1)[0]
+    for part in (top, libraries):
+        assert "geartrain.compat.gearman" in part and "(docs/compat.md)" in part
+    assert "python-gearman" in top

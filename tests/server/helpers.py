@@ -16,7 +16,7 @@ class Harness:
         kwargs.setdefault("handle_prefix", b"H:test")
         kwargs.setdefault("now", 1_000_000.0)
         self.notices: list[str] = []
-        kwargs.setdefault("notice", self.notices.append)
+        kwargs.setdefault("notice", lambda msg, **fields: self.notices.append(msg))
         self.state = State(**kwargs)  # type: ignore[arg-type]
         self.fd = 10
 

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from ...protocol.admin_parse import ReplyLines, job_row, status_row, worker_row
 from ...protocol.codec import TEXT
 from ...protocol.packets import T
 from .connection import GearmanConnection
@@ -41,11 +42,11 @@ _ECHO = "echo"
 class _AdminConnectionState:
     """Commands sent on the admin connection and the answers gathered so far."""
 
-    __slots__ = ("sent", "lines", "responses")
+    __slots__ = ("sent", "reply", "responses")
 
     def __init__(self) -> None:
         self.sent: collections.deque[str] = collections.deque()
-        self.lines: list[str] = []
+        self.reply: ReplyLines | None = None  # the lines of the answer being read
         self.responses: collections.deque[tuple[str, Any]] = collections.deque()
 
 
@@ -183,23 +184,21 @@ class GearmanAdminClient(GearmanConnectionManager):
         if not state.sent:
             raise InvalidAdminClientState(f"Received an unexpected server response: {line!r}")
         command = state.sent[0]
-        if line.startswith("ERR ") and not state.lines:
-            state.sent.popleft()
-            state.responses.append((command, ProtocolError(f"{command}: {line}")))
+        if state.reply is None:
+            state.reply = ReplyLines(command)
+        reply = state.reply
+        if not reply.add(line):
             return
-        if command in _MULTI_LINE:
-            if line != ".":
-                state.lines.append(line)
-                return
-            lines, state.lines = state.lines, []
-            state.sent.popleft()
+        state.reply = None
+        state.sent.popleft()
+        if reply.error is not None:
+            state.responses.append((command, ProtocolError(f"{command}: {line}")))
+        elif command in _MULTI_LINE:
             try:
-                state.responses.append((command, _parse_lines(command, lines)))
+                state.responses.append((command, _parse_lines(command, reply.lines)))
             except ProtocolError as exc:
                 state.responses.append((command, exc))
-            return
-        state.sent.popleft()
-        if command == GEARMAN_SERVER_COMMAND_MAXQUEUE and line != "OK":
+        elif command == GEARMAN_SERVER_COMMAND_MAXQUEUE and line != "OK":
             state.responses.append((command, ProtocolError(f"Expected 'OK', received: {line}")))
         elif command == GEARMAN_SERVER_COMMAND_SHUTDOWN:
             state.responses.append((command, None))
@@ -208,27 +207,17 @@ class GearmanAdminClient(GearmanConnectionManager):
 
 
 def _parse_lines(command: str, lines: list[str]) -> tuple[dict[str, Any], ...]:
-    out: list[dict[str, Any]] = []
-    for line in lines:
+    """A list answer as python-gearman gave it: a dict per line, with its key names."""
+    try:
         if command == GEARMAN_SERVER_COMMAND_STATUS:
-            tokens = line.split("\t")
-            if len(tokens) != 4:
-                raise ProtocolError(f"Received {len(tokens)} tokens, expected 4 tokens: {tokens!r}")
-            task, queued, running, workers = tokens
-            out.append({"task": task, "queued": int(queued), "running": int(running), "workers": int(workers)})
-        elif command == GEARMAN_SERVER_COMMAND_WORKERS:
-            tokens = line.split(" ")
-            if len(tokens) < 4 or tokens[3] != ":":
-                raise ProtocolError(f"Malformed worker response: {tokens!r}")
-            out.append({"file_descriptor": tokens[0], "ip": tokens[1], "client_id": tokens[2],
-                        "tasks": tuple(t for t in tokens[4:] if t)})
-        elif command == GEARMAN_SERVER_COMMAND_SHOW_JOBS:
-            tokens = line.split("\t")
-            if len(tokens) != 4:
-                raise ProtocolError(f"Received {len(tokens)} tokens, expected 4 tokens: {tokens!r}")
-            handle, queued, canceled, enabled = tokens
-            out.append({"handle": handle, "queued": int(queued), "canceled": int(canceled),
-                        "enabled": int(enabled)})
-        else:
-            out.append({"unique": line})
-    return tuple(out)
+            return tuple({"task": r.function, "queued": r.total, "running": r.running, "workers": r.workers}
+                         for r in map(status_row, lines))
+        if command == GEARMAN_SERVER_COMMAND_WORKERS:
+            return tuple({"file_descriptor": w.fd, "ip": w.address, "client_id": w.client_id, "tasks": w.functions}
+                         for w in map(worker_row, lines))
+        if command == GEARMAN_SERVER_COMMAND_SHOW_JOBS:
+            return tuple({"handle": j.handle, "queued": j.retries, "canceled": j.ignore, "enabled": j.queued}
+                         for j in map(job_row, lines))
+    except ValueError as exc:
+        raise ProtocolError(str(exc)) from None
+    return tuple({"unique": line} for line in lines)

@@ -1,10 +1,11 @@
 """GearmanClient: submit jobs, wait for them, ask for their status (python-gearman 2.x API).
 
-Per connection the client keeps a FIFO of the requests that await a direct reply (JOB_CREATED for a
-submission, STATUS_RES for a status query, OPTION_RES for the ``exceptions`` option): the server answers
-each connection's requests in order, so an ERROR goes to whatever is at the head. Foreground requests
-are looked up by handle for WORK_* packets only until they finish, through weak references; nothing
-is kept after that (no growing maps: python-gearman 2.0.2 leaked every request).
+Per connection the client keeps a ``protocol.session.ClientSession``, as geartrain's own client does: a
+FIFO of the requests that await a direct reply (JOB_CREATED for a submission, STATUS_RES for a status
+query, OPTION_RES for the ``exceptions`` option; the server answers each connection's requests in order,
+so an ERROR goes to whatever is at the head), and the foreground requests looked up by handle for WORK_*
+packets only until they finish, through weak references; nothing is kept after that (no growing maps:
+python-gearman 2.0.2 leaked every request).
 
 Each new connection first sends ``OPTION_REQ exceptions`` so WORK_EXCEPTION reaches the client
 (``request.exception``, state JOB_FAILED) instead of being turned into WORK_FAIL by the server.
@@ -13,6 +14,7 @@ Each new connection first sends ``OPTION_REQ exceptions`` so WORK_EXCEPTION reac
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import os
 import random
@@ -22,6 +24,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ...protocol.packets import HIGH, LOW, NORMAL, T, submit_type
+from ...protocol.session import ClientSession
 from .connection import GearmanConnection
 from .connection_manager import GearmanConnectionManager
 from .constants import (
@@ -45,6 +48,9 @@ RANDOM_UNIQUE_BYTES = 16
 
 _PRIORITIES = {PRIORITY_NONE: NORMAL, PRIORITY_LOW: LOW, PRIORITY_HIGH: HIGH}
 _SUBMIT, _STATUS, _OPTION = "submit", "status", "option"
+_WORK_COMPLETE = int(T.WORK_COMPLETE)
+_WORK = frozenset(int(t) for t in (T.WORK_COMPLETE, T.WORK_DATA, T.WORK_STATUS, T.WORK_WARNING, T.WORK_FAIL,
+                                   T.WORK_EXCEPTION))
 
 
 def _expect_sequence(value: Any, what: str) -> None:
@@ -52,30 +58,154 @@ def _expect_sequence(value: Any, what: str) -> None:
         raise TypeError(f"Expected multiple {what}, received 1?")
 
 
-class _ClientConnectionState:
-    """What one client connection waits for.
+class _ClientConnectionState(ClientSession):
+    """What one client connection waits for: a ClientSession (protocol/session.py) that watches jobs weakly.
 
     Requests waiting for a reply are held strongly (replies come promptly); requests waiting for a
     job's result are held weakly, so a request the program dropped (say, after a timeout) is freed;
     its empty entry is swept once the map has doubled since the last sweep.
     """
 
-    __slots__ = ("awaiting", "by_handle", "_sweep_at")
+    __slots__ = ()
 
-    def __init__(self) -> None:
-        self.awaiting: collections.deque[tuple[str, GearmanJobRequest | None]] = collections.deque()
-        self.by_handle: dict[bytes, weakref.WeakSet[GearmanJobRequest]] = {}
-        self._sweep_at = 64
+    def __init__(self, stray: Any) -> None:
+        super().__init__(stray, weak=True)
 
-    def watch(self, handle: bytes, request: GearmanJobRequest) -> None:
-        watchers = self.by_handle.get(handle)
-        if watchers is None:
-            if len(self.by_handle) >= self._sweep_at:
-                for key in [k for k, v in self.by_handle.items() if not v]:
-                    del self.by_handle[key]
-                self._sweep_at = max(64, 2 * len(self.by_handle))
-            watchers = self.by_handle[handle] = weakref.WeakSet()
-        watchers.add(request)
+    @property
+    def awaiting(self) -> Any:
+        return self.pending
+
+    @property
+    def by_handle(self) -> dict[bytes, Any]:
+        return self.jobs
+
+
+class _Awaiting:
+    """A request waiting for its direct reply on a connection (a submission, a status query, the option)."""
+
+    __slots__ = ("client", "request")
+    kind = ""
+
+    def __init__(self, client: GearmanClient, request: GearmanJobRequest | None) -> None:
+        self.client = client
+        self.request = request
+
+    def _unexpected(self, packet: str) -> None:
+        raise InvalidClientState(f"Received {packet} while awaiting the reply to a {self.kind} request")
+
+    def on_created(self, handle: bytes) -> Any:
+        self._unexpected("JOB_CREATED")
+
+    def on_reply(self, ptype: int, args: tuple) -> None:
+        self._unexpected(T(ptype).name)
+
+
+class _Submit(_Awaiting):
+    __slots__ = ()
+    kind = _SUBMIT
+
+    def on_created(self, handle: bytes) -> Any:
+        request = self.request
+        assert request is not None
+        request.job.handle = to_str(handle)
+        request.state = JOB_CREATED
+        return None if request.background else _watcher(self.client, request)
+
+    def on_error(self, code: bytes, text: bytes) -> None:
+        request = self.request
+        assert request is not None
+        request.error = (code, text)
+        request.state = JOB_FAILED
+        self.client.on_gearman_error(code, text)
+
+
+class _Status(_Awaiting):
+    __slots__ = ()
+    kind = _STATUS
+
+    def on_reply(self, ptype: int, args: tuple) -> None:
+        if ptype != T.STATUS_RES:
+            self._unexpected(T(ptype).name)
+        request = self.request
+        assert request is not None
+        handle, known, running, numerator, denominator = args
+        request.status = {"handle": to_str(handle), "known": known == b"1", "running": running == b"1",
+                          "numerator": _number(numerator), "denominator": _number(denominator),
+                          "time_received": time.time()}
+        request._status_seq += 1
+
+    def on_error(self, code: bytes, text: bytes) -> None:
+        request = self.request
+        assert request is not None
+        request.status = {"handle": request.job.handle, "known": False, "running": False, "numerator": 0,
+                          "denominator": 0, "time_received": time.time()}
+        request._status_seq += 1
+        self.client.on_gearman_error(code, text)
+
+
+class _Option(_Awaiting):
+    __slots__ = ("connection",)
+    kind = _OPTION
+
+    def __init__(self, client: GearmanClient, connection: GearmanConnection) -> None:
+        super().__init__(client, None)
+        self.connection = connection
+
+    def on_reply(self, ptype: int, args: tuple) -> None:
+        if ptype != T.OPTION_RES:
+            self._unexpected(T(ptype).name)
+
+    def on_error(self, code: bytes, text: bytes) -> None:
+        log.warning("%r does not support the exceptions option (%s: %s); WORK_EXCEPTION arrives as WORK_FAIL",
+                    self.connection, to_str(code), to_str(text))
+
+
+class _Watcher:
+    """Hands a job's WORK_* packets to its request, which it references weakly (the request keeps it alive)."""
+
+    __slots__ = ("client", "ref", "__weakref__")
+
+    def __init__(self, client: GearmanClient, request: GearmanJobRequest) -> None:
+        self.client = client
+        self.ref = weakref.ref(request)
+
+    def on_complete(self, data: bytes) -> None:
+        self.on_work(_WORK_COMPLETE, (b"", data))
+
+    def on_work(self, ptype: int, args: tuple) -> bool:
+        request = self.ref()
+        if request is None:
+            return True
+        if ptype == T.WORK_STATUS:
+            request.status = {"handle": to_str(args[0]), "known": True, "running": True,
+                              "numerator": _number(args[1]), "denominator": _number(args[2]),
+                              "time_received": time.time()}
+            return False
+        if ptype == T.WORK_FAIL:
+            request.state = JOB_FAILED
+            return True
+        data = self.client.decode_data(args[1])
+        if ptype == T.WORK_DATA:
+            request.data_updates.append(data)
+            return False
+        if ptype == T.WORK_WARNING:
+            request.warning_updates.append(data)
+            return False
+        if ptype == T.WORK_COMPLETE:
+            request.result = data
+            request.state = JOB_COMPLETE
+        else:  # WORK_EXCEPTION
+            request.exception = data
+            request.state = JOB_FAILED
+        return True
+
+
+def _watcher(client: GearmanClient, request: GearmanJobRequest) -> _Watcher:
+    """REQUEST's watcher, made once and kept by the request, so it lives exactly as long as the request."""
+    watcher = getattr(request, "_watcher", None)
+    if watcher is None:
+        watcher = request._watcher = _Watcher(client, request)  # type: ignore[attr-defined]
+    return watcher
 
 
 class GearmanClient(GearmanConnectionManager):
@@ -178,9 +308,9 @@ class GearmanClient(GearmanConnectionManager):
                 continue
             state = self._state(connection)
             handle = to_bytes(request.job.handle)
-            state.awaiting.append((_STATUS, request))
+            state.expect(_Status(self, request))
             if not request.background and request.state == JOB_CREATED:
-                state.watch(handle, request)
+                state.watch(handle, _watcher(self, request))
             connection.send_command(T.GET_STATUS, handle)
         return self.wait_until_job_statuses_received(job_requests, poll_timeout=poll_timeout)
 
@@ -262,7 +392,7 @@ class GearmanClient(GearmanConnectionManager):
             raise ValueError(f"unknown priority {current_request.priority!r}")
         ptype = submit_type(priority, bool(current_request.background))
         payload = self.encode_data(job.data)
-        self._state(connection).awaiting.append((_SUBMIT, current_request))
+        self._state(connection).expect(_Submit(self, current_request))
         connection.send_command(ptype, to_bytes(job.task), to_bytes(job.unique), payload)
         current_request.state = JOB_PENDING
         return current_request
@@ -276,107 +406,33 @@ class GearmanClient(GearmanConnectionManager):
         return state
 
     def on_connect(self, connection: GearmanConnection) -> None:
-        state = _ClientConnectionState()
+        state = _ClientConnectionState(functools.partial(self._stray, connection))
         connection.state = state
         if self.forward_exceptions:
-            state.awaiting.append((_OPTION, None))
+            state.expect(_Option(self, connection))
             connection.send_command(T.OPTION_REQ, b"exceptions")
 
     def on_connection_lost(self, connection: GearmanConnection) -> None:
         state = connection.state
         if not isinstance(state, _ClientConnectionState):
             return
-        for _kind, request in state.awaiting:
+        pending, watchers = state.close()
+        requests = [a.request for a in pending] + [w.ref() for w in watchers]
+        for request in requests:
             if request is not None and not request.complete:
                 request.state = JOB_UNKNOWN
-        for watchers in state.by_handle.values():
-            for request in watchers:
-                if not request.complete:
-                    request.state = JOB_UNKNOWN
-        state.awaiting.clear()
-        state.by_handle.clear()
-
-    def _pop_awaiting(self, state: _ClientConnectionState, kind: str, packet: str) -> GearmanJobRequest | None:
-        if not state.awaiting:
-            raise InvalidClientState(f"Received {packet} with nothing awaiting a reply")
-        got, request = state.awaiting.popleft()
-        if got != kind:
-            raise InvalidClientState(f"Received {packet} while awaiting the reply to a {got} request")
-        return request
 
     def handle_packet(self, connection: GearmanConnection, ptype: int, args: tuple[bytes, ...]) -> None:
-        state = self._state(connection)
-        if ptype == T.JOB_CREATED:
-            request = self._pop_awaiting(state, _SUBMIT, "JOB_CREATED")
-            assert request is not None
-            handle = args[0]
-            request.job.handle = to_str(handle)
-            request.state = JOB_CREATED
-            if not request.background:
-                state.watch(handle, request)
-        elif ptype in (T.WORK_DATA, T.WORK_WARNING):
-            watchers = list(state.by_handle.get(args[0], ()))
-            if watchers:
-                data = self.decode_data(args[1])
-                for request in watchers:
-                    (request.data_updates if ptype == T.WORK_DATA else request.warning_updates).append(data)
-        elif ptype == T.WORK_STATUS:
-            now = time.time()
-            for request in state.by_handle.get(args[0], ()):
-                request.status = {"handle": to_str(args[0]), "known": True, "running": True,
-                                  "numerator": _number(args[1]), "denominator": _number(args[2]),
-                                  "time_received": now}
-        elif ptype in (T.WORK_COMPLETE, T.WORK_FAIL, T.WORK_EXCEPTION):
-            # gearmand turns WORK_EXCEPTION into WORK_FAIL for clients without the option and keeps the
-            # NUL that ended the handle ("H:x:1\0"): a handle never contains NUL, so strip it.
-            handle = args[0].rstrip(b"\0") if ptype == T.WORK_FAIL else args[0]
-            watchers = list(state.by_handle.pop(handle, ()))
-            data = self.decode_data(args[1]) if ptype != T.WORK_FAIL and watchers else None
-            for request in watchers:
-                if ptype == T.WORK_COMPLETE:
-                    request.result = data
-                    request.state = JOB_COMPLETE
-                else:
-                    if ptype == T.WORK_EXCEPTION:
-                        request.exception = data
-                    request.state = JOB_FAILED
-        elif ptype == T.STATUS_RES:
-            request = self._pop_awaiting(state, _STATUS, "STATUS_RES")
-            assert request is not None
-            handle, known, running, numerator, denominator = args
-            request.status = {"handle": to_str(handle), "known": known == b"1", "running": running == b"1",
-                              "numerator": _number(numerator), "denominator": _number(denominator),
-                              "time_received": time.time()}
-            request._status_seq += 1
-            if known != b"1":
-                state.by_handle.pop(handle, None)
-        elif ptype == T.OPTION_RES:
-            self._pop_awaiting(state, _OPTION, "OPTION_RES")
-        elif ptype == T.ERROR:
-            self._handle_error_packet(connection, state, args[0], args[1])
-        elif ptype == T.NOOP:
-            pass
-        else:
-            log.error("%r: unexpected packet %s", connection, T(ptype).name if ptype > 0 else ptype)
+        self._state(connection).receive(ptype, args)
 
-    def _handle_error_packet(self, connection: GearmanConnection, state: _ClientConnectionState, code: bytes,
-                             text: bytes) -> None:
-        if not state.awaiting:
-            self.on_gearman_error(code, text)
-            return
-        kind, request = state.awaiting.popleft()
-        if kind == _OPTION:
-            log.warning("%r does not support the exceptions option (%s: %s); WORK_EXCEPTION arrives as WORK_FAIL",
-                        connection, to_str(code), to_str(text))
-        elif kind == _SUBMIT and request is not None:
-            request.error = (code, text)
-            request.state = JOB_FAILED
-            self.on_gearman_error(code, text)
-        elif kind == _STATUS and request is not None:
-            request.status = {"handle": request.job.handle, "known": False, "running": False, "numerator": 0,
-                              "denominator": 0, "time_received": time.time()}
-            request._status_seq += 1
-            self.on_gearman_error(code, text)
+    def _stray(self, connection: GearmanConnection, ptype: int, args: tuple[bytes, ...]) -> None:
+        """A packet that answers nothing this connection waits for."""
+        if ptype == T.ERROR:
+            self.on_gearman_error(args[0], args[1])
+        elif ptype in (T.JOB_CREATED, T.STATUS_RES, T.OPTION_RES):
+            raise InvalidClientState(f"Received {T(ptype).name} with nothing awaiting a reply")
+        elif ptype not in _WORK and ptype != T.NOOP:  # WORK_* of a request nobody holds any more: dropped
+            log.error("%r: unexpected packet %s", connection, T(ptype).name if ptype > 0 else ptype)
 
 
 def _number(value: bytes) -> int | float:

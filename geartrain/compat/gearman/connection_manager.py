@@ -123,15 +123,21 @@ class GearmanConnectionManager:
             if not connection.connected:
                 continue
             activity = True
-            try:
-                if mask & selectors.EVENT_WRITE:
-                    connection.flush()
-                if mask & selectors.EVENT_READ:
-                    connection.read()
-            except (ConnectionError, ProtocolError) as exc:
-                log.warning("connection lost: %s", exc)
-                self.handle_error(connection)
+            self._service(connection, mask)
         return self.dispatch_inbox(connections) or activity
+
+    def _service(self, connection: GearmanConnection, mask: int) -> bool:
+        """Write and read CONNECTION as the selector's MASK says it can; False if the connection was lost."""
+        try:
+            if mask & selectors.EVENT_WRITE:
+                connection.flush()
+            if mask & selectors.EVENT_READ:
+                connection.read()
+        except (ConnectionError, ProtocolError) as exc:
+            log.warning("connection lost: %s", exc)
+            self.handle_error(connection)
+            return False
+        return True
 
     def dispatch_inbox(self, connections: Iterable[GearmanConnection]) -> bool:
         """Hand every parsed packet waiting on CONNECTIONS to ``handle_packet``; then write what that queued."""
@@ -180,15 +186,8 @@ class GearmanConnectionManager:
             with selectors.DefaultSelector() as selector:
                 selector.register(connection.gearman_socket, selectors.EVENT_READ | selectors.EVENT_WRITE)  # type: ignore[arg-type]
                 ready = selector.select(remaining)
-            try:
-                for _key, mask in ready:
-                    if mask & selectors.EVENT_WRITE:
-                        connection.flush()
-                    if mask & selectors.EVENT_READ:
-                        connection.read()
-            except (ConnectionError, ProtocolError) as exc:
-                log.warning("connection lost: %s", exc)
-                self.handle_error(connection)
-                return
+            for _key, mask in ready:
+                if not self._service(connection, mask):
+                    return
             if remaining == 0.0:
                 return

@@ -186,6 +186,11 @@ class Store(ABC):
     async def open(self) -> None:
         """Connect and create the table (or keys) if needed."""
 
+    async def ping(self) -> None:
+        """Raise StoreError unless the backend answers a cheap round trip now (the readiness probe,
+        server/health.py). A store with nothing to reach answers at once."""
+        return None
+
     @abstractmethod
     async def replay(self) -> list[StoredJob]:
         """Every job stored, to queue again at start."""

@@ -205,6 +205,10 @@ class ConnectedStore(Store):
         """Did EXC happen because the database has no room for the write (disk full, out of memory)?"""
         return False
 
+    async def _ping(self, conn: Any) -> None:
+        """One cheap round trip on CONN (SELECT 1, PING)."""
+        raise NotImplementedError
+
     def _deleter(self, keys: Sequence[tuple[bytes, bytes]]) -> Callable[[Any], Awaitable[Any]] | None:
         """What deletes the jobs of KEYS in one transaction, given a connection; None if none of them
         can be in the store."""
@@ -225,6 +229,9 @@ class ConnectedStore(Store):
         async for batch in self.replay_batches():
             out.extend(batch)
         return out
+
+    async def ping(self) -> None:
+        await self._call("ping", self._ping)
 
     async def done(self, keys: Sequence[tuple[bytes, bytes]]) -> None:
         op = self._deleter(keys) if keys else None

@@ -200,6 +200,11 @@ class MySQLStore(ConnectedStore):
                 await self._bulk[1].execute_bulk([row[:5] for row in piece])
         return True
 
+    async def _ping(self, conn: Any) -> None:
+        async with conn.cursor() as cur:
+            await cur.execute("SELECT 1")
+            await cur.fetchall()
+
     def _deleter(self, keys: Sequence[tuple[bytes, bytes]]) -> Callable[[Any], Awaitable[Any]]:
         by_function: dict[bytes, list[bytes]] = {}
         for unique, function in keys:

@@ -267,6 +267,9 @@ class PostgresStore(ConnectedStore):
             rows = list(last_wins(rows, lambda r: (r[0], r[1])))
         return rows
 
+    async def _ping(self, conn: asyncpg.Connection) -> None:
+        await conn.fetchval("SELECT 1")
+
     def _deleter(self, keys: Sequence[tuple[bytes, bytes]]) -> Callable[[Any], Awaitable[Any]] | None:
         pairs = [(u.decode(), f.decode()) for u, f in keys if is_text(u) and is_text(f)]
         if not pairs:

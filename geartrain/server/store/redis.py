@@ -244,6 +244,9 @@ class RedisStore(ConnectedStore):
 
         await self._call("add", op, writes=jobs)
 
+    async def _ping(self, conn: aioredis.Redis) -> None:
+        await conn.ping()
+
     def _deleter(self, keys: Sequence[tuple[bytes, bytes]]) -> Callable[[Any], Awaitable[Any]]:
         # The side record goes with the job whether or not it had one (HDEL of a missing field is
         # a no-op).

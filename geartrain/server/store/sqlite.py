@@ -229,6 +229,9 @@ class SQLiteStore(ConnectedStore):
             rows = last_wins(rows, lambda r: (r[0], r[1]))  # type: ignore[arg-type,assignment]
         await self._call("add", lambda conn: self._in_thread(self._write_rows, conn, rows), writes=jobs)
 
+    async def _ping(self, conn: sqlite3.Connection) -> None:
+        await self._in_thread(lambda: conn.execute("SELECT count(*) FROM sqlite_master").fetchall())
+
     def _deleter(self, keys: Sequence[tuple[bytes, bytes]]) -> Callable[[Any], Awaitable[Any]]:
         async def op(conn: sqlite3.Connection) -> None:
             if await self._in_thread(self._delete_rows, conn, keys):

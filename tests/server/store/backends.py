@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import uuid
@@ -21,7 +22,7 @@ from typing import Any
 
 from geartrain.server.store.base import Store
 from geartrain.server.store.url import store_from_url
-from tests.conftest import ROOT, need_peer
+from tests.conftest import ROOT, free_port, need_peer, wait_port
 
 KINDS = ["sqlite", "postgres", "mysql", "redis"]
 PORTS = {"postgres": 5432, "mysql": 3306, "redis": 6379}
@@ -297,3 +298,31 @@ class Proxy:
 
     async def restore(self) -> None:
         await self.start()
+
+
+class PrivateRedis:
+    """A redis-server of the test's own, which it can stop and start again on the same port (with
+    PERSIST, what it held comes back: an append-only file in TMP)."""
+
+    def __init__(self, tmp: Path, persist: bool = False) -> None:
+        self.binary = shutil.which("redis-server")
+        need_peer("redis-server", self.binary is not None)
+        self.tmp = tmp
+        self.persist = persist
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://{HOST}:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([str(self.binary), "--port", str(self.port), "--bind", HOST, "--save", "",
+                                      "--appendonly", "yes" if self.persist else "no", "--dir", str(self.tmp)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port, self.proc)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
