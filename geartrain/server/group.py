@@ -36,7 +36,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from .store.base import Store, StoredJob, StoreError
+from .store.base import Settlement, Store, StoredJob, StoreError
 
 log = logging.getLogger("geartrain.server")
 
@@ -207,7 +207,7 @@ class GroupCommit:
         if batch.dones:
             dones = batch.dones
             try:
-                await self.store.done(dones)
+                await self.store.settle(Settlement(done=dones))
             except Exception as exc:  # keep the keys: the jobs are finished and must not run again
                 self.errors += 1
                 self.backoff = min(RETRY_MAX, max(RETRY_MIN, self.backoff * 2))

@@ -9,7 +9,7 @@ import pytest
 
 from geartrain.protocol.packets import T
 from geartrain.server.group import MAX_BATCH, GroupCommit
-from geartrain.server.store.base import Store, StoredJob, StoreError
+from geartrain.server.store.base import Extras, Settlement, Store, StoredJob, StoreError
 
 from .helpers import Harness
 
@@ -43,10 +43,16 @@ class FakeStore(Store):
                 job.store_key = b"generated-%d" % len(self.rows)
             self.rows[job.key] = job
 
+    async def settle(self, batch: Settlement) -> None:
+        await self.done(batch.done)
+
     async def done(self, keys: Sequence[tuple[bytes, bytes]]) -> None:
         self.dones.append(list(keys))
         for key in keys:
             self.rows.pop(key, None)
+
+    async def replay_extras(self) -> Extras:
+        return Extras()
 
     async def close(self) -> None:
         return None
