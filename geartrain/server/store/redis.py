@@ -91,15 +91,22 @@ return n
 #: what SCRIPT LOAD of _ADD_SCRIPT answers (Redis names a script by the SHA1 of its text)
 _ADD_SHA = hashlib.sha1(_ADD_SCRIPT, usedforsecurity=False).hexdigest().encode()
 
-#: ARGV = job keys: DEL of each and HDEL of its side records in KEYS[1] and KEYS[2], atomically. A script, not
+#: ARGV = job keys: DEL of each and HDEL of its side records in KEYS[1] and KEYS[2] (where those hashes
+#: exist: a hash that does not still costs the conversion of every argument), atomically. A script, not
 #: MULTI/EXEC: at maxmemory Redis refuses every command queued in a MULTI, but lets a script run
 #: commands that free memory, so finished jobs are still deleted when Redis is full.
 _DONE_SCRIPT = b"""
+local sides = redis.call('EXISTS', KEYS[1]) == 1
+local retries = redis.call('EXISTS', KEYS[2]) == 1
 for i = 1, #ARGV, 1000 do
   local j = math.min(i + 999, #ARGV)
   redis.call('DEL', unpack(ARGV, i, j))
-  redis.call('HDEL', KEYS[1], unpack(ARGV, i, j))
-  redis.call('HDEL', KEYS[2], unpack(ARGV, i, j))
+  if sides then
+    redis.call('HDEL', KEYS[1], unpack(ARGV, i, j))
+  end
+  if retries then
+    redis.call('HDEL', KEYS[2], unpack(ARGV, i, j))
+  end
 end
 return #ARGV
 """
