@@ -220,8 +220,8 @@ class Store(ABC):
     @abstractmethod
     async def replay_extras(self) -> Extras:
         """The kept results, the failed-job registry and the policies, as settle() left them: the results not
-        yet expired (the expired ones are deleted now: the server that kept them may not have lived to),
-        the failed jobs ordered by id."""
+        yet expired (the expired ones are deleted now, where there is room: the server that kept them may not
+        have lived to), the failed jobs ordered by id."""
 
     @abstractmethod
     async def close(self) -> None:

@@ -136,7 +136,8 @@ class MySQLStore(ConnectedStore):
                              "unburied": f"DELETE FROM {f} WHERE id IN (",
                              "policies": f"DELETE FROM {p} WHERE function_name IN ("}
         self._expire = f"DELETE FROM {r} WHERE expires <= %s"
-        self._read = (f"SELECT {_RESULT_COLUMNS} FROM {r}", f"SELECT {_FAILED_COLUMNS} FROM {f} ORDER BY id",
+        self._read = (f"SELECT {_RESULT_COLUMNS} FROM {r} WHERE expires > %s",
+                      f"SELECT {_FAILED_COLUMNS} FROM {f} ORDER BY id",
                       f"SELECT function_name, policy FROM {p}")
 
     def _describe(self) -> str:
@@ -314,12 +315,18 @@ class MySQLStore(ConnectedStore):
         return op
 
     async def _read_extras(self, conn: Any, now: float) -> Extras:
+        rows = []
         try:
             async with conn.cursor() as cur:
-                await cur.execute(self._expire, (now,))
-                rows = []
-                for sql in self._read:
-                    await cur.execute(sql)
+                try:
+                    await cur.execute(self._expire, (now,))
+                    await conn.commit()
+                except Exception as exc:  # noqa: BLE001 - only for want of room, said below
+                    if not self._is_full(exc):
+                        raise
+                    await _rollback(conn)  # (with no room they stay: they are not read)
+                for sql, args in zip(self._read, ((now,), None, None), strict=True):
+                    await cur.execute(sql, args)
                     rows.append(await cur.fetchall())
             await conn.commit()
         except BaseException:

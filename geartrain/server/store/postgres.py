@@ -251,7 +251,8 @@ class PostgresStore(ConnectedStore):
             f"up AS (DELETE FROM {p} WHERE function_name = ANY($29::bytea[])) "
             "SELECT 1")
         self._expire = f"DELETE FROM {r} WHERE expires <= $1"
-        self._read = (f"SELECT {_RESULT_COLUMNS} FROM {r}", f"SELECT {_FAILED_COLUMNS} FROM {f} ORDER BY id",
+        self._read = (f"SELECT {_RESULT_COLUMNS} FROM {r} WHERE expires > $1",
+                      f"SELECT {_FAILED_COLUMNS} FROM {f} ORDER BY id",
                       f"SELECT function_name, policy FROM {p}")
 
     def _describe(self) -> str:
@@ -371,9 +372,14 @@ class PostgresStore(ConnectedStore):
         return op
 
     async def _read_extras(self, conn: asyncpg.Connection, now: float) -> Extras:
-        async with conn.transaction():
+        try:
             await conn.execute(self._expire, now)
-            rows = [await conn.fetch(sql) for sql in self._read]
+        except Exception as exc:  # noqa: BLE001 - only for want of room, said below
+            if not self._is_full(exc):
+                raise  # (with no room they stay: they are not read)
+        results, failed, policies = self._read
+        async with conn.transaction(readonly=True):
+            rows = [await conn.fetch(results, now), await conn.fetch(failed), await conn.fetch(policies)]
         return extras_from_rows(*rows)
 
     async def replay_batches(self, size: int = 10_000) -> AsyncIterator[list[StoredJob]]:

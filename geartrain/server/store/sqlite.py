@@ -146,7 +146,8 @@ class SQLiteStore(ConnectedStore):
         self._unbury = f"DELETE FROM {f} WHERE id = ?"
         self._set_policy = f"INSERT OR REPLACE INTO {p} (function_name, policy) VALUES (?, ?)"
         self._drop_policy = f"DELETE FROM {p} WHERE function_name = ?"
-        self._read = (f"SELECT {_RESULT_COLUMNS} FROM {r}", f"SELECT {_FAILED_COLUMNS} FROM {f} ORDER BY id",
+        self._read = (f"SELECT {_RESULT_COLUMNS} FROM {r} WHERE expires > ?",
+                      f"SELECT {_FAILED_COLUMNS} FROM {f} ORDER BY id",
                       f"SELECT function_name, policy FROM {p}")
 
     def _describe(self) -> str:
@@ -349,14 +350,14 @@ class SQLiteStore(ConnectedStore):
 
     async def _read_extras(self, conn: sqlite3.Connection, now: float) -> Extras:
         def read() -> Extras:
-            rows: list[list[tuple]] = []
-
-            def work() -> None:
-                conn.execute(self._expire, (now,))
-                rows.extend(conn.execute(sql).fetchall() for sql in self._read)
-
-            _transaction(conn, work)
-            return extras_from_rows(*rows)
+            try:
+                _transaction(conn, lambda: conn.execute(self._expire, (now,)))
+            except sqlite3.OperationalError as exc:
+                if not is_full(exc):
+                    raise  # (on a full disk they stay: they are not read)
+            results, failed, policies = self._read
+            return extras_from_rows(conn.execute(results, (now,)).fetchall(), conn.execute(failed).fetchall(),
+                                    conn.execute(policies).fetchall())
 
         return await self._in_thread(read)
 

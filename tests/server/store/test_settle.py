@@ -358,8 +358,10 @@ def test_sqlite_on_a_full_disk_settles_deletes_and_refuses_writes(tmp_path, capl
             try:
                 jobs = [StoredJob(b"f", b"u%d" % i, bytes(1000), 1) for i in range(200)]
                 await store.add(jobs)
-                await store.settle(Settlement(kept=[result(b"before")]))
+                await store.settle(Settlement(kept=[result(b"before"), result(b"soon", expires=time.time() + 0.5)]))
                 filler = fill(where)
+                await asyncio.sleep(0.6)
+                assert [r.handle for r in (await store.replay_extras()).kept] == [b"before"]  # read on a full disk
                 with pytest.raises(StoreError, match="no room"):
                     await store.settle(Settlement(done=[jobs[0].key], buried=[failed(1)]))
                 with pytest.raises(StoreError, match="no room"):
