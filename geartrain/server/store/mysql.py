@@ -20,7 +20,7 @@ StoreError.
 
 Beside it, created on open (gearmand never reads them)::
 
-    <table>_results  (handle VARBINARY(255) PRIMARY KEY, function_name LONGBLOB, unique_key LONGBLOB,
+    <table>_results  (handle VARBINARY(1024) PRIMARY KEY, function_name LONGBLOB, unique_key LONGBLOB,
                       outcome VARCHAR(32), data LONGBLOB, ended DOUBLE, expires DOUBLE, tries INT)
     <table>_failed   (id BIGINT PRIMARY KEY, handle LONGBLOB, function_name LONGBLOB NOT NULL, unique_key LONGBLOB,
                       data LONGBLOB, data_size BIGINT, priority INT, background TINYINT, failed_at DOUBLE,
@@ -74,7 +74,7 @@ _BULK_BYTES = 1 << 20
 _COLUMNS = "unique_key, function_name, priority, data, when_to_run, geartrain_extra, geartrain_retry"
 #: the tables beside the queue: name suffix -> its columns after CREATE TABLE name
 _SIDE_TABLES = {
-    "_results": "(handle VARBINARY(255) NOT NULL PRIMARY KEY, function_name LONGBLOB, unique_key LONGBLOB, "
+    "_results": "(handle VARBINARY(1024) NOT NULL PRIMARY KEY, function_name LONGBLOB, unique_key LONGBLOB, "
                 "outcome VARCHAR(32), data LONGBLOB, ended DOUBLE, expires DOUBLE, tries INT) ENGINE=InnoDB",
     "_failed": "(id BIGINT NOT NULL PRIMARY KEY, handle LONGBLOB, function_name LONGBLOB NOT NULL, "
                "unique_key LONGBLOB, data LONGBLOB, data_size BIGINT, priority INT, background TINYINT, "

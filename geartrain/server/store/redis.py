@@ -9,7 +9,9 @@ What that layout cannot carry goes in ONE side hash, ``geartrain-extra:<prefix>`
 key, value = the record from common.py: the run-at time (gearmand's Redis queue has none), reducer,
 schedule, and the exact function and unique when the key cannot be parsed back unambiguously (a
 function containing ``-``, or an empty unique, filed under a generated key). Its name does not start
-with the prefix, so gearmand's ``KEYS <prefix>*`` never sees it.
+with the prefix, so gearmand's ``SCAN MATCH <prefix>*`` never sees it (unless the prefix is the start of
+``geartrain-``), and it holds one ``-`` only, so geartrain's replay, which needs two, never takes it
+for a job.
 
 A job's retry record (its tries, what each said, the run-at time of its next try: see common.py) goes
 in a second side hash ``geartrain-retry:<prefix>`` the same way. Kept results, the failed-job registry

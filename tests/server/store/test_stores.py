@@ -266,7 +266,7 @@ def test_gearmand_layout(backend: Backend):
 
 
 def test_gearmand_made_table_gets_the_extra_column(table_backend: Backend):
-    """A table created by gearmand (its exact DDL) is used as is, plus one nullable column."""
+    """A table created by gearmand (its exact DDL) is used as is, plus two nullable columns."""
     backend = table_backend
     t = backend.name
 
