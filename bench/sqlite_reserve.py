@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from geartrain.server.store.base import StoredJob  # noqa: E402
+from geartrain.server.store.base import Settlement, StoredJob  # noqa: E402
 from geartrain.server.store.sqlite import RESERVE, SQLiteStore  # noqa: E402
 from tests.server.store.backends import fill  # noqa: E402
 
@@ -48,7 +48,7 @@ async def case(where: Path, n: int, size: int, tail: int) -> None:
         fill(where)
         before = free(where)
         for i in range(0, len(jobs), 512):
-            await store.done([j.key for j in jobs[i:i + 512]])
+            await store.settle(Settlement(done=[j.key for j in jobs[i:i + 512]]))
         used = RESERVE - (free(where) - before)
         left = len(await store.replay())
     finally:

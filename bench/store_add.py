@@ -1,5 +1,5 @@
-"""Raw store throughput: add() of batches of 1,000 background jobs with 64-byte payloads, done()
-of the same batches, and replay, for each backend on this machine's database servers.
+"""Raw store throughput: add() of batches of 1,000 background jobs with 64-byte payloads, settle() with
+the same batches done, and replay, for each backend on this machine's database servers.
 
     .venv/bin/python bench/store_add.py [--batches 20] [--batch 1000] [sqlite postgres ...]
 
@@ -20,7 +20,7 @@ from procs import ROOT
 
 sys.path.insert(0, str(ROOT))  # the tests' helpers: a fresh table or prefix per run, the services started
 
-from geartrain.server.store.base import StoredJob  # noqa: E402
+from geartrain.server.store.base import Settlement, StoredJob  # noqa: E402
 from tests.server.store.backends import KINDS, Backend, need_service  # noqa: E402
 
 
@@ -42,7 +42,7 @@ async def bench(kind: str, batches: int, size: int, tmp: Path) -> dict[str, floa
         replay_rate = n / (time.perf_counter() - started)
         started = time.perf_counter()
         for batch in batch_list:
-            await store.done([j.key for j in batch])
+            await store.settle(Settlement(done=[j.key for j in batch]))
         done_rate = batches * size / (time.perf_counter() - started)
         return {"add": add_rate, "replay": replay_rate, "done": done_rate}
     finally:

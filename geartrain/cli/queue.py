@@ -85,6 +85,7 @@ def run_copy(args: argparse.Namespace) -> int:
         print(f"{_name(function)}\t{n}")
     done = "moved" if args.move else "copied"
     print(f"{done} {moved.jobs} job(s) from {source.name} {source.where()} to {target.name} {target.where()}"
+          + (f", and {moved.extras} kept result(s), failed job(s) and policies" if moved.extras else "")
           + (f"; deleted {moved.deleted} from {source.name}" if args.move else ""), file=sys.stderr)
     return 0
 

@@ -415,8 +415,8 @@ class Lifecycle:
             self._keep(job, "exception", text)
         self.recent.append((job.handle, f, "exception", job.started_at, self.now, peer,
                             text[:RECENT_TEXT].partition(b"\n")[0]))
-        self._bury(job)
         self._forget(job)
+        self._bury(job)  # after _forget: its queue row's delete is filed just before its burial
 
     def fail(self, job: Job, reported: bool = False) -> None:
         """QUEUED, DELAYED or RUNNING -> DONE: WORK_FAIL to every client (REPORTED: its worker sent WORK_FAIL; then,

@@ -1,15 +1,27 @@
-"""Group commit against a fake Store: one add per loop turn, JOB_CREATED only after the commit, order kept."""
+"""Group commit against a fake Store: one add per loop turn, JOB_CREATED only after the commit, order kept;
+the other writes of stored jobs (done, retry, results, registry, policies) in one settlement after the adds,
+one write per row, refused ones tried again without overtaking or being overtaken by later writes of their row."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 
 import pytest
 
 from geartrain.protocol.packets import T
 from geartrain.server.group import MAX_BATCH, GroupCommit
-from geartrain.server.store.base import Store, StoredJob, StoreError
+from geartrain.server.store.base import (
+    Extras,
+    FailedJob,
+    KeptResult,
+    Retry,
+    Settlement,
+    Store,
+    StoredJob,
+    StoreError,
+)
 
 from .helpers import Harness
 
@@ -25,6 +37,13 @@ class FakeStore(Store):
         self.dones: list[list[tuple[bytes, bytes]]] = []
         self.fail: str | None = None
         self.gate: asyncio.Event | None = None
+        self.settlements: list[Settlement] = []  # every settlement written, in order
+        self.calls: list[str] = []  # "add" and "settle", in order
+        self.kept: dict[bytes, KeptResult] = {}
+        self.registry: dict[int, FailedJob] = {}
+        self.policies: dict[bytes, str] = {}
+        #: called with each settlement: a text to refuse it with (StoreError), or None
+        self.refuse: Callable[[Settlement], str | None] | None = None
 
     async def open(self) -> None:
         return None
@@ -38,15 +57,44 @@ class FakeStore(Store):
         if self.fail:
             raise StoreError(self.fail)
         self.adds.append(list(jobs))
+        self.calls.append("add")
         for job in jobs:
             if not job.unique and not job.store_key:
                 job.store_key = b"generated-%d" % len(self.rows)
             self.rows[job.key] = job
 
+    async def settle(self, batch: Settlement) -> None:
+        """As a real store writes it (a retry of a row that is gone changes nothing)."""
+        why = self.refuse(batch) if self.refuse is not None else None
+        if why:
+            raise StoreError(why)
+        if batch.done:
+            await self.done(batch.done)
+        self.settlements.append(batch)
+        self.calls.append("settle")
+        for r in batch.retried:
+            row = self.rows.get(r.key)
+            if row is not None:
+                row.when, row.tries, row.history = math.ceil(r.when), r.tries, r.history
+        self.kept.update((r.handle, r) for r in batch.kept)
+        for handle in batch.unkept:
+            self.kept.pop(handle, None)
+        self.registry.update((f.id, f) for f in batch.buried)
+        for id_ in batch.unburied:
+            self.registry.pop(id_, None)
+        for function, text in batch.policies.items():
+            if text:
+                self.policies[function] = text
+            else:
+                self.policies.pop(function, None)
+
     async def done(self, keys: Sequence[tuple[bytes, bytes]]) -> None:
         self.dones.append(list(keys))
         for key in keys:
             self.rows.pop(key, None)
+
+    async def replay_extras(self) -> Extras:
+        return Extras()
 
     async def close(self) -> None:
         return None
@@ -442,3 +490,230 @@ def test_a_delete_dropped_for_an_add_that_then_fails_is_done_after_all():
         assert store.rows == {}
 
     asyncio.run(main())
+
+
+# -- the other writes: one settlement per batch, one write per row -------------------------------------
+
+
+def _committer(store: FakeStore) -> GroupCommit:
+    return GroupCommit(store, loop=asyncio.get_running_loop())
+
+
+def _record(unique: bytes) -> StoredJob:
+    return StoredJob(b"f", unique, b"d", 1)
+
+
+def _kept(handle: bytes, data: bytes = b"r") -> KeptResult:
+    return KeptResult(handle, b"f", b"u", "complete", data, 1.0, 2e9)
+
+
+def _failed(id_: int) -> FailedJob:
+    return FailedJob(id_, b"H:%d" % id_, b"f", b"u%d" % id_, b"d", 1, 1, True, 1.0)
+
+
+def _retry(unique: bytes, tries: int = 1) -> Retry:
+    return Retry((unique, b"f"), 1_900_000_000.5, tries, b"[]")
+
+
+async def _stored(store: FakeStore, gc: GroupCommit, *uniques: bytes) -> None:
+    for u in uniques:
+        gc.add(_record(u), lambda error: None)
+    await _settle()
+    assert all((u, b"f") in store.rows for u in uniques)
+
+
+def test_every_kind_of_write_goes_in_one_settlement_after_the_adds_of_its_turn():
+    async def main() -> None:
+        store = FakeStore()
+        gc = _committer(store)
+        await _stored(store, gc, b"a", b"b", b"c")
+        store.calls.clear()
+        answers: list = []
+        gc.add(_record(b"new"), answers.append)
+        gc.done((b"a", b"f"))
+        gc.retry(_retry(b"b", 2))
+        gc.keep(_kept(b"H:1"))
+        gc.unkeep(b"H:0")
+        gc.bury(_failed(5), (b"c", b"f"))
+        gc.unbury(4)
+        gc.policy(b"f", "tries=3")
+        gc.policy(b"g", "")
+        await _settle()
+        assert store.calls == ["add", "settle"] and answers == [None]
+        (batch,) = store.settlements[-1:]
+        assert sorted(batch.done) == [(b"a", b"f"), (b"c", b"f")]
+        assert batch.retried == [_retry(b"b", 2)] and batch.kept == [_kept(b"H:1")] and batch.unkept == [b"H:0"]
+        assert batch.buried == [_failed(5)] and batch.unburied == [4]
+        assert batch.policies == {b"f": "tries=3", b"g": ""}
+        assert set(store.rows) == {(b"b", b"f"), (b"new", b"f")} and store.rows[(b"b", b"f")].tries == 2
+
+    asyncio.run(main())
+
+
+def test_a_later_write_of_a_row_replaces_an_earlier_one_but_a_retry_never_replaces_a_done():
+    async def main() -> None:
+        store = FakeStore()
+        gc = _committer(store)
+        await _stored(store, gc, b"r", b"d")
+        gc.keep(_kept(b"H:1"))
+        gc.unkeep(b"H:1")
+        gc.unkeep(b"H:2")
+        gc.keep(_kept(b"H:2", b"second"))
+        gc.retry(_retry(b"r"))
+        gc.done((b"r", b"f"))  # a retry then a done: the done wins
+        gc.done((b"d", b"f"))
+        gc.retry(_retry(b"d"))  # a done then a retry: the row is gone, the retry is moot
+        gc.bury(_failed(1))
+        gc.unbury(1)
+        gc.policy(b"f", "a")
+        gc.policy(b"f", "b")
+        await _settle()
+        (batch,) = store.settlements
+        assert sorted(batch.done) == [(b"d", b"f"), (b"r", b"f")] and batch.retried == []
+        assert batch.unkept == [b"H:1"] and batch.kept == [_kept(b"H:2", b"second")]
+        assert batch.buried == [] and batch.unburied == [1] and batch.policies == {b"f": "b"}
+
+    asyncio.run(main())
+
+
+def test_a_refused_settlement_is_written_whole_after_the_backoff():
+    async def main() -> None:
+        store = FakeStore()
+        gc = _committer(store)
+        await _stored(store, gc, b"a", b"b", b"c")
+        refusals: list[Settlement] = []
+        store.refuse = lambda batch: "connection lost" if not refusals and not refusals.append(batch) else None
+        gc.done((b"a", b"f"))
+        gc.retry(_retry(b"b"))
+        gc.keep(_kept(b"H:1"))
+        gc.bury(_failed(1), (b"c", b"f"))
+        gc.policy(b"f", "p")
+        await _settle()
+        assert len(refusals) == 1 and store.settlements == [] and len(store.rows) == 3
+        await _until(lambda: store.settlements)
+        (batch,) = store.settlements
+        assert batch == Settlement(done=[(b"a", b"f"), (b"c", b"f")], retried=[_retry(b"b")], kept=[_kept(b"H:1")],
+                                   buried=[_failed(1)], policies={b"f": "p"})
+        assert set(store.rows) == {(b"b", b"f")} and list(store.registry) == [1] and list(store.kept) == [b"H:1"]
+
+    asyncio.run(main())
+
+
+def test_writes_filed_while_refused_ones_wait_replace_them_and_are_not_overtaken():
+    """Refused: a retry of k, a result, a policy, a burial. Filed meanwhile (and written before the
+    refused ones are due again): the done of k, the unkeep, another policy, the unbury. The refused writes
+    must not come back after them."""
+
+    async def main() -> None:
+        store = FakeStore()
+        gc = _committer(store)
+        await _stored(store, gc, b"k")
+        store.refuse = lambda batch: "refused" if batch.retried else None
+        gc.retry(_retry(b"k"))
+        gc.keep(_kept(b"H:1"))
+        gc.policy(b"f", "old")
+        gc.bury(_failed(1))
+        await _settle()
+        assert store.settlements == [] and gc.failed is not None
+        gc.done((b"k", b"f"))
+        gc.unkeep(b"H:1")
+        gc.policy(b"f", "new")
+        gc.unbury(1)
+        await _settle()
+        assert store.settlements == [Settlement(done=[(b"k", b"f")], unkept=[b"H:1"], unburied=[1],
+                                                policies={b"f": "new"})]
+        assert gc.failed is None or not gc.failed  # nothing of the refused writes is left to come back
+        await asyncio.sleep(3 * 0.1)
+        assert len(store.settlements) == 1
+        assert store.rows == {} and store.kept == {} and store.registry == {} and store.policies == {b"f": "new"}
+
+    asyncio.run(main())
+
+
+def test_a_refused_done_stays_with_its_burial():
+    """A job's done and its burial are refused together; its done filed again meanwhile does not go ahead
+    alone (after a crash the job would be in neither the queue nor the registry)."""
+
+    async def main() -> None:
+        store = FakeStore()
+        gc = _committer(store)
+        await _stored(store, gc, b"k", b"other")
+        refused = [True]
+        store.refuse = lambda batch: "refused" if refused[0] and batch.buried else None
+        gc.bury(_failed(1), (b"k", b"f"))
+        await _settle()
+        gc.done((b"k", b"f"))
+        gc.retry(_retry(b"k"))
+        gc.done((b"other", b"f"))
+        await _settle()
+        assert store.settlements == [Settlement(done=[(b"other", b"f")])]
+        refused[0] = False
+        await _until(lambda: len(store.settlements) == 2)
+        assert store.settlements[1] == Settlement(done=[(b"k", b"f")], buried=[_failed(1)])
+        for batch in store.settlements:  # never a burial without its job's done, nor the done alone
+            assert ((b"k", b"f") in batch.done) == bool(batch.buried)
+
+    asyncio.run(main())
+
+
+def test_an_add_drops_a_waiting_retry_of_its_key_which_is_due_again_if_the_add_fails():
+    async def main() -> None:
+        store = FakeStore()
+        gc = _committer(store)
+        await _stored(store, gc, b"k")
+        gc.retry(_retry(b"k"))
+        gc.add(_record(b"k"), lambda error: None)  # a new job under the key: the old retry must not follow it
+        await _settle()
+        assert store.settlements == [] and store.rows[(b"k", b"f")].tries == 0
+        gc.retry(_retry(b"k", 3))
+        store.fail = "disk full"
+        gc.add(_record(b"k"), lambda error: None)
+        await _settle()
+        store.fail = None
+        await _until(lambda: store.settlements)
+        assert store.settlements == [Settlement(retried=[_retry(b"k", 3)])]
+        assert store.rows[(b"k", b"f")].tries == 3
+
+    asyncio.run(main())
+
+
+def test_a_settlement_refused_for_good_holds_back_only_itself():
+    async def main() -> None:
+        store = FakeStore()
+        gc = _committer(store)
+        await _stored(store, gc, b"a", b"b")
+        store.refuse = lambda batch: "value too long" if any(r.handle == b"poison" for r in batch.kept) else None
+        gc.keep(_kept(b"poison"))
+        await _settle()
+        gc.done((b"a", b"f"))
+        await _settle()
+        assert (b"a", b"f") not in store.rows
+        await asyncio.sleep(0.35)  # past two retries of the poison
+        gc.done((b"b", b"f"))
+        await _until(lambda: not store.rows)
+        assert store.rows == {} and store.kept == {} and gc.failed is not None and list(gc.failed.kept) == [b"poison"]
+
+    asyncio.run(main())
+
+
+def test_refused_writes_get_one_more_try_at_shutdown(caplog: pytest.LogCaptureFixture):
+    async def main() -> None:
+        store = FakeStore()
+        gc = _committer(store)
+        await _stored(store, gc, b"a")
+        refusals: list[Settlement] = []
+        store.refuse = lambda batch: "refused" if not refusals and not refusals.append(batch) else None
+        gc.keep(_kept(b"H:1"))
+        gc.done((b"a", b"f"))
+        await _settle()
+        assert refusals and store.settlements == []
+        await gc.drain()  # before the backoff ran out
+        assert store.rows == {} and list(store.kept) == [b"H:1"]
+        store.refuse = lambda batch: "refused for good"
+        gc.policy(b"f", "p")
+        gc.done((b"x", b"f"))
+        await gc.drain()
+
+    asyncio.run(main())
+    assert "1 finished job(s) could not be deleted" in caplog.text
+    assert "could not be written, and lost: 1 policy(ies)" in caplog.text

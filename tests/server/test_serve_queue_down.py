@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from geartrain.server.app import Options, Server
-from geartrain.server.store.base import Store, StoredJob, StoreError
+from geartrain.server.store.base import Extras, Settlement, Store, StoredJob, StoreError
 from tests.conftest import ROOT, free_port
 
 
@@ -54,8 +54,11 @@ class FlakyStore(Store):
     async def add(self, jobs: Sequence[StoredJob]) -> None:
         return None
 
-    async def done(self, keys: Sequence[tuple[bytes, bytes]]) -> None:
+    async def settle(self, batch: Settlement) -> None:
         return None
+
+    async def replay_extras(self) -> Extras:
+        return Extras()
 
     async def close(self) -> None:
         return None

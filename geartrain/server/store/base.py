@@ -54,7 +54,7 @@ class StoredJob:
     schedule: bytes = b""  # SUBMIT_JOB_SCHED: "min hour mday month wday"; empty for one-shot jobs
     #: the unique the store files this job under when it cannot use ``unique`` itself (an empty
     #: unique would collide under gearmand's (unique, function) key). Set by the store in add()
-    #: and replay(); the server keeps it with the job and passes ``key`` back to done().
+    #: and replay(); the server keeps it with the job and passes ``key`` back to settle().
     store_key: bytes = b""
     #: tries that failed so far (a job under a retry policy, queued again after a failure), and what each
     #: said: Try.encode_all of them (empty for a job that never failed)
@@ -111,7 +111,7 @@ class KeptResult:
     outcome: str  # "complete", "failed" or "exception"
     data: bytes  # WORK_COMPLETE's data, WORK_EXCEPTION's text, or b"" for a failure
     ended: float  # epoch seconds
-    expires: float  # epoch seconds: dropped from then on
+    expires: float  # epoch seconds (finite): dropped from then on
     tries: int = 1  # how many tries it took
 
 
@@ -207,16 +207,26 @@ class Store(ABC):
     async def add(self, jobs: Sequence[StoredJob]) -> None:
         """Store JOBS in one transaction; return only once they are durable.
 
-        May set ``store_key`` on jobs (empty unique); the server must use ``job.key`` for done()."""
+        May set ``store_key`` on jobs (empty unique); the server must use ``job.key`` for settle(). The jobs'
+        ``tries`` and ``history`` are stored too (a job added again under a key replaces the old row whole)."""
 
     @abstractmethod
     async def settle(self, batch: Settlement) -> None:
         """Write BATCH in one transaction: delete the ``done`` jobs (by ``StoredJob.key``: (store_key or unique,
-        function)), update the ``retried`` ones, write and delete kept results, failed jobs and policies."""
+        function)), update the ``retried`` ones, write and delete kept results, failed jobs and policies.
+
+        A retry of a key that is not stored (deleted meanwhile) changes nothing; its run-at time is stored in
+        whole seconds, rounded up (gearmand's ``when_to_run``). Every write is idempotent (upsert, update or
+        delete by key), so a settlement may be written again after an error. A database with no room for the
+        settlement's writes gets its deletes alone (``done`` unless the batch buries a job, ``unkept``,
+        ``unburied``, deleted policies) in a transaction of their own, and the call still raises StoreError:
+        the caller files the whole settlement again later."""
 
     @abstractmethod
     async def replay_extras(self) -> Extras:
-        """The kept results, the failed-job registry and the policies, as settle() left them."""
+        """The kept results, the failed-job registry and the policies, as settle() left them: the results not
+        yet expired (the expired ones are deleted now, where there is room: the server that kept them may not
+        have lived to), the failed jobs ordered by id."""
 
     @abstractmethod
     async def close(self) -> None:

@@ -1,6 +1,6 @@
-"""What every durable backend shares: the side record for what gearmand's layout cannot hold,
-generated keys for empty uniques, the test for a batch that needs neither (``plain_batch``), and one
-connection with reconnect, backoff and timeouts.
+"""What every durable backend shares: the side records for what gearmand's layout cannot hold,
+generated keys for empty uniques, the test for a batch that needs neither (``plain_batch``), the rows
+of the tables beside the queue, and one connection with reconnect, backoff and timeouts.
 
 gearmand keeps (unique, function, priority, data, when) per job. geartrain also needs the reducer,
 the SCHED schedule and, for jobs submitted with an EMPTY unique, the fact that the unique is empty
@@ -9,19 +9,30 @@ an "extra" record — a nullable column ``geartrain_extra`` in SQL tables, a sid
 that gearmand never reads. A job whose unique cannot be used as the key is filed under a generated
 key ``geartrain:<32 hex>`` (a harmless unique if gearmand ever reads the table) and the extra record
 holds its real unique, which replay restores.
+
+A job under a retry policy also has its tries so far, what each said, and, once it failed, the run-at
+time of its next try: a "retry" record (t: tries, h: history, w: the run-at time), in a second nullable
+column ``geartrain_retry`` (a side hash in Redis), written by add() for a job that has tries and by
+settle() for a retried one. Its run-at time comes first on replay (the SQL column ``when_to_run`` is
+set too, as far as it can hold it, so gearmand would run the job at the same time); a row gearmand
+writes again has neither column, as gearmand's INSERT names only its own.
+
+Kept results, the failed-job registry and retry policies are tables (hashes) of their own beside the
+queue, named after it: ``<table>_results``, ``<table>_failed``, ``<table>_policies``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import struct
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from .base import QueueConfigError, Store, StoredJob, StoreError
+from .base import Extras, FailedJob, KeptResult, QueueConfigError, Retry, Settlement, Store, StoredJob, StoreError
 
 log = logging.getLogger("geartrain.store")
 
@@ -106,33 +117,112 @@ class Names(dict):
 
 
 def job_from_row(unique: bytes, function: bytes, priority: int | None, data: bytes | None,
-                 when: int | None, extra: bytes | None) -> StoredJob:
-    """A StoredJob from one row of gearmand's columns plus geartrain_extra."""
-    if extra is None:  # the common case, kept cheap
+                 when: int | None, extra: bytes | None, retry: bytes | None = None) -> StoredJob:
+    """A StoredJob from one row of gearmand's columns plus geartrain_extra and geartrain_retry."""
+    if extra is None and retry is None:  # the common case, kept cheap
         return StoredJob(function, unique, data or b"", priority if priority in (0, 1, 2) else 1, when or 0)
     fields = unpack_extra(extra)
+    tried = unpack_extra(retry)
     job = StoredJob(function=function, unique=unique, data=data or b"",
-                    priority=priority if priority in (0, 1, 2) else 1, when=int(fields.get("w", when or 0)),
-                    reducer=fields.get("r", b""), schedule=fields.get("s", b""))
+                    priority=priority if priority in (0, 1, 2) else 1,
+                    when=int(tried.get("w") or fields.get("w") or when or 0),
+                    reducer=fields.get("r", b""), schedule=fields.get("s", b""),
+                    tries=int(tried.get("t", b"0")), history=tried.get("h", b""))
     if "u" in fields:
         job.store_key = unique
         job.unique = fields["u"]
     return job
 
 
-def last_wins(jobs: Sequence[StoredJob], key: Callable[[StoredJob], Any]) -> Sequence[StoredJob]:
-    """JOBS without earlier duplicates of one key (one statement may not touch a row twice)."""
-    seen = {key(j): j for j in jobs}
-    return jobs if len(seen) == len(jobs) else list(seen.values())
+def retry_record(tries: int, history: bytes, when: int | None = None) -> bytes | None:
+    """The retry record of a job (None for one that never failed and has no run-at time of a retry)."""
+    return pack_extra(t=b"%d" % tries if tries else None, h=history or None, w=None if when is None else b"%d" % when)
+
+
+def job_retry(job: StoredJob) -> bytes | None:
+    """What add() writes in the retry record of JOB: its tries, if it has any."""
+    return retry_record(job.tries, job.history) if job.tries or job.history else None
+
+
+def retry_row(retry: Retry, max_when: int = 2**63 - 1) -> tuple[int, bytes]:
+    """How a Retry updates its job's row: the when_to_run column (whole seconds rounded up, as far as
+    the column holds them) and the retry record, which has the exact run-at time."""
+    when = max(0, math.ceil(retry.when))
+    return min(when, max_when), retry_record(retry.tries, retry.history, when)  # type: ignore[return-value]
+
+
+def only_done(batch: Settlement) -> bool:
+    """Does BATCH only delete jobs (the hot path: every finished durable job)?"""
+    return not (batch.retried or batch.kept or batch.unkept or batch.buried or batch.unburied or batch.policies)
+
+
+def deletions(batch: Settlement) -> Settlement:
+    """What of BATCH may be written alone when the database has no room for the rest: its deletes, but not
+    the deletes of jobs when it buries one (a buried job's row goes in the same transaction as its burial)."""
+    return Settlement(done=[] if batch.buried else batch.done, unkept=batch.unkept, unburied=batch.unburied,
+                      policies={f: "" for f, text in batch.policies.items() if not text})
+
+
+def kept_row(r: KeptResult) -> tuple:
+    """A kept result as a row: (handle, function_name, unique_key, outcome, data, ended, expires, tries)."""
+    return (r.handle, r.function, r.unique, r.outcome, r.data, r.ended, r.expires, r.tries)
+
+
+def kept_from_row(row: Sequence[Any]) -> KeptResult:
+    handle, function, unique, outcome, data, ended, expires, tries = row
+    return KeptResult(handle=_b(handle), function=_b(function), unique=_b(unique), outcome=_s(outcome),
+                      data=_b(data), ended=float(ended), expires=float(expires), tries=int(tries or 0))
+
+
+def failed_row(f: FailedJob) -> tuple:
+    """A failed job as a row: (id, handle, function_name, unique_key, data, data_size, priority, background,
+    failed_at, history)."""
+    return (f.id, f.handle, f.function, f.unique, f.data, f.size, f.priority, int(f.background), f.failed_at,
+            f.history)
+
+
+def failed_from_row(row: Sequence[Any]) -> FailedJob:
+    id_, handle, function, unique, data, size, priority, background, failed_at, history = row
+    return FailedJob(id=int(id_), handle=_b(handle), function=_b(function), unique=_b(unique), data=_b(data),
+                     size=int(size or 0), priority=int(priority if priority is not None else 1),
+                     background=bool(background), failed_at=float(failed_at or 0.0), history=_b(history))
+
+
+def extras_from_rows(kept: Sequence[Sequence[Any]], failed: Sequence[Sequence[Any]],
+                     policies: Sequence[Sequence[Any]]) -> Extras:
+    """Extras from the rows of the three tables (failed jobs sorted by id here, whatever the query did)."""
+    return Extras(kept=[kept_from_row(r) for r in kept],
+                  failed=sorted((failed_from_row(r) for r in failed), key=lambda f: f.id),
+                  policies={_b(f): _s(p) for f, p in policies})
+
+
+def _b(value: Any) -> bytes:
+    if value is None:
+        return b""
+    return value.encode() if isinstance(value, str) else bytes(value)
+
+
+def _s(value: Any) -> str:
+    if value is None:
+        return ""
+    return value.decode() if isinstance(value, bytes | bytearray | memoryview) else str(value)
+
+
+def last_wins(items: Sequence[T], key: Callable[[T], Any]) -> Sequence[T]:
+    """ITEMS without earlier duplicates of one key (one statement may not touch a row twice)."""
+    seen = {key(j): j for j in items}
+    return items if len(seen) == len(items) else list(seen.values())
 
 
 def plain_batch(jobs: Sequence[StoredJob]) -> bool:
     """Can every job of JOBS be filed as it is: under its own unique (not empty, not ``-``, no two
-    with the same key) with nothing for the extra record (no run-at time, reducer or schedule)? Then
+    with the same key) with nothing for the extra and retry records (no run-at time, reducer, schedule
+    or tries)? Then
     a store can write the batch without sql_row and last_wins (nearly every batch of a busy server)."""
     for job in jobs:
         unique = job.unique
-        if job.store_key or job.reducer or job.schedule or job.when or not unique or unique == b"-":
+        if (job.store_key or job.reducer or job.schedule or job.when or not unique or unique == b"-" or job.tries
+                or job.history):
             return False
     if len({job.function for job in jobs}) == 1:
         return len({job.unique for job in jobs}) == len(jobs)
@@ -150,6 +240,10 @@ def is_text(value: bytes) -> bool:
     return True
 
 
+class NoRoomError(StoreError):
+    """The database has no room for the write (a full disk, Redis at maxmemory)."""
+
+
 class ConnectedStore(Store):
     """A store on one connection to a database server: serialised calls, timeouts, reconnects.
 
@@ -165,7 +259,8 @@ class ConnectedStore(Store):
 
     A database with no room for a write (a full disk, Redis at maxmemory) is not a broken
     connection: it is logged once when it starts and once when it ends, its adds raise StoreError
-    (QUEUE_ERROR), and nothing reconnects.
+    (QUEUE_ERROR), and nothing reconnects. A settlement that writes gets its deletes written alone
+    then (``deletions``), so finished jobs are still deleted, and raises NoRoomError for the rest.
     """
 
     #: seconds one add/done may take before the connection is given up
@@ -211,7 +306,15 @@ class ConnectedStore(Store):
 
     def _deleter(self, keys: Sequence[tuple[bytes, bytes]]) -> Callable[[Any], Awaitable[Any]] | None:
         """What deletes the jobs of KEYS in one transaction, given a connection; None if none of them
-        can be in the store."""
+        can be in the store. The hot path of settle(): a settlement that only deletes jobs."""
+        raise NotImplementedError
+
+    def _settler(self, batch: Settlement) -> Callable[[Any], Awaitable[Any]]:
+        """What writes BATCH (any settlement) in one transaction, given a connection."""
+        raise NotImplementedError
+
+    async def _read_extras(self, conn: Any, now: float) -> Extras:
+        """The results not expired at NOW (deleting the others), the failed jobs and the policies, on CONN."""
         raise NotImplementedError
 
     def _describe(self) -> str:
@@ -233,10 +336,25 @@ class ConnectedStore(Store):
     async def ping(self) -> None:
         await self._call("ping", self._ping)
 
-    async def done(self, keys: Sequence[tuple[bytes, bytes]]) -> None:
-        op = self._deleter(keys) if keys else None
-        if op is not None:
-            await self._call("done", op)
+    async def settle(self, batch: Settlement) -> None:
+        try:
+            await self._settle_once(batch)
+        except NoRoomError:
+            alone = deletions(batch)
+            if alone and alone != batch:  # finished jobs are still deleted; the writes wait for room
+                await self._settle_once(alone)
+            raise
+
+    async def _settle_once(self, batch: Settlement) -> None:
+        if only_done(batch):
+            op = self._deleter(batch.done) if batch.done else None
+            if op is not None:
+                await self._call("done", op)
+        else:
+            await self._call("settle", self._settler(batch))
+
+    async def replay_extras(self) -> Extras:
+        return await self._call("replay", lambda conn: self._read_extras(conn, time.time()), timeout=0)
 
     async def open(self) -> None:
         async with self._lock:
@@ -285,7 +403,7 @@ class ConnectedStore(Store):
             if self._unsettled:
                 doing = "delete the jobs answered QUEUE_ERROR on"
                 try:
-                    await self._settle(conn)
+                    await self._forget_unsettled(conn)
                 except BaseException:
                     await self._discard(conn)
                     raise
@@ -309,7 +427,7 @@ class ConnectedStore(Store):
         self._backoff = 0.0
         return conn
 
-    async def _settle(self, conn: Any) -> None:
+    async def _forget_unsettled(self, conn: Any) -> None:
         """Delete the unsettled keys on CONN: their submitters were told the jobs were not created."""
         keys = list(self._unsettled)
         op = self._deleter(keys)
@@ -370,13 +488,13 @@ class ConnectedStore(Store):
                 raise
         raise AssertionError("unreachable")
 
-    def _no_room(self, what: str, exc: BaseException) -> StoreError:
+    def _no_room(self, what: str, exc: BaseException) -> NoRoomError:
         """EXC says the database has no room: log it if it is new; the StoreError to raise."""
         if self._full_since is None:
             self._full_since = time.monotonic()
             log.error("%s: no room in %s: %s; background jobs get QUEUE_ERROR until there is room%s", self.name,
                       self._describe(), _what(exc), self._full_note())
-        return StoreError(f"{self.name}: {what} failed: no room in {self._describe()}: {_what(exc)}", reported=True)
+        return NoRoomError(f"{self.name}: {what} failed: no room in {self._describe()}: {_what(exc)}", reported=True)
 
     def _full_note(self) -> str:
         """What the no-room log line adds about deletes (a backend that keeps a reserve says so)."""

@@ -5,8 +5,9 @@ Table (gearmand's, default name ``gearman_queue``)::
     unique_key VARCHAR(64), function_name VARCHAR(255), priority INT, data LONGBLOB,
     when_to_run INT, UNIQUE KEY (unique_key, function_name)
 
-plus one nullable column ``geartrain_extra LONGBLOB`` (see common.py), added to an existing table
-on open; gearmand names its columns, so it never reads it. When geartrain creates the table it uses
+plus two nullable columns ``geartrain_extra LONGBLOB`` and ``geartrain_retry LONGBLOB`` (see common.py),
+added to an existing table (gearmand's, or an older geartrain's) on open; gearmand names its columns,
+so it never reads them. When geartrain creates the table it uses
 VARBINARY(64)/VARBINARY(255) for the two key columns (gearmand reads and writes them just the
 same): byte-exact and case-sensitive, as gearmand compares uniques in memory — a VARCHAR key under
 a case-insensitive collation would make ``abc`` and ``ABC`` one job. It also makes the key the
@@ -17,11 +18,21 @@ of 4 us of CPU per job added). On a gearmand-made VARCHAR table a unique that is
 under a generated key (real bytes in geartrain_extra) and such a function name is refused with
 StoreError.
 
+Beside it, created on open (gearmand never reads them)::
+
+    <table>_results  (handle VARBINARY(1024) PRIMARY KEY, function_name LONGBLOB, unique_key LONGBLOB,
+                      outcome VARCHAR(32), data LONGBLOB, ended DOUBLE, expires DOUBLE, tries INT)
+    <table>_failed   (id BIGINT PRIMARY KEY, handle LONGBLOB, function_name LONGBLOB NOT NULL, unique_key LONGBLOB,
+                      data LONGBLOB, data_size BIGINT, priority INT, background TINYINT, failed_at DOUBLE,
+                      history LONGBLOB)
+    <table>_policies (function_name VARBINARY(1024) PRIMARY KEY, policy TEXT NOT NULL)
+
 A batch of adds is one ``INSERT ... ON DUPLICATE KEY UPDATE``: on MariaDB a prepared statement run
 with its bulk execute (the rows go in binary, with no escaping and no SQL text to parse: a third of
 the time of the text protocol for our process and less for the server), elsewhere one multi-row
 statement. A batch of dones is one ``DELETE ... WHERE function_name = f AND unique_key IN (...)``
-per function; each batch is one InnoDB transaction.
+per function; any other settlement one statement per kind of write (an UPDATE per retried job), each
+batch one InnoDB transaction.
 """
 
 from __future__ import annotations
@@ -33,8 +44,22 @@ import asyncmy
 from asyncmy.cursors import SSCursor
 from asyncmy.errors import InterfaceError, InternalError, OperationalError
 
-from .base import StoredJob, StoreError
-from .common import INT32_MAX, ConnectedStore, Names, is_text, job_from_row, last_wins, plain_batch, sql_row
+from .base import Extras, Settlement, StoredJob, StoreError
+from .common import (
+    INT32_MAX,
+    ConnectedStore,
+    Names,
+    extras_from_rows,
+    failed_row,
+    is_text,
+    job_from_row,
+    job_retry,
+    kept_row,
+    last_wins,
+    plain_batch,
+    retry_row,
+    sql_row,
+)
 
 DEFAULT_TABLE = "gearman_queue"
 #: MySQL/MariaDB error numbers that mean the connection is gone
@@ -46,6 +71,18 @@ _DELETE_CHUNK = 1000
 #: batches at least this big go in with MariaDB's bulk execute, in pieces of about this many bytes
 _BULK_MIN = 16
 _BULK_BYTES = 1 << 20
+_COLUMNS = "unique_key, function_name, priority, data, when_to_run, geartrain_extra, geartrain_retry"
+#: the tables beside the queue: name suffix -> its columns after CREATE TABLE name
+_SIDE_TABLES = {
+    "_results": "(handle VARBINARY(1024) NOT NULL PRIMARY KEY, function_name LONGBLOB, unique_key LONGBLOB, "
+                "outcome VARCHAR(32), data LONGBLOB, ended DOUBLE, expires DOUBLE, tries INT) ENGINE=InnoDB",
+    "_failed": "(id BIGINT NOT NULL PRIMARY KEY, handle LONGBLOB, function_name LONGBLOB NOT NULL, "
+               "unique_key LONGBLOB, data LONGBLOB, data_size BIGINT, priority INT, background TINYINT, "
+               "failed_at DOUBLE, history LONGBLOB) ENGINE=InnoDB",
+    "_policies": "(function_name VARBINARY(1024) NOT NULL PRIMARY KEY, policy TEXT NOT NULL) ENGINE=InnoDB",
+}
+_RESULT_COLUMNS = "handle, function_name, unique_key, outcome, data, ended, expires, tries"
+_FAILED_COLUMNS = "id, handle, function_name, unique_key, data, data_size, priority, background, failed_at, history"
 
 
 def quote_ident(name: str) -> str:
@@ -63,22 +100,45 @@ class MySQLStore(ConnectedStore):
         self.table = table
         self._binary_keys = True
         t = quote_ident(table)
-        self._insert = (f"INSERT INTO {t} (unique_key, function_name, priority, data, when_to_run, geartrain_extra) "
-                        "VALUES (%s, %s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE priority = VALUES(priority), "
+        self._insert = (f"INSERT INTO {t} ({_COLUMNS}) "
+                        "VALUES (%s, %s, %s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE priority = VALUES(priority), "
                         "data = VALUES(data), when_to_run = VALUES(when_to_run), "
-                        "geartrain_extra = VALUES(geartrain_extra)")
-        # the same as prepared statements for MariaDB's bulk execute, with and without the extra column
-        # (a column of a bulk execute may not be NULL in every row)
+                        "geartrain_extra = VALUES(geartrain_extra), geartrain_retry = VALUES(geartrain_retry)")
+        # for MariaDB's bulk execute, as prepared statements, with and without the extra column (a column of
+        # a bulk execute may not be NULL in every row); batches with a retry record take the one above
         self._bulk_sql = (
             f"INSERT INTO {t} (unique_key, function_name, priority, data, when_to_run, geartrain_extra) "
             "VALUES (?, ?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE priority = VALUES(priority), data = VALUES(data), "
-            "when_to_run = VALUES(when_to_run), geartrain_extra = VALUES(geartrain_extra)",
+            "when_to_run = VALUES(when_to_run), geartrain_extra = VALUES(geartrain_extra), geartrain_retry = NULL",
             f"INSERT INTO {t} (unique_key, function_name, priority, data, when_to_run) "
             "VALUES (?, ?, ?, ?, ?) ON DUPLICATE KEY UPDATE priority = VALUES(priority), data = VALUES(data), "
-            "when_to_run = VALUES(when_to_run), geartrain_extra = NULL")
+            "when_to_run = VALUES(when_to_run), geartrain_extra = NULL, geartrain_retry = NULL")
         self._bulk: tuple[Any, Any] | None = None  # those statements, prepared on the connection
         self._delete = f"DELETE FROM {t} WHERE function_name = %s AND unique_key IN ("
-        self._select = f"SELECT unique_key, function_name, priority, data, when_to_run, geartrain_extra FROM {t}"
+        self._retry = (f"UPDATE {t} SET when_to_run = %s, geartrain_retry = %s "
+                       "WHERE unique_key = %s AND function_name = %s")
+        self._select = f"SELECT {_COLUMNS} FROM {t}"
+        self._side = {suffix: quote_ident(table + suffix) for suffix in _SIDE_TABLES}
+        r, f, p = self._side.values()
+        self._keep = (f"INSERT INTO {r} ({_RESULT_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+                      "ON DUPLICATE KEY UPDATE function_name = VALUES(function_name), unique_key = VALUES(unique_key), "
+                      "outcome = VALUES(outcome), data = VALUES(data), ended = VALUES(ended), "
+                      "expires = VALUES(expires), tries = VALUES(tries)")
+        self._bury = (f"INSERT INTO {f} ({_FAILED_COLUMNS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                      "ON DUPLICATE KEY UPDATE handle = VALUES(handle), function_name = VALUES(function_name), "
+                      "unique_key = VALUES(unique_key), data = VALUES(data), data_size = VALUES(data_size), "
+                      "priority = VALUES(priority), background = VALUES(background), failed_at = VALUES(failed_at), "
+                      "history = VALUES(history)")
+        self._set_policy = (f"INSERT INTO {p} (function_name, policy) VALUES (%s, %s) "
+                            "ON DUPLICATE KEY UPDATE policy = VALUES(policy)")
+        #: DELETE ... WHERE column IN ( of the side tables, by what settle() deletes
+        self._side_delete = {"unkept": f"DELETE FROM {r} WHERE handle IN (",
+                             "unburied": f"DELETE FROM {f} WHERE id IN (",
+                             "policies": f"DELETE FROM {p} WHERE function_name IN ("}
+        self._expire = f"DELETE FROM {r} WHERE expires <= %s"
+        self._read = (f"SELECT {_RESULT_COLUMNS} FROM {r} WHERE expires > %s",
+                      f"SELECT {_FAILED_COLUMNS} FROM {f} ORDER BY id",
+                      f"SELECT function_name, policy FROM {p}")
 
     def _describe(self) -> str:
         a = self.connect_args
@@ -100,8 +160,18 @@ class MySQLStore(ConnectedStore):
                         "function_name VARBINARY(255) NOT NULL, priority INT, data LONGBLOB, when_to_run INT, "
                         "geartrain_extra LONGBLOB, PRIMARY KEY (unique_key, function_name)) ENGINE=InnoDB")
                     types = await self._column_types(cur)
-                if "geartrain_extra" not in types:
-                    await cur.execute(f"ALTER TABLE {t} ADD COLUMN geartrain_extra LONGBLOB NULL")
+                # a table of gearmand's or of an older geartrain gets what it lacks; the tables beside it too
+                missing = [c for c in ("geartrain_extra", "geartrain_retry") if c not in types]
+                if missing:
+                    await cur.execute(f"ALTER TABLE {t} " + ", ".join(f"ADD COLUMN {c} LONGBLOB NULL" for c in missing))
+                schema, _, table = self.table.rpartition(".")
+                await cur.execute("SELECT table_name FROM information_schema.tables WHERE table_schema = "
+                                  f"{'%s' if schema else 'DATABASE()'} AND table_name IN (%s, %s, %s)",
+                                  (*([schema] if schema else []), *(table + suffix for suffix in _SIDE_TABLES)))
+                have = {_text(name).lower() for name, in await cur.fetchall()}
+                for suffix, columns in _SIDE_TABLES.items():
+                    if (table + suffix).lower() not in have:
+                        await cur.execute(f"CREATE TABLE IF NOT EXISTS {self._side[suffix]} {columns}")
                 self._binary_keys = all(types.get(c, "varbinary") in ("varbinary", "binary", "blob", "longblob",
                                                                         "mediumblob", "tinyblob")
                                         for c in ("unique_key", "function_name"))
@@ -155,7 +225,7 @@ class MySQLStore(ConnectedStore):
             try:
                 if not await self._add_bulk(rows):
                     async with conn.cursor() as cur:
-                        await cur.executemany(self._insert, [row if len(row) == 6 else (*row, None) for row in rows])
+                        await cur.executemany(self._insert, [row + (None,) * (7 - len(row)) for row in rows])
                 await conn.commit()
             except BaseException:
                 await _rollback(conn)
@@ -164,22 +234,28 @@ class MySQLStore(ConnectedStore):
         await self._call("add", op, writes=jobs)
 
     def _rows(self, jobs: Sequence[StoredJob]) -> list[tuple]:
-        """JOBS as (key, function, priority, data, when_to_run, geartrain_extra) rows, the last of each key."""
+        """JOBS as (key, function, priority, data, when_to_run, geartrain_extra) rows, the last of each key;
+        with geartrain_retry as a seventh value if any job of JOBS has tries."""
         unique_ok = None if self._binary_keys else is_text
         rows = []
+        retries = False
         for job in jobs:
             if not self._binary_keys and not is_text(job.function):
                 raise StoreError("mysql: function names must be UTF-8 without NUL in a VARCHAR queue table")
             key, when, extra = sql_row(job, unique_ok, INT32_MAX)
-            rows.append((key, job.function, job.priority, job.data, when, extra))
-        return list(last_wins(rows, lambda r: (r[0], r[1])))  # type: ignore[arg-type]
+            retry = job_retry(job)
+            retries = retries or retry is not None
+            rows.append((key, job.function, job.priority, job.data, when, extra, retry))
+        if not retries:
+            rows = [row[:6] for row in rows]
+        return list(last_wins(rows, lambda r: (r[0], r[1])))
 
     async def _add_bulk(self, rows: list[tuple]) -> bool:
         """ROWS with MariaDB's bulk execute (COM_STMT_BULK_EXECUTE: the rows go binary, as they are, no
         escaping and no SQL text to parse), in pieces of about _BULK_BYTES, in the caller's transaction;
         False, before anything was sent, where it cannot be used (MySQL, an older driver). Rows of five
         values have no extra record."""
-        if self._bulk is None or len(rows) < _BULK_MIN:
+        if self._bulk is None or len(rows) < _BULK_MIN or len(rows[0]) == 7:
             return False
         pieces = [rows]
         if sum([len(row[3]) for row in rows]) + 100 * len(rows) > _BULK_BYTES:
@@ -206,23 +282,62 @@ class MySQLStore(ConnectedStore):
             await cur.fetchall()
 
     def _deleter(self, keys: Sequence[tuple[bytes, bytes]]) -> Callable[[Any], Awaitable[Any]]:
+        return self._settler(Settlement(done=list(keys)))
+
+    def _settler(self, batch: Settlement) -> Callable[[Any], Awaitable[Any]]:
         by_function: dict[bytes, list[bytes]] = {}
-        for unique, function in keys:
+        for unique, function in batch.done:
             by_function.setdefault(function, []).append(unique)
+        deletes = [(self._delete, [function], uniques) for function, uniques in by_function.items()]
+        for what, values in (("unkept", batch.unkept), ("unburied", batch.unburied),
+                             ("policies", [f for f, text in batch.policies.items() if not text])):
+            if values:
+                deletes.append((self._side_delete[what], [], list(values)))
+        writes = []  # (statement, rows) for executemany, after the deletes: a bad row rolls them back too
+        if batch.retried:
+            writes.append((self._retry, [(*retry_row(r, INT32_MAX), *r.key) for r in batch.retried]))
+        if batch.kept:
+            writes.append((self._keep, [kept_row(r) for r in last_wins(batch.kept, lambda r: r.handle)]))
+        if batch.buried:
+            writes.append((self._bury, [failed_row(f) for f in last_wins(batch.buried, lambda f: f.id)]))
+        if any(batch.policies.values()):
+            writes.append((self._set_policy, [(f, text) for f, text in batch.policies.items() if text]))
 
         async def op(conn: Any) -> None:
             try:
                 async with conn.cursor() as cur:
-                    for function, uniques in by_function.items():
-                        for i in range(0, len(uniques), _DELETE_CHUNK):
-                            chunk = uniques[i:i + _DELETE_CHUNK]
-                            await cur.execute(self._delete + ", ".join(["%s"] * len(chunk)) + ")", [function, *chunk])
+                    for head, fixed, values in deletes:
+                        for i in range(0, len(values), _DELETE_CHUNK):
+                            chunk = values[i:i + _DELETE_CHUNK]
+                            await cur.execute(head + ", ".join(["%s"] * len(chunk)) + ")", [*fixed, *chunk])
+                    for sql, rows in writes:
+                        await cur.executemany(sql, rows)
                 await conn.commit()
             except BaseException:
                 await _rollback(conn)
                 raise
 
         return op
+
+    async def _read_extras(self, conn: Any, now: float) -> Extras:
+        rows = []
+        try:
+            async with conn.cursor() as cur:
+                try:
+                    await cur.execute(self._expire, (now,))
+                    await conn.commit()
+                except Exception as exc:  # noqa: BLE001 - only for want of room, said below
+                    if not self._is_full(exc):
+                        raise
+                    await _rollback(conn)  # (with no room they stay: they are not read)
+                for sql, args in zip(self._read, ((now,), None, None), strict=True):
+                    await cur.execute(sql, args)
+                    rows.append(await cur.fetchall())
+            await conn.commit()
+        except BaseException:
+            await _rollback(conn)
+            raise
+        return extras_from_rows(*rows)
 
     async def replay_batches(self, size: int = 10_000) -> AsyncIterator[list[StoredJob]]:
         # An unbuffered (server-side streaming) cursor: memory stays at one batch.
@@ -237,7 +352,8 @@ class MySQLStore(ConnectedStore):
                         rows = await cur.fetchmany(size)
                         if not rows:
                             break
-                        yield [job_from_row(_bytes(u), names(_bytes(f)), p, d, w, x) for u, f, p, d, w, x in rows]
+                        yield [job_from_row(_bytes(u), names(_bytes(f)), p, d, w, x, r)
+                               for u, f, p, d, w, x, r in rows]
                 finally:
                     await cur.close()
                 await conn.commit()

@@ -5,11 +5,22 @@ Table (gearmand's, default name ``queue``)::
     unique_key VARCHAR(64), function_name VARCHAR(255), priority INTEGER, data BYTEA,
     when_to_run INTEGER, UNIQUE (unique_key, function_name)
 
-plus one nullable column ``geartrain_extra BYTEA`` (see common.py), added to an existing gearmand
-table on open (gearmand names its columns, so it never sees it). A batch of adds is one statement
-(a binary ``COPY`` whose data is built straight from the jobs' bytes, or for small batches and where
-a key exists already ``INSERT ... SELECT FROM unnest(arrays) ON CONFLICT DO UPDATE``), a batch of
-dones one ``DELETE ... USING unnest(arrays)``, each its own transaction.
+plus two nullable columns ``geartrain_extra BYTEA`` and ``geartrain_retry BYTEA`` (see common.py),
+added to an existing gearmand (or older geartrain) table on open (gearmand names its columns, so it
+never sees them). Beside it, created on open (gearmand never reads them)::
+
+    <table>_results  (handle BYTEA PRIMARY KEY, function_name BYTEA, unique_key BYTEA, outcome TEXT,
+                      data BYTEA, ended DOUBLE PRECISION, expires DOUBLE PRECISION, tries INTEGER)
+    <table>_failed   (id BIGINT PRIMARY KEY, handle BYTEA, function_name BYTEA NOT NULL, unique_key BYTEA,
+                      data BYTEA, data_size BIGINT, priority INTEGER, background BOOLEAN,
+                      failed_at DOUBLE PRECISION, history BYTEA)
+    <table>_policies (function_name BYTEA PRIMARY KEY, policy TEXT NOT NULL)
+
+A batch of adds is one statement (a binary ``COPY`` whose data is built straight from the jobs' bytes,
+or for small batches and where a key exists already ``INSERT ... SELECT FROM unnest(arrays) ON
+CONFLICT DO UPDATE``), a batch of dones one ``DELETE ... USING unnest(arrays)``, any other settlement
+one statement of data-modifying CTEs (one per kind of write, each on arrays), each its own
+transaction.
 
 unique_key and function_name are text columns: a unique that is not UTF-8 (or holds a NUL) is
 filed under a generated key with the real bytes in geartrain_extra; such a function name is refused
@@ -25,26 +36,42 @@ from typing import Any
 
 import asyncpg
 
-from .base import StoredJob, StoreError
+from .base import Extras, Settlement, StoredJob, StoreError
 from .common import (
     INT32_MAX,
     ConnectedStore,
     Names,
+    extras_from_rows,
+    failed_row,
     is_text,
     job_from_row,
+    job_retry,
+    kept_row,
     last_wins,
     needs_generated_key,
     plain_batch,
+    retry_row,
     sql_row,
 )
 
 DEFAULT_TABLE = "queue"
 _COLUMNS = ("unique_key", "function_name", "priority", "data", "when_to_run", "geartrain_extra")
+_COLUMNS_RETRY = (*_COLUMNS, "geartrain_retry")
 #: batches at least this big go in with COPY (cheaper per row, one more round trip to set up)
 _COPY_MIN = 64
+#: the tables beside the queue: name suffix -> its columns after CREATE TABLE name
+_SIDE_TABLES = {
+    "_results": "(handle BYTEA PRIMARY KEY, function_name BYTEA, unique_key BYTEA, outcome TEXT, data BYTEA, "
+                "ended DOUBLE PRECISION, expires DOUBLE PRECISION, tries INTEGER)",
+    "_failed": "(id BIGINT PRIMARY KEY, handle BYTEA, function_name BYTEA NOT NULL, unique_key BYTEA, data BYTEA, "
+               "data_size BIGINT, priority INTEGER, background BOOLEAN, failed_at DOUBLE PRECISION, history BYTEA)",
+    "_policies": "(function_name BYTEA PRIMARY KEY, policy TEXT NOT NULL)",
+}
+_RESULT_COLUMNS = "handle, function_name, unique_key, outcome, data, ended, expires, tries"
+_FAILED_COLUMNS = "id, handle, function_name, unique_key, data, data_size, priority, background, failed_at, history"
 
-#: (key, function, the function's COPY field, priority, data, when_to_run, geartrain_extra) of one job
-Row = tuple[bytes, bytes, bytes, int, bytes, int, bytes | None]
+#: (key, function, the function's COPY field, priority, data, when_to_run, geartrain_extra, geartrain_retry)
+Row = tuple[bytes, bytes, bytes, int, bytes, int, bytes | None, bytes | None]
 
 _LENGTH = struct.Struct(">i").pack
 _FIELDS_KEY = struct.Struct(">hi").pack  # a binary COPY tuple's field count, then the key's length
@@ -86,15 +113,17 @@ def _copy_plain(jobs: Sequence[StoredJob]) -> bytes | None:
 
 
 def _copy_data(rows: list[Row]) -> bytes:
-    """ROWS in PostgreSQL's binary COPY format, built from the bytes we hold (text columns are sent as
-    their UTF-8 bytes, which the row check made sure they are): no str per value, no codec per field."""
+    """ROWS in PostgreSQL's binary COPY format (the columns _COLUMNS_RETRY), built from the bytes we hold
+    (text columns are sent as their UTF-8 bytes, which the row check made sure they are): no str per
+    value, no codec per field."""
     parts = [_COPY_HEADER]
     add = parts.extend
-    for key, _, function, priority, data, when, extra in rows:
-        add((_FIELDS_KEY(6, len(key)), key, function, _PRIORITY.get(priority) or _INT_FIELD(4, priority),
+    for key, _, function, priority, data, when, extra, retry in rows:
+        add((_FIELDS_KEY(7, len(key)), key, function, _PRIORITY.get(priority) or _INT_FIELD(4, priority),
              _LENGTH(len(data)), data,
              _INT_FIELD(4, when) if when else _WHEN_NOW,
-             _NULL if extra is None else _LENGTH(len(extra)) + extra))
+             _NULL if extra is None else _LENGTH(len(extra)) + extra,
+             _NULL if retry is None else _LENGTH(len(retry)) + retry))
     parts.append(_COPY_TRAILER)
     return b"".join(parts)
 
@@ -102,7 +131,25 @@ def _copy_data(rows: list[Row]) -> bytes:
 def _arrays(rows: list[Row]) -> tuple[list, ...]:
     """ROWS as the upsert's column arrays."""
     return ([r[0].decode() for r in rows], [r[1].decode() for r in rows], [r[3] for r in rows],
-            [r[4] for r in rows], [r[5] for r in rows], [r[6] for r in rows])
+            [r[4] for r in rows], [r[5] for r in rows], [r[6] for r in rows], [r[7] for r in rows])
+
+
+def _settle_args(batch: Settlement) -> list[list]:
+    """BATCH as the arrays of the settle statement, in its parameter order (keys that are not text were
+    never stored: see _deleter)."""
+    done = [(u.decode(), f.decode()) for u, f in batch.done if is_text(u) and is_text(f)]
+    retried = [(r.key[0].decode(), r.key[1].decode(), *retry_row(r, INT32_MAX))
+               for r in last_wins(batch.retried, lambda r: r.key) if is_text(r.key[0]) and is_text(r.key[1])]
+    kept = [kept_row(r) for r in last_wins(batch.kept, lambda r: r.handle)]
+    buried = [(*row[:7], bool(row[7]), *row[8:]) for row in map(failed_row, last_wins(batch.buried, lambda f: f.id))]
+    policies = [(f, text) for f, text in batch.policies.items() if text]
+    return [*_columns(done, 2), *_columns(retried, 4), *_columns(kept, 8), list(batch.unkept),
+            *_columns(buried, 10), list(batch.unburied), *_columns(policies, 2),
+            [f for f, text in batch.policies.items() if not text]]
+
+
+def _columns(rows: list, width: int) -> list[list]:
+    return [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
 
 
 def name_parts(name: str) -> list[str]:
@@ -168,13 +215,45 @@ class PostgresStore(ConnectedStore):
         self.schema = ".".join(parts[:-1]) or None
         t = quote_ident(table)
         self._insert = (
-            f"INSERT INTO {t} (unique_key, function_name, priority, data, when_to_run, geartrain_extra) "
-            "SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::int4[], $4::bytea[], $5::int4[], $6::bytea[]) "
+            f"INSERT INTO {t} ({', '.join(_COLUMNS_RETRY)}) "
+            "SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::int4[], $4::bytea[], $5::int4[], $6::bytea[], "
+            "$7::bytea[]) "
             "ON CONFLICT (unique_key, function_name) DO UPDATE SET priority = EXCLUDED.priority, "
-            "data = EXCLUDED.data, when_to_run = EXCLUDED.when_to_run, geartrain_extra = EXCLUDED.geartrain_extra")
+            "data = EXCLUDED.data, when_to_run = EXCLUDED.when_to_run, geartrain_extra = EXCLUDED.geartrain_extra, "
+            "geartrain_retry = EXCLUDED.geartrain_retry")
         self._delete = (f"DELETE FROM {t} q USING unnest($1::varchar[], $2::varchar[]) AS d(u, f) "
                         "WHERE q.unique_key = d.u AND q.function_name = d.f")
-        self._select = f"SELECT unique_key, function_name, priority, data, when_to_run, geartrain_extra FROM {t}"
+        self._select = f"SELECT {', '.join(_COLUMNS_RETRY)} FROM {t}"
+        self._side = {suffix: quote_ident(table + suffix) for suffix in _SIDE_TABLES}
+        r, f, p = self._side.values()
+        # every kind of write of a settlement in one statement (one transaction, one round trip); the
+        # arrays of the kinds a settlement lacks are empty
+        self._settle = (
+            f"WITH d AS (DELETE FROM {t} q USING unnest($1::varchar[], $2::varchar[]) AS x(u, f) "
+            "WHERE q.unique_key = x.u AND q.function_name = x.f), "
+            f"r AS (UPDATE {t} q SET when_to_run = x.w, geartrain_retry = x.r "
+            "FROM unnest($3::varchar[], $4::varchar[], $5::int4[], $6::bytea[]) AS x(u, f, w, r) "
+            "WHERE q.unique_key = x.u AND q.function_name = x.f), "
+            f"k AS (INSERT INTO {r} ({_RESULT_COLUMNS}) SELECT * FROM unnest($7::bytea[], $8::bytea[], $9::bytea[], "
+            "$10::text[], $11::bytea[], $12::float8[], $13::float8[], $14::int4[]) ON CONFLICT (handle) DO UPDATE SET "
+            "function_name = EXCLUDED.function_name, unique_key = EXCLUDED.unique_key, outcome = EXCLUDED.outcome, "
+            "data = EXCLUDED.data, ended = EXCLUDED.ended, expires = EXCLUDED.expires, tries = EXCLUDED.tries), "
+            f"uk AS (DELETE FROM {r} WHERE handle = ANY($15::bytea[])), "
+            f"b AS (INSERT INTO {f} ({_FAILED_COLUMNS}) SELECT * FROM unnest($16::int8[], $17::bytea[], $18::bytea[], "
+            "$19::bytea[], $20::bytea[], $21::int8[], $22::int4[], $23::bool[], $24::float8[], $25::bytea[]) "
+            "ON CONFLICT (id) DO UPDATE SET handle = EXCLUDED.handle, function_name = EXCLUDED.function_name, "
+            "unique_key = EXCLUDED.unique_key, data = EXCLUDED.data, data_size = EXCLUDED.data_size, "
+            "priority = EXCLUDED.priority, background = EXCLUDED.background, failed_at = EXCLUDED.failed_at, "
+            "history = EXCLUDED.history), "
+            f"ub AS (DELETE FROM {f} WHERE id = ANY($26::int8[])), "
+            f"p AS (INSERT INTO {p} (function_name, policy) SELECT * FROM unnest($27::bytea[], $28::text[]) "
+            "ON CONFLICT (function_name) DO UPDATE SET policy = EXCLUDED.policy), "
+            f"up AS (DELETE FROM {p} WHERE function_name = ANY($29::bytea[])) "
+            "SELECT 1")
+        self._expire = f"DELETE FROM {r} WHERE expires <= $1"
+        self._read = (f"SELECT {_RESULT_COLUMNS} FROM {r} WHERE expires > $1",
+                      f"SELECT {_FAILED_COLUMNS} FROM {f} ORDER BY id",
+                      f"SELECT function_name, policy FROM {p}")
 
     def _describe(self) -> str:
         args = self.connect_args
@@ -192,7 +271,11 @@ class PostgresStore(ConnectedStore):
             await conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {t} (unique_key VARCHAR(64), function_name VARCHAR(255), "
                 "priority INTEGER, data BYTEA, when_to_run INTEGER, UNIQUE (unique_key, function_name))")
-            await conn.execute(f"ALTER TABLE {t} ADD COLUMN IF NOT EXISTS geartrain_extra BYTEA")
+            # a table of gearmand's or of an older geartrain gets what it lacks; the tables beside it too
+            await conn.execute(f"ALTER TABLE {t} ADD COLUMN IF NOT EXISTS geartrain_extra BYTEA, "
+                               "ADD COLUMN IF NOT EXISTS geartrain_retry BYTEA; "
+                               + "; ".join(f"CREATE TABLE IF NOT EXISTS {self._side[suffix]} {columns}"
+                                           for suffix, columns in _SIDE_TABLES.items()))
             self._ins = await conn.prepare(self._insert)
             self._del = await conn.prepare(self._delete)
         except BaseException:
@@ -232,7 +315,8 @@ class PostgresStore(ConnectedStore):
                 # (rare: the server coalesces live jobs) makes it fail as a whole, and the upsert below
                 # does the batch instead.
                 try:
-                    await conn.copy_to_table(self.table_name, schema_name=self.schema, columns=_COLUMNS,
+                    await conn.copy_to_table(self.table_name, schema_name=self.schema,
+                                             columns=_COLUMNS if rows is None else _COLUMNS_RETRY,
                                              source=memoryview(data), format="binary")
                     return
                 except asyncpg.UniqueViolationError:
@@ -254,11 +338,11 @@ class PostgresStore(ConnectedStore):
                 names[function] = _LENGTH(len(function)) + function
             unique = job.unique
             if (job.store_key or job.reducer or job.schedule or job.when or needs_generated_key(unique)
-                    or not (unique.isascii() and b"\0" not in unique)):
+                    or not (unique.isascii() and b"\0" not in unique) or job.tries or job.history):
                 key, when, extra = sql_row(job, is_text, INT32_MAX)
-                rows.append((key, function, names[function], job.priority, job.data, when, extra))
+                rows.append((key, function, names[function], job.priority, job.data, when, extra, job_retry(job)))
             else:  # the common case, kept cheap
-                rows.append((unique, function, names[function], job.priority, job.data, 0, None))
+                rows.append((unique, function, names[function], job.priority, job.data, 0, None, None))
         if len(names) == 1:
             distinct = len(set([row[0] for row in rows]))
         else:
@@ -282,6 +366,25 @@ class PostgresStore(ConnectedStore):
 
         return op
 
+    def _settler(self, batch: Settlement) -> Callable[[Any], Awaitable[Any]]:
+        args = _settle_args(batch)
+
+        async def op(conn: asyncpg.Connection) -> None:
+            await conn.execute(self._settle, *args)
+
+        return op
+
+    async def _read_extras(self, conn: asyncpg.Connection, now: float) -> Extras:
+        try:
+            await conn.execute(self._expire, now)
+        except Exception as exc:  # noqa: BLE001 - only for want of room, said below
+            if not self._is_full(exc):
+                raise  # (with no room they stay: they are not read)
+        results, failed, policies = self._read
+        async with conn.transaction(readonly=True):
+            rows = [await conn.fetch(results, now), await conn.fetch(failed), await conn.fetch(policies)]
+        return extras_from_rows(*rows)
+
     async def replay_batches(self, size: int = 10_000) -> AsyncIterator[list[StoredJob]]:
         # One read-only transaction with a server-side cursor: memory stays at one batch.
         conn = await self._call("replay", lambda c: _noop(c))
@@ -294,7 +397,7 @@ class PostgresStore(ConnectedStore):
                         rows = await cursor.fetch(size)
                         if not rows:
                             break
-                        yield [job_from_row(_enc(u), names(_enc(f)), p, d, w, x) for u, f, p, d, w, x in rows]
+                        yield [job_from_row(_enc(u), names(_enc(f)), p, d, w, x, r) for u, f, p, d, w, x, r in rows]
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 await self._drop()
                 raise StoreError(f"postgres: replay failed: {exc}") from exc

@@ -2,11 +2,13 @@
 
 Every job FROM holds is written to TO with the store interface the server uses (``replay_batches`` then
 ``add``), so TO gets what a replay of FROM would queue: function, unique, data, priority, run-at time,
-reducer and schedule, and a job filed under a generated key keeps that key. A store keys a job by
+reducer, schedule and the tries of a job waiting for its next one, and a job filed under a generated key
+keeps that key. What FROM keeps beside the queue goes too: the kept results, the failed-job registry and
+the functions' policies (``replay_extras``, written to TO with one ``settle``). A store keys a job by
 (unique, function), as gearmand does, and ``add`` is an upsert: a job already in TO under the same key is
 replaced by FROM's, so copying twice leaves TO as copying once. With ``move``, the jobs copied are then
-deleted from FROM, only once all of them are in TO (a copy cut short deletes nothing; running it again
-finishes it). Counting reads a store the same way.
+deleted from FROM (and so are its results, failed jobs and policies), only once all of them are in TO (a
+copy cut short deletes nothing; running it again finishes it). Counting reads a store the same way.
 
 No server may be running on FROM with ``move`` (it would run the jobs too), and a server on TO sees the
 jobs only at its next start (it replays its store once, at start).
@@ -18,7 +20,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .base import Store
+from .base import Settlement, Store
 
 #: jobs per read and per write transaction
 BATCH = 1000
@@ -30,6 +32,7 @@ class Moved:
 
     functions: Counter[bytes] = field(default_factory=Counter)
     deleted: int = 0
+    extras: int = 0  # kept results, failed jobs and policies copied
 
     @property
     def jobs(self) -> int:
@@ -54,10 +57,15 @@ async def copy(source: Store, target: Store, *, move: bool = False, batch: int =
             keys.extend(job.key for job in jobs)  # before add(), which may file a job under a key of TARGET's
         await target.add(jobs)
         moved.functions.update(job.function for job in jobs)
+    extras = await source.replay_extras()
+    await target.settle(Settlement(kept=extras.kept, buried=extras.failed, policies=extras.policies))
+    moved.extras = len(extras.kept) + len(extras.failed) + len(extras.policies)
     if move:
         for chunk in _chunks(keys, batch):
-            await source.done(chunk)
+            await source.settle(Settlement(done=list(chunk)))
             moved.deleted += len(chunk)
+        await source.settle(Settlement(unkept=[r.handle for r in extras.kept], unburied=[f.id for f in extras.failed],
+                                       policies=dict.fromkeys(extras.policies, "")))
     return moved
 
 

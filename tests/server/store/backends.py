@@ -53,6 +53,14 @@ def need_service(kind: str) -> None:
     need_peer(f"{kind} server on {HOST}:{PORTS[kind]}", _reachable(PORTS[kind]))
 
 
+def fresh_backend(kind: str, tmp: Path) -> Iterator[Backend]:
+    """A fresh spot on KIND's database server (started if need be) for one test; dropped afterwards."""
+    need_service(kind)
+    backend = Backend(kind, tmp)
+    yield backend
+    asyncio.run(backend.drop())
+
+
 @contextlib.contextmanager
 def small_filesystem(tmp: Path, size: str = "24m") -> Iterator[Path]:
     """A tmpfs of SIZE mounted under TMP for the test (needs root; skips, or fails under
@@ -223,14 +231,26 @@ class Backend:
             for suffix in ("", "-wal", "-shm"):
                 Path(str(self.path) + suffix).unlink(missing_ok=True)
         elif self.kind == "postgres":
-            await self.sql(f'DROP TABLE IF EXISTS "{self.name}"')
+            for table in self.tables:
+                await self.sql(f'DROP TABLE IF EXISTS "{table}"')
         elif self.kind == "mysql":
-            await self.sql(f"DROP TABLE IF EXISTS `{self.name}`")
+            for table in self.tables:
+                await self.sql(f"DROP TABLE IF EXISTS `{table}`")
         else:
             keys = await self.redis_keys()
             for i in range(0, len(keys), 1000):
                 await self.redis("DEL", *keys[i:i + 1000])
-            await self.redis("DEL", "geartrain-extra:" + self.prefix)
+            await self.redis("DEL", *self.side_keys)
+
+    @property
+    def tables(self) -> list[str]:
+        """The queue table and the tables beside it."""
+        return [self.name] + [self.name + suffix for suffix in ("_results", "_failed", "_policies")]
+
+    @property
+    def side_keys(self) -> list[str]:
+        """The Redis hashes beside the jobs' keys."""
+        return [f"geartrain-{what}:{self.prefix}" for what in ("extra", "retry", "results", "failed", "policies")]
 
 
 class Proxy:

@@ -1,4 +1,4 @@
-"""Every durable backend through the Store interface: add / done / replay, batches, gearmand's
+"""Every durable backend through the Store interface: add / settle (done) / replay, batches, gearmand's
 layout, and recovery after its connection is killed or the network to it is cut."""
 
 from __future__ import annotations
@@ -6,50 +6,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from geartrain.server.store.base import StoredJob, StoreError
+from geartrain.server.store.base import Settlement, StoredJob, StoreError
 from geartrain.server.store.url import store_from_url
 from tests.conftest import free_port, need_binary, wait_port
 from tests.server.store.backends import (
     COMMIT_MARK,
-    KINDS,
     PORTS,
     Backend,
     Proxy,
     fill,
-    need_service,
+    fresh_backend,
     small_filesystem,
 )
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def _backend(kind: str, tmp_path) -> Iterator[Backend]:
-    need_service(kind)
-    b = Backend(kind, tmp_path)
-    yield b
-    asyncio.run(b.drop())
-
-
-@pytest.fixture(params=KINDS)
-def backend(request: pytest.FixtureRequest, tmp_path) -> Iterator[Backend]:
-    yield from _backend(request.param, tmp_path)
-
-
-@pytest.fixture(params=[k for k in KINDS if k != "redis"])
-def table_backend(request: pytest.FixtureRequest, tmp_path) -> Iterator[Backend]:
-    """The backends that keep jobs in an SQL table."""
-    yield from _backend(request.param, tmp_path)
-
-
-@pytest.fixture(params=[k for k in KINDS if k != "sqlite"])
-def networked_backend(request: pytest.FixtureRequest, tmp_path) -> Iterator[Backend]:
-    """The backends reached over a network connection (not the embedded SQLite)."""
-    yield from _backend(request.param, tmp_path)
 
 
 def run(coro):
@@ -93,10 +67,10 @@ def test_add_replay_done_round_trip(backend: Backend):
             empties = [j for j in got if j.unique == b""]
             assert len(empties) == 2 and len({j.key for j in empties}) == 2
             # done of one of them removes exactly that one
-            await store.done([empties[0].key])
+            await store.settle(Settlement(done=[empties[0].key]))
             left = by_identity(await store.replay())
             assert (b"f", b"", empties[0].data) not in left and (b"f", b"", empties[1].data) in left
-            await store.done([j.key for j in got])
+            await store.settle(Settlement(done=[j.key for j in got]))
             assert await store.replay() == []
             assert await backend.count() == 0
         finally:
@@ -138,7 +112,7 @@ def test_big_batches_keep_unusual_jobs_and_the_last_add_of_a_key(backend: Backen
                 assert (job.data, job.priority, job.when, job.reducer) == (
                     want.data, want.priority, want.when, want.reducer)
             assert (index[(b"f", b"u7")].data, index[(b"f", b"u7")].priority) == (b"the last add of u7", 0)
-            await store.done([j.key for j in got])
+            await store.settle(Settlement(done=[j.key for j in got]))
             assert await backend.count() == 0
         finally:
             await store.close()
@@ -148,7 +122,7 @@ def test_big_batches_keep_unusual_jobs_and_the_last_add_of_a_key(backend: Backen
 
 def test_mysql_without_bulk_execute_uses_the_text_protocol(tmp_path):
     """MySQL servers (and older asyncmy) have no bulk execute: big batches go as multi-row INSERTs."""
-    gen = _backend("mysql", tmp_path)
+    gen = fresh_backend("mysql", tmp_path)
     backend = next(gen)
 
     async def go():
@@ -177,14 +151,14 @@ def test_state_survives_a_new_store(backend: Backend):
         await first.open()
         batch = jobs(50) + [StoredJob(b"g", b"", b"no unique", 1)]
         await first.add(batch)
-        await first.done([batch[0].key, batch[-1].key])
+        await first.settle(Settlement(done=[batch[0].key, batch[-1].key]))
         await first.close()
         second = backend.store()
         await second.open()
         try:
             got = await second.replay()
             assert sorted(j.unique for j in got) == sorted(j.unique for j in batch[1:-1])
-            await second.done([j.key for j in got])
+            await second.settle(Settlement(done=[j.key for j in got]))
             assert await backend.count() == 0
         finally:
             await second.close()
@@ -280,7 +254,7 @@ def test_gearmand_layout(backend: Backend):
             if backend.kind == "redis":
                 assert (got[b"c"].function, got[b"c"].data, got[b"c"].priority) == (b"a-b", b"d", 2)
                 assert (got[b"s1"].function, got[b"s1"].data, got[b"s1"].priority) == (b"sfunc", b"old", 1)
-                await store.done([got[b"c"].key, got[b"s1"].key])
+                await store.settle(Settlement(done=[got[b"c"].key, got[b"s1"].key]))
                 assert sorted(await backend.redis_keys()) == sorted(
                     [f"{backend.prefix}-gfunc-g1".encode(), f"{backend.prefix}-func-uniq".encode()])
             assert (got[b"g1"].function, got[b"g1"].data, got[b"g1"].priority) == (b"gfunc", b"\x00\xff", 0)
@@ -292,7 +266,7 @@ def test_gearmand_layout(backend: Backend):
 
 
 def test_gearmand_made_table_gets_the_extra_column(table_backend: Backend):
-    """A table created by gearmand (its exact DDL) is used as is, plus one nullable column."""
+    """A table created by gearmand (its exact DDL) is used as is, plus two nullable columns."""
     backend = table_backend
     t = backend.name
 
@@ -313,7 +287,7 @@ def test_gearmand_made_table_gets_the_extra_column(table_backend: Backend):
                              StoredJob(b"f", b"plain", b"p", 1)])
             got = await store.replay()
             assert sorted(j.unique for j in got) == [b"", b"plain", b"\xfe\xff"]
-            await store.done([j.key for j in got])
+            await store.settle(Settlement(done=[j.key for j in got]))
             assert await backend.count() == 0
         finally:
             await store.close()
@@ -338,7 +312,7 @@ def test_killed_connection_is_replaced(networked_backend: Backend, caplog: pytes
                 await store.add(jobs(10, tag=b"r%d-" % round_))
             await backend.kill_connection(store)
             await asyncio.sleep(0.2)
-            await store.done([(b"a0", b"f")])
+            await store.settle(Settlement(done=[(b"a0", b"f")]))
             got = {j.unique for j in await store.replay()}
             assert len(got) == 39 and b"a0" not in got and b"r2-9" in got
         finally:
@@ -507,7 +481,7 @@ def test_sqlite_on_a_full_disk_still_deletes_finished_jobs(tmp_path, caplog: pyt
                 with pytest.raises(StoreError, match="no room"):  # more than the WAL holds
                     await store.add([StoredJob(b"f", b"big%d" % i, bytes(100_000), 1) for i in range(40)])
                 for i in range(0, len(batch), 500):
-                    await store.done([j.key for j in batch[i:i + 500]])
+                    await store.settle(Settlement(done=[j.key for j in batch[i:i + 500]]))
                 assert await backend.count() == 0
                 assert not Path(store.reserve_path).exists()  # given back for the deletes
                 with pytest.raises(StoreError, match="no room"):  # refused while the reserve is not back
@@ -558,7 +532,7 @@ def test_redis_at_maxmemory_refuses_adds_and_still_deletes(tmp_path, caplog: pyt
                         await store.add([job])
                         stored.append(job)
                 assert len(stored) > 5
-                await store.done([j.key for j in stored])
+                await store.settle(Settlement(done=[j.key for j in stored]))
                 assert await client.dbsize() == 0
                 await store.add([StoredJob(b"f", b"again", b"x", 1)])
             finally:
@@ -576,7 +550,7 @@ def test_reopening_a_mysql_queue_logs_no_driver_warning(tmp_path, caplog: pytest
     """A restart on an existing table printed the driver's "Table '…' already exists" (MySQL's note
     on CREATE TABLE IF NOT EXISTS, logged by asyncmy as a warning) on stderr: the table is now
     created only when it is missing."""
-    gen = _backend("mysql", tmp_path)
+    gen = fresh_backend("mysql", tmp_path)
     backend = next(gen)
     caplog.set_level(logging.INFO)
 
@@ -598,7 +572,7 @@ def test_reopening_a_mysql_queue_logs_no_driver_warning(tmp_path, caplog: pytest
 def test_closing_with_unsettled_adds_says_they_may_run(tmp_path, caplog: pytest.LogCaptureFixture):
     """A lost reply, then the store is closed while the database is still out of reach: it cannot
     delete those jobs, and says how many may run after a restart."""
-    gen = _backend("redis", tmp_path)
+    gen = fresh_backend("redis", tmp_path)
     backend = next(gen)
     caplog.set_level(logging.WARNING, logger="geartrain.store")
 
