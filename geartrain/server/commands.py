@@ -62,12 +62,14 @@ class Admin:
             b"shutdown": self.do_shutdown,
             b"health": lambda words: admin.ok_value("live"),
             b"result": self.result,
-            b"policy": self.policy,
             b"policies": self.policies,
-            b"failed": self.failed,
         }
         #: commands answered later: each is given the function that sends its reply
-        self.later: dict[bytes, Callable[[list[bytes], Callable[[bytes], None]], None]] = {b"ready": self.ready}
+        self.later: dict[bytes, Callable[[list[bytes], Callable[[bytes], None]], None]] = {
+            b"ready": self.ready,
+            b"policy": self.stored(self.policy),
+            b"failed": self.stored(self.failed),
+        }
 
     def run(self, peer: Peer, line: bytes) -> None:
         words = admin.split(line)
@@ -203,6 +205,21 @@ class Admin:
                       (b"tries", b"%d" % kept.tries), (b"ended", b"%.3f" % kept.ended),
                       (b"data", base64.b64encode(kept.data))]
         return admin.fields(pairs)
+
+    def stored(self, command: Callable[[list[bytes]], bytes]) -> Callable[[list[bytes], Callable[[bytes], None]], None]:
+        """COMMAND answered once what it changed is in the durable store (at once when it changed nothing, or with
+        no durable store): an acknowledged change of a policy or of the failed-job registry survives a crash."""
+
+        def run(words: list[bytes], answer: Callable[[bytes], None]) -> None:
+            reply = command(words)
+            committer = self.state.committer
+            if committer is None or _permission(words) not in (b"policy", b"failed") or not reply.startswith(b"OK"):
+                answer(reply)
+                return
+            committer.sync(lambda error: answer(reply if error is None else admin.err(
+                b"QUEUE_ERROR", f"done, but not stored yet (the store is tried again): {error}")))
+
+        return run
 
     def policy(self, words: list[bytes]) -> bytes:
         if len(words) < 2:

@@ -100,7 +100,7 @@ class Writes:
 class Batch:
     """What one commit carries, in the order it arrived."""
 
-    __slots__ = ("records", "jobs", "job_records", "callbacks", "holds", "writes")
+    __slots__ = ("records", "jobs", "job_records", "callbacks", "holds", "writes", "synced")
 
     def __init__(self) -> None:
         self.records: list[StoredJob] = []  # every record to add, in order (a store keeps the last of a key)
@@ -110,9 +110,10 @@ class Batch:
         self.holds: list[Any] = []  # for the owner of the jobs: the replies waiting for this batch
         #: settlements, committed after the adds: refused writes due again first, then those filed meanwhile
         self.writes: list[Writes] = []
+        self.synced: list[Callback] = []  # sync()'s: called once the whole batch, settlements too, is done
 
     def __bool__(self) -> bool:
-        return bool(self.records or self.writes)
+        return bool(self.records or self.writes or self.synced)
 
 
 class GroupCommit:
@@ -218,6 +219,13 @@ class GroupCommit:
         """Save FUNCTION's policy (TEXT; "" deletes it)."""
         self._set("policies", function, text)
 
+    def sync(self, callback: Callback) -> None:
+        """Call CALLBACK once every write filed so far is committed: with None, or with the store's error if it
+        refused them (they are still tried again later). An admin or HTTP change of what the store keeps
+        (a policy, the failed-job registry) is answered only then, so what was acknowledged survives a crash."""
+        self.filling.synced.append(callback)
+        self._kick()
+
     def _set(self, kind: str, key: Any, value: Any) -> None:
         """File a write of a row of a table beside the queue: it replaces any earlier one of the row."""
         if self.failed is not None:
@@ -316,8 +324,8 @@ class GroupCommit:
     async def commit(self, batch: Batch) -> None:
         """One batch: store the adds, answer their submitters, then settle the other writes."""
         self.batches += 1
+        error: str | None = None
         if batch.records:
-            error: str | None = None
             reported = False
             try:
                 await self.store.add(batch.records)
@@ -327,12 +335,12 @@ class GroupCommit:
             except Exception as exc:  # a backend bug must not wedge the server
                 error = f"{type(exc).__name__}: {exc}"
             self._answer(batch, error, reported)
-        refused = False
+        refused: str | None = None
         for writes in batch.writes:
             try:
                 await self.store.settle(writes.settlement())
             except Exception as exc:  # keep the writes: a finished job must not run again, nor a result be lost
-                refused = True
+                refused = str(exc) or type(exc).__name__
                 self.errors += 1
                 self.backoff = min(RETRY_MAX, max(RETRY_MIN, self.backoff * 2))
                 delay = self.backoff
@@ -344,8 +352,15 @@ class GroupCommit:
                         writes.describe(), exc, delay)
                 self._refile(writes)
                 self._retry_later(delay)
-        if not refused and self.failed is None:
+        if refused is None and self.failed is None:
             self.backoff = 0.0
+        if batch.synced:
+            for callback in batch.synced:
+                try:
+                    callback(error or refused)
+                except Exception:
+                    log.exception("store callback failed")
+            self.after()
 
     def _refile(self, writes: Writes) -> None:
         """WRITES were refused: keep them for their retry, unless a write filed since replaces one of them."""

@@ -53,6 +53,7 @@ from .. import __version__
 from ..protocol.packets import DEFAULT_MAX_PACKET_SIZE, HIGH, LOW, MAX_UNIQUE_SIZE, NORMAL, ErrorCode
 from . import api, api_kept, metrics
 from .httpjob import Outcome, Submission, as_peer
+from .state import State
 from .view import HttpStats, ServerView
 
 log = logging.getLogger("geartrain.http")
@@ -83,6 +84,20 @@ ERROR_STATUS = {ErrorCode.QUEUE_ERROR: 503, ErrorCode.PERMISSION_DENIED: 403}
 HOSTS_LOGGED = 64
 #: bytes a PUT of a policy may have (a few words)
 POLICY_BODY = 4096
+
+
+async def stored(state: State) -> None:
+    """Wait until what the state filed with its durable store so far is committed (at once without one): a change
+    of a policy or of the failed-job registry is answered only once a crash cannot lose it. A store that refuses
+    it: 503 (the change is made, and the store is tried again)."""
+    committer = state.committer
+    if committer is None:
+        return
+    done: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+    committer.sync(lambda err: done.done() or done.set_result(err))
+    err = await done
+    if err is not None:
+        raise api.ApiError(503, f"done, but not stored yet (the store is tried again): {err}")
 
 
 @dataclass
@@ -397,7 +412,7 @@ class HttpListener:
             if method in ("GET", "HEAD"):
                 return await self.get(rest, query)
             if method == "DELETE":
-                return self.delete(request.remote or "-", rest, query)
+                return await self.delete(request.remote or "-", rest, query)
             return error(405, f"method {method} not allowed", headers={"allow": _allowed(rest)})
         except api.ApiError as exc:
             return error(exc.status, exc.message)
@@ -472,15 +487,15 @@ class HttpListener:
             return error(403, f"permission denied: {what} is an admin command this address may not run")
         return None
 
-    def delete(self, host: str, rest: str, query: str = "") -> web.Response:
+    async def delete(self, host: str, rest: str, query: str = "") -> web.Response:
         """DELETE /api/jobs/{handle} (admin `cancel job`), /api/functions/{name}/policy (`policy NAME none`),
         /api/failed/{id} and /api/failed?function=NAME|all=true (`failed discard`), under the same permission hook."""
         try:
-            return self._delete(host, rest, query)
+            return await self._delete(host, rest, query)
         except api.ApiError as exc:
             return error(exc.status, exc.message)
 
-    def _delete(self, host: str, rest: str, query: str) -> web.Response:
+    async def _delete(self, host: str, rest: str, query: str) -> web.Response:
         parts = rest.split("/")
         view = self.view
         state = view.state
@@ -494,13 +509,17 @@ class HttpListener:
             refused = self.refused(host, b"policy", "dropping a function's policy")
             if refused is not None:
                 return refused
-            return as_json(api_kept.drop_policy(state.life, _name(parts[2])))
+            answer = api_kept.drop_policy(state.life, _name(parts[2]))
+            await stored(state)
+            return as_json(answer)
         if parts[:2] == ["api", "failed"] and (len(parts) == 2 or len(parts) == 3 and parts[2]):
             refused = self.refused(host, b"failed", "discarding failed jobs")
             if refused is not None:
                 return refused
             args = dict(parse_qsl(query, encoding="utf-8", errors="surrogateescape"))
-            return as_json(api_kept.discard(state, parts[2] if len(parts) == 3 else None, args))
+            answer = api_kept.discard(state, parts[2] if len(parts) == 3 else None, args)
+            await stored(state)
+            return as_json(answer)
         return error(405, "DELETE works on /api/jobs/{handle} (cancels a queued job), /api/functions/{name}/policy "
                      "and /api/failed (the failed-job registry)", headers={"allow": _allowed(rest)})
 
@@ -520,7 +539,9 @@ class HttpListener:
             body, held = await self.read_body(request, POLICY_BODY)
             view.budget.give(held)
             words = api_kept.policy_words(body, request.content_type == JSON)
-            return as_json(api_kept.put_policy(state.life, _name(parts[2]), words))
+            answer = api_kept.put_policy(state.life, _name(parts[2]), words)
+            await stored(state)
+            return as_json(answer)
         if method == "POST" and parts[:2] == ["api", "failed"] and parts[-1] == "requeue" and len(parts) in (3, 4) \
                 and all(parts[2:]):
             refused = self.refused(host, b"failed", "requeueing failed jobs")
@@ -530,6 +551,7 @@ class HttpListener:
             state.now = time.time()
             answer = api_kept.requeue(state, parts[2] if len(parts) == 4 else None, args)
             view.flush()  # a requeued job may wake a worker
+            await stored(state)
             return as_json(answer)
         return None
 

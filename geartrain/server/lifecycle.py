@@ -548,8 +548,13 @@ class Lifecycle:
         f = job.function
         f.buried += 1
         self.buried += 1
-        self.failed_jobs.add(job.handle, f.name, job.unique, job.data, job.priority, job.background, self.now,
-                        Try.encode_all(history))
+        failed = self.failed_jobs.add(job.handle, f.name, job.unique, job.data, job.priority, job.background,
+                                      self.now, Try.encode_all(history))
+        last = history[-1]
+        self.notice(f"Job {job.handle.decode(errors='replace')} of {f.name.decode(errors='replace')} failed "
+                    f"{len(history)} tries (the last: {last.how}); filed in the failed-job registry as {failed.id}",
+                    event="job_buried", function=f.name, handle=job.handle, peer=last.worker or None,
+                    tries=len(history), failed_id=failed.id)
 
     def _keep(self, job: Job, outcome: str, data: bytes) -> None:
         """Keep how background JOB ended for its function's ``keep`` seconds."""

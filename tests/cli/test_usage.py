@@ -11,7 +11,7 @@ from geartrain.cli import COMMANDS, main
 
 #: each sub-command with the arguments it requires, so only the unknown option is wrong
 VALID = {"serve": [], "submit": ["-f", "x"], "work": ["-f", "x"], "admin": ["status"], "top": [],
-         "queue": ["count", "sqlite:///q.sqlite"]}
+         "queue": ["count", "sqlite:///q.sqlite"], "result": ["H:x:1"]}
 
 
 @pytest.mark.parametrize("name", COMMANDS)
