@@ -717,3 +717,27 @@ def test_refused_writes_get_one_more_try_at_shutdown(caplog: pytest.LogCaptureFi
     asyncio.run(main())
     assert "1 finished job(s) could not be deleted" in caplog.text
     assert "could not be written, and lost: 1 policy(ies)" in caplog.text
+
+
+def test_sync_answers_once_the_writes_filed_before_it_are_settled_and_says_when_they_were_refused():
+    async def go() -> None:
+        store = FakeStore()
+        group = GroupCommit(store)
+        answers: list[str | None] = []
+        group.policy(b"f", "tries=3")
+        group.sync(answers.append)
+        assert answers == []  # not before the commit
+        await group.drain()
+        assert answers == [None] and store.policies == {b"f": "tries=3"}
+        store.refuse = lambda batch: "disk full" if batch.policies else None
+        group.policy(b"g", "keep=5")
+        group.sync(answers.append)
+        group.sync(answers.append)
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert answers[1:] == ["disk full", "disk full"] and b"g" not in store.policies
+        store.refuse = None
+        await group.drain()  # the refused write is tried again at the drain, and goes through
+        assert store.policies[b"g"] == "keep=5"
+
+    asyncio.run(go())
