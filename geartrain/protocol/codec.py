@@ -73,7 +73,7 @@ class Parser:
     worker parses RES packets (``expect=RES``).
     """
 
-    __slots__ = ("expect", "text", "max_packet_size", "max_line", "_allowed", "_fields", "_chunks", "_have",
+    __slots__ = ("expect", "text", "max_packet_size", "max_line", "_allowed", "_fields", "_chunks", "buffered",
                  "_need", "broken")
 
     def __init__(
@@ -91,14 +91,10 @@ class Parser:
         self._allowed = _ALLOWED[expect]
         self._fields = _FIELDS[expect]
         self._chunks: list[bytes] = []
-        self._have = 0
+        #: bytes received but not yet part of a whole packet (read by the connection after every feed)
+        self.buffered = 0
         self._need = 0
         self.broken = False
-
-    @property
-    def buffered(self) -> int:
-        """Bytes received but not yet part of a whole packet."""
-        return self._have
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Event]:
         """Take bytes from the wire; return every whole packet or line they complete."""
@@ -106,8 +102,8 @@ class Parser:
             return []
         if self._chunks:
             self._chunks.append(bytes(data))
-            self._have += len(data)
-            if self._have < self._need:
+            self.buffered += len(data)
+            if self.buffered < self._need:
                 return []
             if self._need >= BIG_PACKET:
                 big = self._take_big()
@@ -125,9 +121,9 @@ class Parser:
         rest = len(data) - pos
         if rest and not self.broken:
             self._chunks = [data[pos:] if pos else data]
-            self._have = rest
+            self.buffered = rest
         else:
-            self._have = 0
+            self.buffered = 0
         return events
 
     def _take_big(self) -> tuple[list[Event], bytes] | None:
@@ -152,14 +148,14 @@ class Parser:
                 return None
             args.append(first[i:z])
             i = z + 1
-        rest = self._have - need
+        rest = self.buffered - need
         last = chunks[-1]
         cut = len(last) - rest
         if len(chunks) < 2 or cut <= 0:
             return None
         args.append(b"".join([memoryview(first)[i:], *chunks[1:-1], memoryview(last)[:cut]]))
         self._chunks = []
-        self._have = 0
+        self.buffered = 0
         return [(ptype, tuple(args))], last[cut:]
 
     def _parse(self, data: bytes, events: list[Event]) -> int:

@@ -85,8 +85,9 @@ TRANSITIONS: dict[str, tuple[frozenset[int], frozenset[int]]] = {
 }
 
 NUL = b"\0"
-#: the magic and type of WORK_COMPLETE, built by hand on the hot path (the 4-byte size follows)
+#: the magic and type of WORK_COMPLETE and JOB_CREATED, built by hand on the hot paths (the 4-byte size follows)
 WORK_COMPLETE_HEAD = pack_res(T.WORK_COMPLETE)[:8]
+JOB_CREATED_HEAD = pack_res(T.JOB_CREATED)[:8]
 #: a payload at least this big is queued for writing as a part of its own (no copy into the packet)
 BIG_PART = 64 * 1024
 #: the first histogram bound: most waits and runs under load end below it, and then need no bisect
@@ -106,6 +107,10 @@ class Lifecycle:
     """Every job of one server, its state, and the counters and indexes that follow from it."""
 
     job_class = Job  # what create() makes (the fuzz test's jobs check each change of state against TRANSITIONS)
+    #: take the fast paths (complete's, admit_plain): copies of the general rules inline for the commonest case,
+    #: kept because the benchmark shows what they save (docs/benchmarks.md); tests/server/test_fast_paths.py runs
+    #: random sessions with and without them and checks both give the same bytes and the same state
+    fast = True
 
     def __init__(self, *, prefix: bytes, out: Outbox, job_retries: int = 0,
                  notice: Callable[..., None] | None = None, now: float = 0.0) -> None:
@@ -220,6 +225,35 @@ class Lifecycle:
             self.runnable(f)
 
     place = _place  # the transition NEW -> QUEUED or DELAYED, as the handlers call it
+
+    def admit_plain(self, f: Function, data: bytes, priority: int, background: bool, peer: Peer) -> Job:
+        """FAST PATH of Submitting.submit for the commonest submission (no unique, no reducer or run-at time, not
+        to be stored, no limit or ACL to check): what create, Outbox.send (its JOB_CREATED) and _place do for it,
+        inline (their calls cost as much as their work); tests/server/test_fast_paths.py checks it against them."""
+        self.counter += 1
+        handle = self.prefix + str(self.counter).encode()
+        job = self.job_class(handle, f, b"", data, priority, background)
+        f.submitted += 1
+        self.submitted += 1
+        self.jobs[handle] = job
+        if not background:
+            job.clients = [peer]
+            peer.as_client.waiting[job] = None
+        if not peer.closed:
+            out = peer.out
+            if not out:
+                self.out.dirty.append(peer)
+            out.append(b"".join((JOB_CREATED_HEAD, len(handle).to_bytes(4, "big"), handle)))
+        job.state = QUEUED
+        job.queued_at = self.now
+        f.queues[priority].append(job)
+        queued = f.queued
+        if not queued[priority]:
+            self.ready[priority][f] = None
+        queued[priority] += 1
+        if f.sleepers or self.wide_sleepers:
+            self.runnable(f)
+        return job
 
     def pend(self, job: Job) -> None:
         """NEW -> PENDING: a background job waits for the durable store to commit it."""
@@ -373,8 +407,47 @@ class Lifecycle:
 
     def complete(self, job: Job, result: bytes) -> None:
         """RUNNING -> DONE: WORK_COMPLETE with RESULT to every client."""
-        peer = self._end_run(job, RAN_COMPLETE)
         f = job.function
+        if self.fast and not job.unique and job.store_key is None and len(result) < BIG_PART:
+            # FAST PATH (the common case: no unique, not stored, a small result): what _end_run, Outbox.send and
+            # _forget do for it, inline, each of their calls costing as much as the work; the general path below
+            # is the rule, and tests/server/test_fast_paths.py checks this copy against it
+            peer: Peer = job.worker  # type: ignore[assignment]
+            role = peer.as_worker
+            handle = job.handle
+            del role.jobs[handle]
+            role.ran[RAN_COMPLETE] += 1
+            if role.progress:
+                role.progress.pop(handle, None)
+            now = self.now
+            ran = now - job.started_at
+            f.run_hist[0 if ran <= FIRST_BOUND else bisect_left(TIME_BUCKETS, ran)] += 1
+            f.run_sum += ran
+            f.running -= 1
+            job.worker = None
+            f.completed += 1
+            self.completed += 1
+            job.state = DONE
+            clients = job.clients
+            if clients:
+                packet = b"".join((WORK_COMPLETE_HEAD, (len(handle) + 1 + len(result)).to_bytes(4, "big"), handle,
+                                   NUL, result))
+                dirty = self.out.dirty
+                for client in clients:
+                    if not client.closed:
+                        out = client.out
+                        if not out:
+                            dirty.append(client)
+                        out.append(packet)
+                    client.as_client.waiting.pop(job, None)
+                job.clients = ()
+            if f.keep and job.background:
+                self._keep(job, "complete", result)
+            self.recent.append((handle, f, "complete", job.started_at, now, peer, b""))
+            if self.jobs.get(handle) is job:
+                del self.jobs[handle]
+            return
+        peer = self._end_run(job, RAN_COMPLETE)
         f.completed += 1
         self.completed += 1
         job.state = DONE

@@ -17,13 +17,12 @@ from ..protocol.codec import error_packet, pack_res
 from ..protocol.packets import MAX_UNIQUE_SIZE, NORMAL, ErrorCode, T
 from .group import Batch
 from .jobs import DONE, PENDING, Job, Peer
-from .lifecycle import Lifecycle
+from .lifecycle import JOB_CREATED_HEAD, Lifecycle
 from .outbox import Hold, Outbox
 from .replies import QUEUE_FULL, UNIQUE_TOO_LARGE, atoi
 from .store.base import StoredJob
 from .workers import Acl, refused
 
-JOB_CREATED_HEAD = pack_res(T.JOB_CREATED)[:8]
 _SIZE = struct.Struct(">I").pack
 
 
@@ -79,13 +78,17 @@ class Submitting:
         with the durable store unless STORE (a failed job requeued from the registry).
         """
         name, unique, data = args
+        life = self.life
+        if not unique and peer is not None and self.acl is None and life.fast and not reducer and not when:
+            f = life.functions.get(name)
+            if f is not None and not f.maxqueue[priority] and not (background and self.committer is not None):
+                return life.admit_plain(f, data, priority, background, peer)
         if len(unique) > MAX_UNIQUE_SIZE:
             if peer is not None:
                 self.out.send(peer, UNIQUE_TOO_LARGE)
             return None
         if self.acl is not None and peer is not None and refused(self.out, self.acl, peer, "submit", name):
             return None
-        life = self.life
         f = life.functions.get(name)
         if f is None:
             f = life.function(name)

@@ -26,7 +26,7 @@ import scenarios  # noqa: E402
 from procs import BenchError, NotAvailable  # noqa: E402
 
 EXPECTED = ["1", "2", "3", "4", "5a", "5b", "5c", "6", "7", "8", "9-memory", "9-sqlite", "9-postgres", "9-mysql",
-            "9-redis"]
+            "9-redis", "10-sqlite"]
 # sides that need nothing beyond gearmand, libgearman and our own server: they must run, never be n/a
 MUST_RUN = {"geartrain", "gearmand", "libgearman client", "libgearman worker", "AsyncClient", "AsyncWorker",
             "Worker (blocking)"}
@@ -58,7 +58,8 @@ def test_quick_run_covers_every_scenario(quick: dict) -> None:
 def test_every_side_measured_or_explained(quick: dict) -> None:
     sizes = scenarios.Sizes.quick()
     expected_jobs = {"1": sizes.echo, "2": sizes.bg, "3": sizes.drain, "4": sizes.latency, "5a": sizes.kib,
-                     "5b": sizes.mib, "5c": sizes.mib_raw, "6": sizes.echo, "7": sizes.lib, "8": sizes.lib}
+                     "5b": sizes.mib, "5c": sizes.mib_raw, "6": sizes.echo, "7": sizes.lib, "8": sizes.lib,
+                     "10-sqlite": sizes.durable_drain}
     for case in quick["cases"]:
         for side in case["sides"]:
             where = f"case {case['id']} / {side['label']}"

@@ -7,6 +7,7 @@ shutdown closes it too.
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import signal
@@ -92,7 +93,7 @@ def test_delete_under_admin_loopback_only(host: str, allowed: bool):
     client = state.connect(5, "127.0.0.1")
     state.dispatch[T.SUBMIT_JOB_BG](client, (b"f", b"", b"x"))
     handle = next(iter(state.jobs))
-    answer = listener.delete(host, "api/jobs/" + handle.decode())
+    answer = asyncio.run(listener.delete(host, "api/jobs/" + handle.decode()))
     assert answer.status == (200 if allowed else 403), answer.body
     assert (handle in state.jobs) is not allowed
 

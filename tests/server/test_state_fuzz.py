@@ -82,6 +82,71 @@ def check(h: Harness) -> None:
         assert failed.handle not in state.jobs  # a buried job is no longer the server's
 
 
+class Session:
+    """A random session: three peers (one replaced when it left) and how each op of ``op`` is played on a Harness."""
+
+    def __init__(self, h: Harness) -> None:
+        self.h = h
+        self.peers = [h.peer() for _ in range(3)]
+        self.created: list[bytes] = []
+
+    def peer(self, i: int):
+        if self.peers[i].closed:
+            self.peers[i] = self.h.peer()
+        return self.peers[i]
+
+    def play(self, step: tuple) -> list[bytes]:
+        """Play STEP; what each of the session's peers was sent by it (in the order of ``peers``)."""
+        h = self.h
+        kind = step[0]
+        if kind == "submit":
+            _, i, ptype, name, unique, data = step
+            h.send(self.peer(i), ptype, name, unique, data)
+        elif kind == "epoch":
+            _, i, name, ahead = step
+            h.send(self.peer(i), T.SUBMIT_JOB_EPOCH, name, b"", str(int(h.state.now) + ahead).encode(), b"e")
+        elif kind == "can_do":
+            _, i, name, timeout = step
+            if timeout:
+                h.send(self.peer(i), T.CAN_DO_TIMEOUT, name, str(timeout).encode())
+            else:
+                h.send(self.peer(i), T.CAN_DO, name)
+        elif kind == "cant_do":
+            h.send(self.peer(step[1]), T.CANT_DO, step[2])
+        elif kind == "reset":
+            h.send(self.peer(step[1]), T.RESET_ABILITIES)
+        elif kind == "grab":
+            able = [q for q in self.peers if q.as_worker.funcs and not q.closed]
+            h.send(able[step[1] % len(able)] if able else self.peer(step[1]), step[2])  # mostly a registered worker
+        elif kind == "sleep":
+            h.send(self.peer(step[1]), T.PRE_SLEEP)
+        elif kind == "result":
+            _, i, ptype = step
+            busy = [q for q in self.peers if q.as_worker.jobs and not q.closed]
+            p = busy[i % len(busy)] if busy else self.peer(i)  # mostly a worker that holds a job
+            handles = list(p.as_worker.jobs) or self.created[-1:] or [b"H:test:1"]
+            handle = handles[0]
+            if ptype == T.WORK_FAIL:
+                h.send(p, ptype, handle)
+            elif ptype == T.WORK_STATUS:
+                h.send(p, ptype, handle, b"1", b"2")
+            else:
+                h.send(p, ptype, handle, b"r")
+        elif kind == "disconnect":
+            h.state.disconnect(self.peer(step[1]))
+        elif kind == "cancel":
+            h.state.cancel(b"H:test:%d" % step[1])
+        elif kind == "tick":
+            h.tick(step[1])
+        elif kind == "status":
+            h.send(self.peer(0), T.GET_STATUS, b"H:test:%d" % step[1])
+        elif kind == "turn":
+            h.state.retry_grabs(h.state.now)
+        sent = [h.raw(p) if not p.closed else b"" for p in self.peers]
+        self.created = list(h.state.jobs)
+        return sent
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(op, min_size=20, max_size=80), st.integers(0, 3), st.integers(0, 2), st.booleans(), st.booleans(),
        st.sampled_from(["", "tries=3 delay=2 keep=5", "tries=2 delay=0 foreground=yes backoff=exponential cap=9"]))
@@ -93,63 +158,10 @@ def test_random_sessions_keep_the_state_consistent(ops, retries, wakeup, defer, 
     check_transitions(h.state)  # every job's every change of state is one the lifecycle's table allows
     if policy:  # failed jobs tried again after a delay, outcomes kept, the failed-job registry
         h.state.life.set_default_policy(parse(policy))
-    peers = [h.peer() for _ in range(3)]
-    created: list[bytes] = []
-
-    def peer(i: int):
-        if peers[i].closed:
-            peers[i] = h.peer()
-        return peers[i]
-
+    session = Session(h)
+    peers = session.peers
     for step in ops:
-        kind = step[0]
-        if kind == "submit":
-            _, i, ptype, name, unique, data = step
-            h.send(peer(i), ptype, name, unique, data)
-        elif kind == "epoch":
-            _, i, name, ahead = step
-            h.send(peer(i), T.SUBMIT_JOB_EPOCH, name, b"", str(int(h.state.now) + ahead).encode(), b"e")
-        elif kind == "can_do":
-            _, i, name, timeout = step
-            if timeout:
-                h.send(peer(i), T.CAN_DO_TIMEOUT, name, str(timeout).encode())
-            else:
-                h.send(peer(i), T.CAN_DO, name)
-        elif kind == "cant_do":
-            h.send(peer(step[1]), T.CANT_DO, step[2])
-        elif kind == "reset":
-            h.send(peer(step[1]), T.RESET_ABILITIES)
-        elif kind == "grab":
-            able = [q for q in peers if q.as_worker.funcs and not q.closed]
-            h.send(able[step[1] % len(able)] if able else peer(step[1]), step[2])  # mostly a registered worker
-        elif kind == "sleep":
-            h.send(peer(step[1]), T.PRE_SLEEP)
-        elif kind == "result":
-            _, i, ptype = step
-            busy = [q for q in peers if q.as_worker.jobs and not q.closed]
-            p = busy[i % len(busy)] if busy else peer(i)  # mostly a worker that holds a job
-            handles = list(p.as_worker.jobs) or created[-1:] or [b"H:test:1"]
-            handle = handles[0]
-            if ptype == T.WORK_FAIL:
-                h.send(p, ptype, handle)
-            elif ptype == T.WORK_STATUS:
-                h.send(p, ptype, handle, b"1", b"2")
-            else:
-                h.send(p, ptype, handle, b"r")
-        elif kind == "disconnect":
-            h.state.disconnect(peer(step[1]))
-        elif kind == "cancel":
-            h.state.cancel(b"H:test:%d" % step[1])
-        elif kind == "tick":
-            h.tick(step[1])
-        elif kind == "status":
-            h.send(peer(0), T.GET_STATUS, b"H:test:%d" % step[1])
-        elif kind == "turn":
-            h.state.retry_grabs(h.state.now)
-        for p in peers:
-            if not p.closed:
-                h.raw(p)
-        created = list(h.state.jobs)
+        session.play(step)
         check(h)
     # every waiting grab gets its answer in the end, and nothing stays stuck behind one
     h.state.retry_grabs(float("inf"))
