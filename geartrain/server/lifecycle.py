@@ -226,16 +226,19 @@ class Lifecycle:
 
     place = _place  # the transition NEW -> QUEUED or DELAYED, as the handlers call it
 
-    def admit_plain(self, f: Function, data: bytes, priority: int, background: bool, peer: Peer) -> Job:
-        """FAST PATH of Submitting.submit for the commonest submission (no unique, no reducer or run-at time, not
-        to be stored, no limit or ACL to check): what create, Outbox.send (its JOB_CREATED) and _place do for it,
+    def admit_plain(self, f: Function, unique: bytes, data: bytes, priority: int, background: bool,
+                    key: bytes | tuple[bytes] | None, peer: Peer) -> Job:
+        """FAST PATH of Submitting.submit for the commonest submission (no reducer or run-at time, not to be stored;
+        its unique, KEY, already looked for): what create, Outbox.send (its JOB_CREATED) and _place do for it,
         inline (their calls cost as much as their work); tests/server/test_fast_paths.py checks it against them."""
         self.counter += 1
         handle = self.prefix + str(self.counter).encode()
-        job = self.job_class(handle, f, b"", data, priority, background)
+        job = self.job_class(handle, f, unique, data, priority, background)
         f.submitted += 1
         self.submitted += 1
         self.jobs[handle] = job
+        if key is not None:
+            f.uniques[key] = job
         if not background:
             job.clients = [peer]
             peer.as_client.waiting[job] = None
@@ -408,10 +411,10 @@ class Lifecycle:
     def complete(self, job: Job, result: bytes) -> None:
         """RUNNING -> DONE: WORK_COMPLETE with RESULT to every client."""
         f = job.function
-        if self.fast and not job.unique and job.store_key is None and len(result) < BIG_PART:
-            # FAST PATH (the common case: no unique, not stored, a small result): what _end_run, Outbox.send and
-            # _forget do for it, inline, each of their calls costing as much as the work; the general path below
-            # is the rule, and tests/server/test_fast_paths.py checks this copy against it
+        if self.fast and job.store_key is None and len(result) < BIG_PART:
+            # FAST PATH (the common case: not stored, a small result): what _end_run, Outbox.send and _forget do
+            # for it, inline, each of their calls costing as much as the work; the general path below is the rule,
+            # and tests/server/test_fast_paths.py checks this copy against it
             peer: Peer = job.worker  # type: ignore[assignment]
             role = peer.as_worker
             handle = job.handle
@@ -446,6 +449,11 @@ class Lifecycle:
             self.recent.append((handle, f, "complete", job.started_at, now, peer, b""))
             if self.jobs.get(handle) is job:
                 del self.jobs[handle]
+            unique = job.unique
+            if unique:
+                key: Any = unique if unique != b"-" else (job.data,)
+                if f.uniques.get(key) is job:
+                    del f.uniques[key]
             return
         peer = self._end_run(job, RAN_COMPLETE)
         f.completed += 1

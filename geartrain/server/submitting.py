@@ -79,10 +79,6 @@ class Submitting:
         """
         name, unique, data = args
         life = self.life
-        if not unique and peer is not None and self.acl is None and life.fast and not reducer and not when:
-            f = life.functions.get(name)
-            if f is not None and not f.maxqueue[priority] and not (background and self.committer is not None):
-                return life.admit_plain(f, data, priority, background, peer)
         if len(unique) > MAX_UNIQUE_SIZE:
             if peer is not None:
                 self.out.send(peer, UNIQUE_TOO_LARGE)
@@ -104,6 +100,8 @@ class Submitting:
             if peer is not None:
                 self.out.send(peer, QUEUE_FULL)
             return None
+        if peer is not None and life.fast and not reducer and not when and not (background and self.committer):
+            return life.admit_plain(f, unique, data, priority, background, key, peer)
         job = life.create(f, unique, data, priority, background, reducer, when, key,
                           None if background else peer)
         if peer is None:
