@@ -117,14 +117,7 @@ def main(args: argparse.Namespace) -> int:
     else:
         failed = any(not r.ok for r in replies)
     if args.raw:
-        for r in replies:
-            if len(replies) > 1:
-                sys.stdout.write(f"# {r.server}\n")
-            if r.raw:
-                sys.stdout.buffer.write(r.raw)
-            elif r.error:
-                sys.stdout.write(f"ERR {r.error}\n")
-        sys.stdout.flush()
+        admin_kept.print_raw(replies)
     else:
         from rich.console import Console
 

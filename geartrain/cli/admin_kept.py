@@ -47,6 +47,18 @@ def line_of(command: str, words: list[str]) -> str | None:
     return None
 
 
+def print_raw(replies: list[AdminReply]) -> None:
+    """Each server's reply as it sent it (--raw), headed by the server's address when there are several."""
+    for r in replies:
+        if len(replies) > 1:
+            sys.stdout.write(f"# {r.server}\n")
+        if r.raw:
+            sys.stdout.buffer.write(r.raw)
+        elif r.error:
+            sys.stdout.write(f"ERR {r.error}\n")
+    sys.stdout.flush()
+
+
 def _ago(when: float) -> str:
     seconds = max(0.0, time.time() - when)
     if seconds < 90:
@@ -116,14 +128,7 @@ def main(args: argparse.Namespace, table: Table) -> int:
     replies = client.command(line)
     answered = [r for r in replies if r.ok]
     if args.raw:
-        for r in replies:
-            if len(replies) > 1:
-                sys.stdout.write(f"# {r.server}\n")
-            if r.raw:
-                sys.stdout.buffer.write(r.raw)
-            elif r.error:
-                sys.stdout.write(f"ERR {r.error}\n")
-        sys.stdout.flush()
+        print_raw(replies)
     elif answered:
         from rich.console import Console
 

@@ -38,6 +38,19 @@ class ApiError(Exception):
         self.message = message
 
 
+def query_limit(query: dict[str, str]) -> int:
+    """The ``limit`` parameter of a listing (DEFAULT_LIMIT when absent); ApiError 400 unless 1..MAX_LIMIT."""
+    if "limit" not in query:
+        return DEFAULT_LIMIT
+    try:
+        limit = int(query["limit"])
+    except ValueError:
+        raise ApiError(400, "limit must be an integer") from None
+    if not 1 <= limit <= MAX_LIMIT:
+        raise ApiError(400, f"limit must be between 1 and {MAX_LIMIT}")
+    return limit
+
+
 def text(value: bytes) -> str:
     return value.decode("utf-8", "replace")
 
@@ -136,14 +149,7 @@ def jobs(state: State, query: dict[str, str]) -> dict[str, Any]:
         want_state = JOB_STATES.get(query["state"])
         if want_state is None:
             raise ApiError(400, f"state must be one of {', '.join(JOB_STATES)}")
-    limit = DEFAULT_LIMIT
-    if "limit" in query:
-        try:
-            limit = int(query["limit"])
-        except ValueError:
-            raise ApiError(400, "limit must be an integer") from None
-        if not 1 <= limit <= MAX_LIMIT:
-            raise ApiError(400, f"limit must be between 1 and {MAX_LIMIT}")
+    limit = query_limit(query)
     candidates: Iterator[Job] = iter(state.jobs.values())
     if "function" in query:
         f = state.functions.get(query["function"].encode("utf-8", "surrogateescape"))

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from itertools import islice
 from typing import Any
 
-from .api import DEFAULT_LIMIT, MAX_LIMIT, PRIORITY_NAMES, ApiError, error_line, job_view, text, url
+from .api import PRIORITY_NAMES, ApiError, error_line, job_view, query_limit, text, url
 from .jobs import Peer
 from .lifecycle import Lifecycle
 from .policy import WORDS, Policy, PolicyError
@@ -38,18 +38,6 @@ def _utf8(data: bytes) -> str | None:
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
-
-
-def _limit(query: dict[str, str]) -> int:
-    if "limit" not in query:
-        return DEFAULT_LIMIT
-    try:
-        limit = int(query["limit"])
-    except ValueError:
-        raise ApiError(400, "limit must be an integer") from None
-    if not 1 <= limit <= MAX_LIMIT:
-        raise ApiError(400, f"limit must be between 1 and {MAX_LIMIT}")
-    return limit
 
 
 # ---------------------------------------------------------------------- a job's outcome
@@ -213,7 +201,7 @@ def _chosen(life: Lifecycle, query: dict[str, str]) -> list[FailedJob]:
 
 def failed_list(life: Lifecycle, query: dict[str, str]) -> dict[str, Any]:
     """GET /api/failed: the registry oldest first, ``?function=NAME``, a page of ``limit`` after id ``after``."""
-    limit = _limit(query)
+    limit = query_limit(query)
     after = 0
     if "after" in query:
         if not query["after"].isdigit():
@@ -264,7 +252,7 @@ def recent(life: Lifecycle, query: dict[str, str]) -> dict[str, Any]:
     """GET /api/recent: the jobs that ended lately (the server remembers the last few hundred), newest first,
     ``?outcome=complete|failed|exception`` (``failed`` also takes exceptions: what did not complete),
     ``?function=NAME``, at most ``limit``."""
-    limit = _limit(query)
+    limit = query_limit(query)
     want = query.get("outcome")
     if want is not None and want not in OUTCOMES:
         raise ApiError(400, f"outcome must be one of {', '.join(OUTCOMES)}")

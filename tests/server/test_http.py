@@ -219,6 +219,8 @@ def test_binary_function_names_are_percent_encoded(web: Web) -> None:
     ("GET", "/api/jobs?state=bogus", None, {}, 400),
     ("GET", "/api/jobs?limit=0", None, {}, 400),
     ("GET", "/api/jobs?limit=x", None, {}, 400),
+    ("GET", "/api/failed?limit=0", None, {}, 400),
+    ("GET", "/api/recent?limit=x", None, {}, 400),
     ("GET", "/api/functions/never-seen", None, {}, 404),
     ("POST", "/fn", b"x", {"X-Gearman-Unique": "u" * 65}, 400),
     ("POST", "/fn", b"x" * (64 * 1024 + 1), {}, 413),
