@@ -43,3 +43,11 @@ def test_libraries():
               and Path("/usr/include/libgearman-1.0/gearman.h").exists())
     out = bench("libraries.py", "--jobs", "300", "--repeat", "1", "--server", "geartrain")
     assert "(0 failed)" in out and "best: AsyncClient" in out, out
+
+
+def test_state_cost():
+    # the in-process run plays every job to its end (the script asserts it), with and without the fast paths
+    for extra in ((), ("--no-fast-paths",)):
+        out = bench("state_cost.py", "--jobs", "300", *extra)
+        assert " jobs of 64 B: " in out, out
+        assert out.startswith("no fast paths" if extra else "fast paths"), out
